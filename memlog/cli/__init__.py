@@ -1,0 +1,1 @@
+"""The memlog command-line interface (Typer): thin commands over memlog.engine."""

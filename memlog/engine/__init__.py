@@ -1,0 +1,1 @@
+"""The wake/sleep engine: turns user commands into events, using core for the math."""

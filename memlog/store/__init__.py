@@ -1,0 +1,1 @@
+"""Event-sourced storage: msgspec events, the append-only DuckDB log and the Zarr blob store."""

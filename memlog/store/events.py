@@ -1,0 +1,275 @@
+"""Event types: the immutable, past-tense facts that make up a memlog store.
+
+Every state change of a store (an inject, an audit, a refresh, a revert, a prune, a
+sleep cycle, a perplexity reading) is one of these frozen msgspec structs. Events hold
+*references* to tensors (``BlobRef``: sha256, shape, dtype), never tensors: the tensors
+live in the Zarr blob store and are written before the event that names them.
+
+Events are encoded as JSON with a ``kind`` tag. ``decode_event`` refuses an event whose
+``schema`` is newer than this code understands, or whose tag is unknown, with an error
+that names the version.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class EventSchemaError(ValueError):
+    """An event could not be decoded: unknown kind, newer schema, or malformed payload."""
+
+
+class BlobRef(msgspec.Struct, frozen=True):
+    """A content-addressed tensor in the blob store."""
+
+    sha256: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class LayerDelta(msgspec.Struct, frozen=True):
+    """One edit's low-rank update at one layer: ΔW = U Vᵀ, plus the keys it was solved for.
+
+    U is (d_out × N), V is (d_in × N), keys is (d_in × N) where N is the number of keys.
+    """
+
+    layer: int
+    u: BlobRef
+    v: BlobRef
+    keys: BlobRef
+
+
+class FactRecord(msgspec.Struct, frozen=True):
+    """A fact as stored: identity (``fact_id``) is derived from subject and relation."""
+
+    fact_id: str
+    subject: str
+    relation: str
+    object: str
+
+
+class AuditResult(msgspec.Struct, frozen=True):
+    fact_id: str
+    edit_id: str
+    recalled: bool
+    completion: str
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of every event. ``schema`` is the version of the code that wrote it."""
+
+    schema: int = SCHEMA_VERSION
+
+
+class StoreCreated(Event, tag="StoreCreated"):
+    model_id: str
+    model_source: str
+    fingerprint: str
+    layers: list[int]
+    dtype: str
+    config: dict
+
+
+class CovarianceComputed(Event, tag="CovarianceComputed"):
+    layer: int
+    cov: BlobRef
+    n_samples: int
+    n_tokens: int
+    corpus_sha256: str
+
+
+class FactInjected(Event, tag="FactInjected"):
+    """Wake injection of a fact: creates ``edit_id`` at ``version`` (1 for a new fact).
+
+    When the fact's subject and relation were already active with another object, this
+    is an update: ``supersedes_version`` names the version it replaces (same edit_id).
+    """
+
+    edit_id: str
+    version: int
+    fact: FactRecord
+    deltas: list[LayerDelta]
+    v_loss: float
+    scale: float = 1.0
+    supersedes_version: int | None = None
+    seconds: float = 0.0
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
+class RecallAudited(Event, tag="RecallAudited"):
+    """A batched greedy audit of all active facts. ``phase``: wake, sleep-pre, sleep-post, manual."""
+
+    phase: str
+    cycle: int | None
+    results: list[AuditResult]
+    recall: float
+    degraded: int
+    seconds: float = 0.0
+
+
+class EditReverted(Event, tag="EditReverted"):
+    """The edit's current version is removed from the weights (scale 0)."""
+
+    edit_id: str
+    version: int
+    reason: str
+    cycle: int | None = None
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
+class EditRefreshed(Event, tag="EditRefreshed"):
+    """A constrained re-injection of a degraded fact.
+
+    In-place mode: same ``edit_id``, ``version`` = previous + 1, replacing it.
+    Copy mode: a new ``edit_id`` with ``copy_of`` naming the original, beside it in the ledger.
+    """
+
+    edit_id: str
+    version: int
+    fact: FactRecord
+    deltas: list[LayerDelta]
+    v_loss: float
+    n_constraint_keys: int
+    mode: str
+    cycle: int | None
+    copy_of: str | None = None
+    scale: float = 1.0
+    seconds: float = 0.0
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
+class RefreshRolledBack(Event, tag="RefreshRolledBack"):
+    """A refresh that raised perplexity beyond the bound was undone (its version is inactive again)."""
+
+    edit_id: str
+    version: int
+    ppl_before: float
+    ppl_after: float
+    cycle: int | None
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
+class EditPruned(Event, tag="EditPruned"):
+    """The edit leaves the ledger (and the weights) for good."""
+
+    edit_id: str
+    version: int
+    reason: str
+    cycle: int | None = None
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
+class SleepTriggered(Event, tag="SleepTriggered"):
+    pressure: float
+    threshold: float
+
+
+class SleepStarted(Event, tag="SleepStarted"):
+    cycle: int
+    refresh_mode: str
+    cap: int
+    tau: float
+
+
+class PerplexityMeasured(Event, tag="PerplexityMeasured"):
+    """``phase``: base, wake, sleep-before, sleep-after, refresh-check."""
+
+    ppl: float
+    phase: str
+    cycle: int | None = None
+    n_tokens: int = 0
+
+
+class SleepEnded(Event, tag="SleepEnded"):
+    cycle: int
+    recall_before: float
+    recall_after: float
+    degraded_before: int
+    degraded_after: int
+    refreshed: int
+    reverted: int
+    pruned: int
+    rolled_back: int
+    ledger_size: int
+    active_facts: int
+    ppl_before: float
+    ppl_after: float
+    seconds: float
+    step_seconds: dict = {}
+
+
+AnyEvent = Union[
+    StoreCreated,
+    CovarianceComputed,
+    FactInjected,
+    RecallAudited,
+    EditReverted,
+    EditRefreshed,
+    RefreshRolledBack,
+    EditPruned,
+    SleepTriggered,
+    SleepStarted,
+    PerplexityMeasured,
+    SleepEnded,
+]
+
+EVENT_KINDS: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(raw: bytes | str) -> Event:
+    """Decode one JSON event, with a clear error for a newer schema or an unknown kind."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    try:
+        header = msgspec.json.decode(raw, type=dict)
+    except msgspec.DecodeError as exc:
+        raise EventSchemaError(f"event is not valid JSON: {exc}") from exc
+    kind = header.get("kind")
+    schema = header.get("schema", SCHEMA_VERSION)
+    if isinstance(schema, int) and schema > SCHEMA_VERSION:
+        raise EventSchemaError(
+            f"event of kind {kind!r} was written with schema version {schema}, "
+            f"but this memlog understands up to version {SCHEMA_VERSION}; upgrade memlog"
+        )
+    if kind not in EVENT_KINDS:
+        raise EventSchemaError(
+            f"unknown event kind {kind!r} (schema version {schema}); known kinds: "
+            + ", ".join(sorted(EVENT_KINDS))
+        )
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise EventSchemaError(f"malformed {kind} event (schema version {schema}): {exc}") from exc
+
+
+def event_kind(event: Event) -> str:
+    return type(event).__struct_config__.tag
+
+
+def edit_key(event: Event) -> tuple[str, int] | None:
+    """The (edit_id, version) an event *creates*, or None. Unique across the log."""
+    if isinstance(event, (FactInjected, EditRefreshed)):
+        return (event.edit_id, event.version)
+    return None
+
+
+def blob_refs(event: Event) -> list[BlobRef]:
+    """Every blob an event references (for integrity checks and gc)."""
+    refs: list[BlobRef] = []
+    if isinstance(event, (FactInjected, EditRefreshed)):
+        for d in event.deltas:
+            refs.extend((d.u, d.v, d.keys))
+    elif isinstance(event, CovarianceComputed):
+        refs.append(event.cov)
+    return refs
