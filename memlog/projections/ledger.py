@@ -1,0 +1,264 @@
+"""The edit ledger and fact health: a pure fold over events (no torch, no I/O).
+
+``Ledger.fold(events)`` replays ``(seq, event)`` pairs into:
+
+- ``entries``: every edit still in the ledger (not pruned), keyed by ``edit_id``, with its
+  current version, its delta references, its scale and whether it is applied;
+- ``facts``: every fact ever injected, with the entry that currently holds it, whether it
+  is active, and its audit history (for the prune policy and time travel);
+- cycle bookkeeping (the latest sleep cycle number).
+
+Semantics, per event:
+
+- ``FactInjected`` v1 creates an entry; a higher version (an update of the object)
+  replaces the entry's delta in place.
+- ``EditReverted`` takes the entry out of the weights; it stays in the ledger (and is
+  counted there), so that copy mode can model the paper's accumulating ledger.
+- ``EditRefreshed`` in ``in-place`` mode replaces the entry's delta (same ``edit_id``,
+  ``version + 1``); in ``copy`` mode it creates a new entry beside the original.
+- ``RefreshRolledBack`` restores the version that was active before the refresh.
+- ``EditPruned`` removes the entry from the ledger for good.
+
+The weights are ``W_base + Σ s·U Vᵀ`` over ``applied_entries()``, in the fixed order of
+each entry's creation ``seq``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from memlog.store.events import (
+    EditPruned,
+    EditRefreshed,
+    EditReverted,
+    Event,
+    FactInjected,
+    FactRecord,
+    LayerDelta,
+    RecallAudited,
+    RefreshRolledBack,
+    SleepEnded,
+    SleepStarted,
+)
+
+
+@dataclass
+class EditVersion:
+    version: int
+    deltas: list[LayerDelta]
+    fact: FactRecord
+    seq: int
+    scale: float = 1.0
+
+
+@dataclass
+class LedgerEntry:
+    """One edit in the ledger: its current version, and whether that version is applied."""
+
+    edit_id: str
+    fact_id: str
+    created_seq: int
+    current: EditVersion
+    applied: bool = True
+    copy_of: str | None = None
+    history: list[EditVersion] = field(default_factory=list)  # earlier versions, oldest first
+
+    @property
+    def version(self) -> int:
+        return self.current.version
+
+    @property
+    def scale(self) -> float:
+        return self.current.scale if self.applied else 0.0
+
+
+@dataclass
+class AuditMark:
+    seq: int
+    cycle: int | None
+    phase: str
+    recalled: bool
+    completion: str
+
+
+@dataclass
+class FactState:
+    fact: FactRecord
+    edit_id: str
+    injected_seq: int
+    active: bool = True
+    pruned_seq: int | None = None
+    audits: list[AuditMark] = field(default_factory=list)
+    refreshes: int = 0
+
+    @property
+    def last_audit(self) -> AuditMark | None:
+        return self.audits[-1] if self.audits else None
+
+    @property
+    def last_healthy_seq(self) -> int:
+        """The seq of the latest audit that found the fact recalled (-1 if never)."""
+        for mark in reversed(self.audits):
+            if mark.recalled:
+                return mark.seq
+        return -1
+
+
+class LedgerError(ValueError):
+    """An event does not fit the ledger state (the log is inconsistent)."""
+
+
+@dataclass
+class Ledger:
+    entries: dict[str, LedgerEntry] = field(default_factory=dict)
+    facts: dict[str, FactState] = field(default_factory=dict)
+    cycle: int = 0  # the latest sleep cycle started
+    in_sleep: bool = False
+    head_seq: int = 0
+    last_audit: RecallAudited | None = None
+    last_audit_seq: int | None = None
+    last_weights_sha256: str = ""
+    n_created: int = 0  # entries ever created; drives deterministic edit ids
+
+    @classmethod
+    def fold(cls, events: "list[tuple[int, Event]]") -> "Ledger":
+        ledger = cls()
+        for seq, event in events:
+            ledger.apply(seq, event)
+        return ledger
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def applied_entries(self) -> list[LedgerEntry]:
+        """Entries whose delta is in the weights, in the fixed projection order."""
+        return sorted((e for e in self.entries.values() if e.applied and e.current.scale > 0), key=lambda e: e.created_seq)
+
+    def active_facts(self) -> list[FactState]:
+        return sorted((f for f in self.facts.values() if f.active), key=lambda f: self.entries[f.edit_id].created_seq)
+
+    def ledger_size(self) -> int:
+        return len(self.entries)
+
+    def entry_for_fact(self, fact_id: str) -> LedgerEntry | None:
+        state = self.facts.get(fact_id)
+        if state is None or not state.active:
+            return None
+        return self.entries.get(state.edit_id)
+
+    def next_edit_id(self) -> str:
+        """Deterministic ids: e00001, e00002, … in order of creation (pruned ids are never reused)."""
+        return f"e{self.n_created + 1:05d}"
+
+    # -- the fold --------------------------------------------------------------------------
+
+    def apply(self, seq: int, event: Event) -> None:
+        if seq <= self.head_seq:
+            raise LedgerError(f"event seq {seq} is not after {self.head_seq}")
+        self.head_seq = seq
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(seq, event)
+        sha = getattr(event, "weights_sha256", "")
+        if sha:
+            self.last_weights_sha256 = sha
+
+    def _new_entry(self, seq: int, edit_id: str, fact: FactRecord, version: EditVersion, copy_of: str | None) -> None:
+        if edit_id in self.entries:
+            raise LedgerError(f"edit {edit_id} already exists (seq {seq})")
+        self.entries[edit_id] = LedgerEntry(edit_id=edit_id, fact_id=fact.fact_id, created_seq=seq, current=version, copy_of=copy_of)
+        self.n_created += 1
+
+    def _entry(self, edit_id: str, seq: int) -> LedgerEntry:
+        entry = self.entries.get(edit_id)
+        if entry is None:
+            raise LedgerError(f"seq {seq} refers to edit {edit_id}, which is not in the ledger")
+        return entry
+
+    def _on_FactInjected(self, seq: int, e: FactInjected) -> None:
+        version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale)
+        if e.supersedes_version is None:
+            self._new_entry(seq, e.edit_id, e.fact, version, None)
+        else:
+            entry = self._entry(e.edit_id, seq)
+            entry.history.append(entry.current)
+            entry.current = version
+            entry.applied = True
+        state = self.facts.get(e.fact.fact_id)
+        if state is None or not state.active:
+            self.facts[e.fact.fact_id] = FactState(fact=e.fact, edit_id=e.edit_id, injected_seq=seq)
+        else:
+            state.fact = e.fact
+            state.edit_id = e.edit_id
+
+    def _on_EditReverted(self, seq: int, e: EditReverted) -> None:
+        self._entry(e.edit_id, seq).applied = False
+
+    def _on_EditRefreshed(self, seq: int, e: EditRefreshed) -> None:
+        version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale)
+        if e.mode == "copy" and e.copy_of is not None:
+            self._new_entry(seq, e.edit_id, e.fact, version, e.copy_of)
+        else:
+            entry = self._entry(e.edit_id, seq)
+            if e.version != entry.version + 1:
+                raise LedgerError(f"refresh of {e.edit_id} to v{e.version} at seq {seq}, but its version is v{entry.version}")
+            entry.history.append(entry.current)
+            entry.current = version
+            entry.applied = True
+        state = self.facts.get(e.fact.fact_id)
+        if state is not None:
+            state.edit_id = e.edit_id
+            state.refreshes += 1
+
+    def _on_RefreshRolledBack(self, seq: int, e: RefreshRolledBack) -> None:
+        entry = self._entry(e.edit_id, seq)
+        if entry.copy_of is not None and not entry.history:
+            # A copy-mode refresh: the copy leaves the ledger; the original stays as it was.
+            del self.entries[e.edit_id]
+            original = self.entries.get(entry.copy_of)
+            if original is not None:
+                original.applied = True
+            state = self.facts.get(entry.fact_id)
+            if state is not None:
+                state.edit_id = entry.copy_of
+            return
+        if not entry.history:
+            raise LedgerError(f"rollback of {e.edit_id} at seq {seq}, but it has no earlier version")
+        entry.current = entry.history.pop()
+        entry.applied = True
+
+    def _on_EditPruned(self, seq: int, e: EditPruned) -> None:
+        entry = self.entries.pop(e.edit_id, None)
+        if entry is None:
+            raise LedgerError(f"prune of {e.edit_id} at seq {seq}, but it is not in the ledger")
+        state = self.facts.get(entry.fact_id)
+        if state is None:
+            return
+        remaining = sorted((x for x in self.entries.values() if x.fact_id == entry.fact_id), key=lambda x: x.created_seq)
+        if remaining:
+            state.edit_id = remaining[-1].edit_id
+        else:
+            state.active = False
+            state.pruned_seq = seq
+
+    def _on_RecallAudited(self, seq: int, e: RecallAudited) -> None:
+        for result in e.results:
+            state = self.facts.get(result.fact_id)
+            if state is not None:
+                state.audits.append(AuditMark(seq, e.cycle, e.phase, result.recalled, result.completion))
+        self.last_audit = e
+        self.last_audit_seq = seq
+
+    def _on_SleepStarted(self, seq: int, e: SleepStarted) -> None:
+        self.cycle = e.cycle
+        self.in_sleep = True
+
+    def _on_SleepEnded(self, seq: int, e: SleepEnded) -> None:
+        self.in_sleep = False
+
+    # -- derived measures ---------------------------------------------------------------------
+
+    def pressure(self) -> float:
+        """Sleep pressure p = |D| / |E_active| from the latest audit (paper Eq. 3)."""
+        if self.last_audit is None or not self.last_audit.results:
+            return 0.0
+        return self.last_audit.degraded / len(self.last_audit.results)

@@ -1,0 +1,89 @@
+"""The weight projection: the one module that writes model tensors.
+
+For every edit layer ``l``::
+
+    W_l = cast( W_base,l  +  Σ_{applied entries, in creation order}  s_i · U_i,l V_i,lᵀ )
+
+computed from float32 master copies of the base weights taken when the projector is
+built (before any edit is applied). The sum is one matmul over the concatenated factors
+in a fixed order, so the same ledger always gives bit-identical tensors: a revert or a
+prune is a rebuild from the sum, never a subtraction, and replay equals the live model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from memlog.core.adapter import LayerAdapter
+from memlog.projections.ledger import LedgerEntry
+from memlog.store.events import BlobRef
+
+BlobLoader = Callable[[BlobRef], np.ndarray]
+
+
+class WeightProjector:
+    """Holds base-weight master copies and writes ``W_base + Σ s·U Vᵀ`` into the model."""
+
+    def __init__(self, model: torch.nn.Module, adapter: LayerAdapter, layers: Sequence[int], load_blob: BlobLoader):
+        self.model = model
+        self.adapter = adapter
+        self.layers = list(layers)
+        self._load_blob = load_blob
+        self._factor_cache: dict[str, torch.Tensor] = {}  # per instance: sha256 -> tensor on the weight's device
+        self._base: dict[int, torch.Tensor] = {}
+        for layer in self.layers:
+            view = adapter.edit_weight_view(model, layer)
+            self._base[layer] = view.detach().to(torch.float32).clone()
+
+    def base_weight(self, layer: int) -> torch.Tensor:
+        return self._base[layer]
+
+    def _factor(self, ref: BlobRef, device: torch.device) -> torch.Tensor:
+        tensor = self._factor_cache.get(ref.sha256)
+        if tensor is None:
+            tensor = torch.from_numpy(np.ascontiguousarray(self._load_blob(ref))).to(device=device, dtype=torch.float32)
+            self._factor_cache[ref.sha256] = tensor
+        return tensor
+
+    def layer_sum(self, layer: int, entries: Sequence[LedgerEntry]) -> torch.Tensor:
+        """``W_base + Σ s·U Vᵀ`` for one layer in float32 (not written anywhere)."""
+        base = self._base[layer]
+        us, vs = [], []
+        for entry in entries:
+            for delta in entry.current.deltas:
+                if delta.layer != layer:
+                    continue
+                us.append(self._factor(delta.u, base.device) * entry.scale)
+                vs.append(self._factor(delta.v, base.device))
+        if not us:
+            return base.clone()
+        return torch.addmm(base, torch.cat(us, dim=1), torch.cat(vs, dim=1).T)
+
+    @torch.no_grad()
+    def project(self, entries: Sequence[LedgerEntry], layers: Sequence[int] | None = None) -> str:
+        """Write the projection for ``entries`` (in the given order) into the model; return the weights hash."""
+        for layer in layers if layers is not None else self.layers:
+            target = self.adapter.edit_weight_view(self.model, layer)
+            target.copy_(self.layer_sum(layer, entries).to(target.dtype))
+        return self.weights_sha256()
+
+    @torch.no_grad()
+    def weights_sha256(self) -> str:
+        """sha256 of the edit layers' current weights, exactly as stored in the model."""
+        return weights_sha256(self.model, self.adapter, self.layers)
+
+
+def weights_sha256(model: torch.nn.Module, adapter: LayerAdapter, layers: Sequence[int]) -> str:
+    h = hashlib.sha256()
+    for layer in layers:
+        w = adapter.edit_weight_view(model, layer).detach()
+        raw = w.to("cpu").contiguous()
+        if raw.dtype == torch.bfloat16:
+            raw = raw.view(torch.int16)
+        h.update(str(layer).encode())
+        h.update(raw.numpy().tobytes())
+    return h.hexdigest()
