@@ -1,0 +1,37 @@
+"""Options and helpers shared by the CLI commands (store path, format, opening a store)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from memlog.cli.output import Format
+
+DEFAULT_STORE = "memlog-store"
+
+
+def default_store() -> Path:
+    return Path(os.environ.get("MEMLOG_STORE") or DEFAULT_STORE)
+
+
+StoreOpt = typer.Option(None, "--store", help="Store directory (default: $MEMLOG_STORE, then ./memlog-store).")
+FormatOpt = typer.Option(Format.text, "--format", help="text for people, json for scripts (one document on stdout).")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto (accelerate device_map); default: as the store was created.")
+
+
+def store_path(store: Path | None) -> Path:
+    return Path(store) if store is not None else default_store()
+
+
+def open_rw(store: Path | None, device: str | None = None, **engine_overrides):
+    from memlog.engine.open import open_memory
+
+    return open_memory(store_path(store), writable=True, device=device, engine_overrides=engine_overrides)
+
+
+def open_ro(store: Path | None, device: str | None = None):
+    from memlog.engine.open import open_memory
+
+    return open_memory(store_path(store), writable=False, device=device)

@@ -1,0 +1,51 @@
+"""The ``sleep`` command: audit, revert, constrained refresh, prune, validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_rw
+from memlog.cli.output import Format, emit, progress_bars, table
+
+CYCLE_COLUMNS = ["cycle", "recall", "degraded", "refreshed", "pruned", "ppl_before", "ppl_after", "seconds"]
+
+
+def render_cycles(c, cycles: list[dict], title: str = "sleep cycles") -> None:
+    rows = [[d["cycle"], d["recall"], d["degraded"], d["refreshed"], d["pruned"], d["ppl_before"], d["ppl_after"], f"{d['seconds']:.1f}"] for d in cycles]
+    c.print(table(title, CYCLE_COLUMNS, rows))
+
+
+def sleep(
+    cycles: int = typer.Option(None, "--cycles", help="Run exactly N cycles."),
+    until_converged: bool = typer.Option(False, "--until-converged", help="Stop after two consecutive cycles with zero degraded facts."),
+    max_cycles: int = typer.Option(None, "--max-cycles", help="Most cycles with --until-converged (default 10)."),
+    refresh_mode: str = typer.Option(None, "--refresh-mode", help="in-place (default) or copy (reproduces the paper's death spiral)."),
+    cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
+    store: Path = StoreOpt,
+    device: str = DeviceOpt,
+    fmt: Format = FormatOpt,
+):
+    """Sleep cycles (Algorithm 1 of the paper)."""
+    from memlog.errors import UserError
+
+    if cycles is not None and until_converged:
+        raise UserError("give --cycles N or --until-converged, not both")
+    mem = open_rw(store, device, refresh_mode=refresh_mode, cap=cap, max_cycles=max_cycles)
+    try:
+        with progress_bars(True) as progress:
+            report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)
+    finally:
+        mem.close()
+    data = report.to_dict()
+
+    def render(c, d):
+        render_cycles(c, d["cycles"])
+        c.print("converged" if d["converged"] else "not converged", f"(head seq {d['seq']})")
+
+    emit(data, fmt, render)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="sleep")(sleep)

@@ -1,0 +1,149 @@
+"""Store commands: ``init``, ``status``, ``log``, ``verify``, ``gc``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import typer
+
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, store_path
+from memlog.cli.output import Format, emit, progress_bars, table
+
+
+def _read_state(store: Path | None):
+    """Header, logged events and ledger, without loading a model."""
+    from memlog.projections.ledger import Ledger
+    from memlog.store.store import Store
+
+    st = Store.open(store_path(store), writable=False)
+    try:
+        logged = st.log.read()
+        header = st.log.header()
+    finally:
+        st.close()
+    return st, header, logged, Ledger.fold([(item.seq, item.event) for item in logged])
+
+
+def init(
+    store: Path = StoreOpt,
+    model: str = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M-Instruct), an HF id or a local path."),
+    layers: str = typer.Option(None, "--layers", help="Edit layers, e.g. 2-9 (default: measured per model; see docs/EDIT_LAYERS.md)."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="NF4 through bitsandbytes (CUDA only); edit layers stay dense."),
+    cap: int = typer.Option(50, "--cap", help="Most active facts before sleep prunes."),
+    fmt: Format = FormatOpt,
+):
+    """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""
+    from memlog.core.model import ModelSpec, parse_layers
+    from memlog.engine.config import EngineConfig
+    from memlog.engine.open import init_memory
+
+    spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
+    with progress_bars(True) as progress:
+        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap), progress=progress)
+    try:
+        data = {**mem.status(), "created": True}
+    finally:
+        mem.close()
+    emit(data, fmt, lambda c, d: c.print(f"created store {d['store']} for {d['model']} (layers {d['layers']}, seq {d['seq']})"))
+
+
+def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
+    """Active facts, recall, degraded count, sleep pressure, cycle and head seq."""
+    from memlog.engine.memory import status_of
+
+    st, header, _, ledger = _read_state(store)
+    data = status_of(header, ledger, st.path)
+
+    def render(c, d):
+        rows = [[k, d[k]] for k in ("store", "model", "layers", "active_facts", "ledger_size", "recall", "degraded", "pressure", "cycle", "seq")]
+        c.print(table("memlog status", ["", "value"], rows))
+
+    emit(data, fmt, render)
+
+
+def log(
+    store: Path = StoreOpt,
+    since: str = typer.Option(None, "--since", help="Start point, e.g. seq=10 or cycle=1."),
+    until: str = typer.Option(None, "--until", help="End point, e.g. seq=40, cycle=2 or time=ISO."),
+    kind: list[str] = typer.Option(None, "--kind", help="Only these event kinds (repeatable)."),
+    fmt: Format = FormatOpt,
+):
+    """List events."""
+    from memlog.errors import UserError
+    from memlog.replay.points import parse_point, resolve_point
+    from memlog.store.events import EVENT_KINDS, event_kind
+
+    _, _, logged, _ = _read_state(store)
+    unknown = [k for k in kind or [] if k not in EVENT_KINDS]
+    if unknown:
+        raise UserError(f"unknown --kind {unknown}; known kinds: {', '.join(sorted(EVENT_KINDS))}")
+    lo = resolve_point(parse_point(since), logged) if since else 0
+    hi = resolve_point(parse_point(until), logged) if until else (logged[-1].seq if logged else 0)
+    rows = [item for item in logged if lo <= item.seq <= hi and (not kind or event_kind(item.event) in kind)]
+    data = [
+        {"seq": item.seq, "ts": item.ts, "kind": event_kind(item.event), **msgspec.to_builtins(item.event)}
+        for item in rows
+    ]
+
+    def render(c, d):
+        c.print(table(None, ["seq", "time", "kind", "summary"], [[r["seq"], str(r["ts"])[:19], r["kind"], _summary(r)] for r in d]))
+
+    emit(data, fmt, render)
+
+
+def _summary(row: dict) -> str:
+    parts = []
+    for key in ("edit_id", "version", "phase", "cycle", "recall", "degraded", "ppl", "reason", "mode", "layer"):
+        if row.get(key) is not None:
+            parts.append(f"{key}={row[key]:.4g}" if isinstance(row[key], float) else f"{key}={row[key]}")
+    fact = row.get("fact")
+    if isinstance(fact, dict):
+        parts.append(f"{fact['subject']} {fact['relation']} {fact['object']}")
+    return " ".join(parts)
+
+
+def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = FormatOpt):
+    """Integrity check: every referenced delta exists and matches its sha256; replay equals head."""
+    from memlog.engine.open import open_memory
+    from memlog.errors import MemlogError
+    from memlog.store.store import Store, verify_store
+
+    st = Store.open(store_path(store), writable=False)
+    try:
+        problems = verify_store(st)
+    finally:
+        st.close()
+    if not problems:
+        try:
+            mem = open_memory(store_path(store), writable=False, device=device)
+        except MemlogError as exc:
+            problems.append(str(exc))
+        else:
+            try:
+                sha = mem.project()
+                expected = mem.ledger.last_weights_sha256
+                if expected and sha != expected:
+                    problems.append(f"replay of the log to seq {mem.head_seq} does not reproduce the recorded weights (sha256 {sha[:12]}… ≠ {expected[:12]}…)")
+            finally:
+                mem.close()
+    data = {"ok": not problems, "problems": problems}
+    emit(data, fmt, lambda c, d: c.print("[green]ok[/]: store verified" if d["ok"] else "\n".join(f"[red]problem[/]: {p}" for p in d["problems"])))
+    if problems:
+        raise typer.Exit(2)
+
+
+def gc(store: Path = StoreOpt, fmt: Format = FormatOpt):
+    """Remove orphan deltas (written by a command that crashed before its event was committed)."""
+    from memlog.store.store import Store, gc as store_gc
+
+    with Store.open(store_path(store), writable=True) as st:
+        removed = store_gc(st)
+    emit({"removed": removed, "count": len(removed)}, fmt, lambda c, d: c.print(f"removed {d['count']} orphan blob(s)"))
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (init, status, log, verify, gc):
+        app.command(name=fn.__name__)(fn)

@@ -1,0 +1,47 @@
+"""Engine policy: the knobs of wake and sleep, stored in the store header and overridable per command."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from memlog.errors import UserError
+
+REFRESH_MODES = ("in-place", "copy")
+PRUNE_POLICIES = ("least-recently-healthy", "oldest")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    tau: float = 0.5  # a fact is degraded when its recall is below tau (greedy recall: not recalled)
+    cap: int = 50  # most active facts (in-place) / ledger entries (copy) before pruning
+    refresh_mode: str = "in-place"
+    prune_policy: str = "least-recently-healthy"
+    copy_prune_count: int = 3  # copy mode (the paper's bug): entries pruned per cycle while over the cap
+    ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
+    max_cycles: int = 10
+    audit_after_inject: bool = True
+
+    def __post_init__(self) -> None:
+        if self.refresh_mode not in REFRESH_MODES:
+            raise UserError(f"unknown refresh mode {self.refresh_mode!r}; choose {' or '.join(REFRESH_MODES)}")
+        if self.prune_policy not in PRUNE_POLICIES:
+            raise UserError(f"unknown prune policy {self.prune_policy!r}; choose one of {', '.join(PRUNE_POLICIES)}")
+        if self.cap < 1:
+            raise UserError(f"--cap must be at least 1, got {self.cap}")
+        if not 0.0 < self.tau <= 1.0:
+            raise UserError(f"tau must be in (0, 1], got {self.tau}")
+        if self.max_cycles < 1:
+            raise UserError(f"--max-cycles must be at least 1, got {self.max_cycles}")
+        if self.ppl_bound is not None and self.ppl_bound <= 0:
+            raise UserError(f"ppl bound must be positive (a fraction such as 0.05), got {self.ppl_bound}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EngineConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_overrides(self, **overrides) -> "EngineConfig":
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,62 @@
+"""The editor seam between the engine and the MEMIT math.
+
+The engine decides *what* happens (inject, audit, refresh, prune); an ``Editor`` does the
+model work: compute an edit's low-rank factors, recompute keys for constraints, audit
+recall, measure perplexity and complete prompts. ``MemitEditor`` is the real one, over a
+loaded model. Tests substitute a fast fake with the same methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from memlog.core.facts import Fact
+from memlog.core.memit import EditResult, MemitConfig, compute_keys, memit_edit
+from memlog.core.model import LoadedModel
+from memlog.core.perplexity import perplexity
+from memlog.core.recall import RecallResult, audit, complete
+
+
+class Editor(Protocol):
+    layers: list[int]
+
+    def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None) -> EditResult: ...
+
+    def keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]: ...
+
+    def audit(self, facts: list[Fact]) -> list[RecallResult]: ...
+
+    def perplexity(self) -> float: ...
+
+    def complete(self, prompts: list[str], max_new_tokens: int) -> list[str]: ...
+
+
+@dataclass
+class MemitEditor:
+    """MEMIT over a loaded model with its per-layer covariances."""
+
+    lm: LoadedModel
+    config: MemitConfig
+    covariances: dict[int, torch.Tensor]
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.config.layers)
+
+    def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None) -> EditResult:
+        return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys)
+
+    def keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]:
+        return compute_keys(self.lm, facts, self.layers, self.config)
+
+    def audit(self, facts: list[Fact]) -> list[RecallResult]:
+        return audit(self.lm, facts) if facts else []
+
+    def perplexity(self) -> float:
+        return perplexity(self.lm)[0]
+
+    def complete(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        return complete(self.lm, prompts, max_new_tokens=max_new_tokens)

@@ -1,0 +1,141 @@
+"""Creating and opening stores with a model: ``init_memory`` and ``open_memory``.
+
+``init_memory`` loads (or takes) the model, fingerprints its edit layers, computes the
+per-layer key covariance once (reusing a copy cached under ``$MEMLOG_CACHE`` keyed by
+fingerprint, layer, sample count and corpus hash), and records ``StoreCreated``,
+``CovarianceComputed`` and the base perplexity.
+
+``open_memory`` opens a store, loads the model recorded in its header (unless one is
+given), refuses a model whose fingerprint differs, and projects the log's head onto the
+weights (the paper's Eq. 2 restart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memlog.core.memit import MemitConfig, compute_covariance
+from memlog.core.model import LoadedModel, ModelSpec, cache_dir, fingerprint, load_model
+from memlog.engine.config import EngineConfig
+from memlog.engine.editor import MemitEditor
+from memlog.engine.memory import Memory, _no_progress, check_fingerprint, covariances_from_log, memit_config_of
+from memlog.errors import UserError
+from memlog.projections.weights import WeightProjector
+from memlog.store.events import CovarianceComputed, PerplexityMeasured, StoreCreated
+from memlog.store.store import Store
+
+
+def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> Path:
+    key = hashlib.sha256(f"{fp}|{layer}|{cfg.cov_samples}|{cfg.cov_seq_len}|{corpus_sha}".encode()).hexdigest()[:24]
+    return cache_dir() / "covariance" / f"{key}.npy"
+
+
+def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitConfig, fp: str, corpus: list[str] | None, progress):
+    from memlog.core.corpus import corpus_sha256, reference_texts
+
+    texts = corpus if corpus is not None else reference_texts()
+    corpus_sha = corpus_sha256(texts)
+    paths = {layer: _cov_cache_path(fp, layer, cfg, corpus_sha) for layer in layers}
+    if all(p.is_file() for p in paths.values()):
+        meta = np.load(paths[layers[0]].with_suffix(".meta.npy"))
+        covs = {layer: torch.from_numpy(np.load(p)) for layer, p in paths.items()}
+        return covs, int(meta[0]), int(meta[1]), corpus_sha
+    result = compute_covariance(lm, layers, cfg, texts=texts, progress=lambda d, t: progress("covariance", d, t))
+    for layer, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, result.covs[layer].numpy())
+        tmp.replace(path)
+    np.save(paths[layers[0]].with_suffix(".meta.npy"), np.array([result.n_samples, result.n_tokens]))
+    return result.covs, result.n_samples, result.n_tokens, result.corpus_sha256
+
+
+def init_memory(
+    store_dir: Path,
+    spec: ModelSpec,
+    layers: list[int] | None = None,
+    memit: MemitConfig | None = None,
+    engine: EngineConfig | None = None,
+    lm: LoadedModel | None = None,
+    corpus: list[str] | None = None,
+    progress=_no_progress,
+) -> Memory:
+    store_dir = Path(store_dir)
+    if Store.exists(store_dir):
+        raise UserError(f"{store_dir} already holds a memlog store; pick another --store or remove it first")
+    lm = lm or load_model(spec)
+    memit = memit or MemitConfig()
+    if layers is not None:
+        memit = MemitConfig(**{**asdict(memit), "layers": tuple(layers)})
+    layers = list(memit.layers)
+    n_layers = lm.adapter.num_layers(lm.model)
+    bad = [x for x in layers if not 0 <= x < n_layers]
+    if bad:
+        raise UserError(f"--layers {bad} out of range: this model has layers 0-{n_layers - 1}")
+    engine = engine or EngineConfig()
+    fp = fingerprint(lm.model, lm.adapter, layers, spec.model)
+    covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus, progress)
+    header = StoreCreated(
+        model_id=spec.model,
+        model_source=str(lm.source),
+        fingerprint=fp,
+        layers=layers,
+        dtype=spec.dtype,
+        config={
+            "memit": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(memit).items()},
+            "engine": engine.to_dict(),
+            "device": spec.device,
+            "load_in_4bit": spec.load_in_4bit,
+        },
+    )
+    store = Store.create(store_dir, header)
+    mem = _memory(store, lm, memit, covs, engine)
+    with mem.unit():
+        if mem.head_seq == 0:
+            mem.emit(header)
+        for layer in layers:
+            ref = store.blobs.put(covs[layer].numpy())
+            mem.emit(CovarianceComputed(layer=layer, cov=ref, n_samples=n_samples, n_tokens=n_tokens, corpus_sha256=corpus_sha))
+        mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))
+    return mem
+
+
+def _memory(store: Store, lm: LoadedModel, memit: MemitConfig, covs, engine: EngineConfig | None) -> Memory:
+    editor = MemitEditor(lm=lm, config=memit, covariances=covs)
+    projector = WeightProjector(lm.model, lm.adapter, list(memit.layers), store.blobs.get)
+    return Memory(store, editor, projector, engine)
+
+
+def open_memory(
+    store_dir: Path,
+    lm: LoadedModel | None = None,
+    writable: bool = True,
+    device: str | None = None,
+    engine_overrides: dict | None = None,
+) -> Memory:
+    store = Store.open(Path(store_dir), writable=writable)
+    try:
+        header = store.log.header()
+        if lm is None:
+            lm = load_model(
+                ModelSpec(
+                    model=header.model_id,
+                    dtype=header.dtype,
+                    device=device or header.config.get("device", "cpu"),
+                    load_in_4bit=bool(header.config.get("load_in_4bit", False)),
+                    keep_unquantized=tuple(header.layers),
+                )
+            )
+        check_fingerprint(header, fingerprint(lm.model, lm.adapter, list(header.layers), header.model_id), f"model {lm.model_id!r} ({lm.source})")
+        memit = memit_config_of(header)
+        covs = covariances_from_log(store, store.log.read(kinds=["CovarianceComputed"]))
+        engine = EngineConfig.from_dict(header.config.get("engine", {})).with_overrides(**(engine_overrides or {}))
+        return _memory(store, lm, memit, covs, engine)
+    except BaseException:
+        store.close()
+        raise

@@ -1,0 +1,253 @@
+"""Sleep: the paper's Algorithm 1, one committed unit per cycle.
+
+A cycle:
+1. health check: perplexity before;
+2. curate: the active facts (their edits have scale > 0 or are due a refresh);
+3. audit every active fact (batched, greedy);
+4. split into degraded D (recall < tau, i.e. not recalled) and healthy H;
+5. for each degraded edit, in ledger order: revert it, then refresh it under null-space
+   constraints from H's keys, recomputed on the current weights in one batched pass. Each
+   refreshed fact's keys join the constraint set for the next refresh of the same cycle.
+   A refresh that raises perplexity beyond ``ppl_bound`` is rolled back (an event);
+6. prune, only when over the cap;
+7. validate: perplexity after, and a second audit; the cycle ends with a summary event.
+
+``in-place`` refresh (default) replaces the fact's edit: same ``edit_id``, version + 1.
+``copy`` mode reproduces the paper's bug (see docs/COPY_MODE.md): a refresh adds a new
+ledger entry beside the reverted original, refreshes are blocked while the ledger is at
+the cap, and each cycle over the cap prunes the ``copy_prune_count`` oldest entries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from memlog.engine.config import EngineConfig
+from memlog.errors import UserError
+from memlog.store.events import (
+    EditPruned,
+    EditRefreshed,
+    EditReverted,
+    PerplexityMeasured,
+    RefreshRolledBack,
+    SleepEnded,
+    SleepStarted,
+)
+
+
+@dataclass
+class CycleReport:
+    cycle: int
+    recall_before: float
+    recall: float
+    degraded_before: int
+    degraded: int
+    refreshed: int
+    reverted: int
+    rolled_back: int
+    blocked: int
+    pruned: int
+    ledger_size: int
+    active_facts: int
+    ppl_before: float
+    ppl_after: float
+    seconds: float
+    step_seconds: dict = field(default_factory=dict)
+    failed: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SleepReport:
+    cycles: list[CycleReport]
+    converged: bool
+    seq: int
+
+    def to_dict(self) -> dict:
+        return {"cycles": [c.to_dict() for c in self.cycles], "converged": self.converged, "seq": self.seq}
+
+
+def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bool, progress) -> SleepReport:
+    if cycles is not None and cycles < 1:
+        raise UserError(f"--cycles must be at least 1, got {cycles}")
+    limit = cycles if cycles is not None else (config.max_cycles if until_converged else 1)
+    reports: list[CycleReport] = []
+    clean_streak = 0
+    converged = False
+    for i in range(limit):
+        progress("sleep", i, limit)
+        report = run_cycle(mem, config, progress)
+        reports.append(report)
+        clean_streak = clean_streak + 1 if report.degraded == 0 else 0
+        if clean_streak >= 2:
+            converged = True
+            if until_converged:
+                break
+    progress("sleep", limit, limit)
+    return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq)
+
+
+def _concat_keys(base: dict[int, torch.Tensor] | None, extra: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    if not base:
+        return dict(extra)
+    return {layer: torch.cat([base[layer], extra[layer]], dim=1) for layer in base}
+
+
+def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
+    from memlog.engine.memory import fact_of, record_of
+
+    ledger = mem.ledger
+    steps: dict[str, float] = {}
+    start = time.perf_counter()
+    with mem.unit():
+        cycle = ledger.cycle + 1
+        mem.emit(SleepStarted(cycle=cycle, refresh_mode=config.refresh_mode, cap=config.cap, tau=config.tau))
+
+        t = time.perf_counter()
+        ppl_before = mem.editor.perplexity()
+        mem.emit(PerplexityMeasured(ppl=ppl_before, phase="sleep-before", cycle=cycle))
+        steps["ppl_before"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        pre = mem.record_audit("sleep-pre", cycle)
+        steps["audit"] = time.perf_counter() - t
+        recalled = {r.fact_id: r.recalled for r in pre.results}
+        healthy = [s for s in ledger.active_facts() if recalled.get(s.fact.fact_id)]
+        degraded = [s for s in ledger.active_facts() if not recalled.get(s.fact.fact_id)]
+
+        t = time.perf_counter()
+        constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None
+        steps["constraint_keys"] = time.perf_counter() - t
+
+        refreshed = reverted = rolled_back = blocked = 0
+        failed: list[str] = []
+        t = time.perf_counter()
+        for n, state in enumerate(degraded):
+            progress("refresh", n, len(degraded))
+            entry = ledger.entry_for_fact(state.fact.fact_id)
+            if entry is None:
+                continue
+            if config.refresh_mode == "copy" and ledger.ledger_size() >= config.cap:
+                blocked += 1
+                continue
+            fact = fact_of(state.fact)
+            mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle), project=True)
+            reverted += 1
+            try:
+                result = mem.editor.edit([fact], constraint_keys=constraints)
+            except UserError as exc:  # e.g. the constraint set leaves no room
+                failed.append(f"{state.fact.fact_id}: {exc}")
+                continue
+            if config.refresh_mode == "copy":
+                edit_id, version, copy_of = ledger.next_edit_id(), 1, entry.edit_id
+            else:
+                edit_id, version, copy_of = entry.edit_id, entry.version + 1, None
+            mem.emit(
+                EditRefreshed(
+                    edit_id=edit_id,
+                    version=version,
+                    fact=record_of(fact),
+                    deltas=mem.write_deltas(result),
+                    v_loss=float(result.v_loss),
+                    n_constraint_keys=0 if constraints is None else int(next(iter(constraints.values())).shape[1]),
+                    mode=config.refresh_mode,
+                    cycle=cycle,
+                    copy_of=copy_of,
+                    seconds=float(getattr(result, "seconds", 0.0)),
+                ),
+                project=True,
+            )
+            if config.ppl_bound is not None:
+                ppl_now = mem.editor.perplexity()
+                if ppl_now > ppl_before * (1.0 + config.ppl_bound):
+                    mem.emit(
+                        RefreshRolledBack(edit_id=edit_id, version=version, ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle),
+                        project=True,
+                    )
+                    rolled_back += 1
+                    continue
+            refreshed += 1
+            constraints = _concat_keys(constraints, mem.editor.keys([fact]))
+        progress("refresh", len(degraded), len(degraded))
+        steps["refresh"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        pruned = _prune(mem, config, cycle)
+        steps["prune"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        ppl_after = mem.editor.perplexity()
+        mem.emit(PerplexityMeasured(ppl=ppl_after, phase="sleep-after", cycle=cycle))
+        steps["ppl_after"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        post = mem.record_audit("sleep-post", cycle)
+        steps["audit_after"] = time.perf_counter() - t
+        seconds = time.perf_counter() - start
+        report = CycleReport(
+            cycle=cycle,
+            recall_before=pre.recall,
+            recall=post.recall,
+            degraded_before=pre.degraded,
+            degraded=post.degraded,
+            refreshed=refreshed,
+            reverted=reverted,
+            rolled_back=rolled_back,
+            blocked=blocked,
+            pruned=pruned,
+            ledger_size=ledger.ledger_size(),
+            active_facts=len(ledger.active_facts()),
+            ppl_before=ppl_before,
+            ppl_after=ppl_after,
+            seconds=seconds,
+            step_seconds=steps,
+            failed=failed,
+        )
+        mem.emit(
+            SleepEnded(
+                cycle=cycle,
+                recall_before=pre.recall,
+                recall_after=post.recall,
+                degraded_before=pre.degraded,
+                degraded_after=post.degraded,
+                refreshed=refreshed,
+                reverted=reverted,
+                pruned=pruned,
+                rolled_back=rolled_back,
+                ledger_size=report.ledger_size,
+                active_facts=report.active_facts,
+                ppl_before=ppl_before,
+                ppl_after=ppl_after,
+                seconds=seconds,
+                step_seconds={**steps, "blocked": blocked},
+            )
+        )
+    return report
+
+
+def _prune(mem, config: EngineConfig, cycle: int) -> int:
+    ledger = mem.ledger
+    if config.refresh_mode == "copy":
+        if ledger.ledger_size() <= config.cap:
+            return 0
+        victims = sorted(ledger.entries.values(), key=lambda e: e.created_seq)[: config.copy_prune_count]
+        reason = f"copy mode: ledger {ledger.ledger_size()} over cap {config.cap}, oldest entries pruned"
+    else:
+        active = ledger.active_facts()
+        excess = len(active) - config.cap
+        if excess <= 0:
+            return 0
+        if config.prune_policy == "least-recently-healthy":
+            order = sorted(active, key=lambda s: (s.last_healthy_seq, ledger.entries[s.edit_id].created_seq))
+        else:
+            order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
+        victims = [ledger.entries[s.edit_id] for s in order[:excess]]
+        reason = f"over cap {config.cap} ({config.prune_policy})"
+    for entry in victims:
+        mem.emit(EditPruned(edit_id=entry.edit_id, version=entry.version, reason=reason, cycle=cycle), project=True)
+    return len(victims)
