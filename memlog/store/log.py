@@ -1,0 +1,459 @@
+"""The append-only event log: one DuckDB file (``<store>/log.duckdb``).
+
+Tables (queryable with plain SQL, e.g. ``memlog sql``)::
+
+    header(key VARCHAR PRIMARY KEY, value JSON)
+        format         the on-disk format version of this log (FORMAT_VERSION)
+        store_created  the StoreCreated event (model fingerprint, layers, dtype, config)
+        model_id, fingerprint, created_at   copies for convenient SQL
+    events(seq BIGINT PRIMARY KEY, ts TIMESTAMPTZ, kind VARCHAR, schema INTEGER,
+           edit_id VARCHAR, version INTEGER, fact_id VARCHAR, cycle INTEGER, payload JSON)
+    edit_versions(edit_id VARCHAR, version INTEGER, seq BIGINT, PRIMARY KEY (edit_id, version))
+
+``seq`` is global and gap-free, starting at 1 with the StoreCreated event. ``payload`` is
+the msgspec JSON encoding of the event (``encode_event``); the other columns are copies
+for querying. ``edit_versions`` holds the (edit_id, version) each FactInjected or
+EditRefreshed creates; its primary key makes a second creation of the same version
+impossible.
+
+Rules this module keeps:
+
+* Rows are only ever inserted; nothing here updates or deletes events.
+* ``append`` writes a whole batch in one transaction (DuckDB's appender, one flush per
+  table), or nothing.
+* No connection is held between calls. Each operation opens the file, works, and closes
+  it, so a long-running writer (a sleep cycle computing for minutes) never keeps
+  ``memlog status`` in another process from reading. DuckDB refuses to open a file that
+  another process holds in a conflicting mode; such opens are retried for a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+import msgspec
+
+from memlog.errors import IntegrityError, StoreLockedError, UserError
+from memlog.store.events import (
+    EVENT_KINDS,
+    SCHEMA_VERSION,
+    AnyEvent,
+    Event,
+    EventSchemaError,
+    StoreCreated,
+    blob_refs,
+    decode_event,
+    edit_key,
+    encode_event,
+    event_kind,
+)
+
+FORMAT_VERSION = 1
+LOCK_WAIT_S = 15.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_DDL = """
+CREATE TABLE header (
+    key VARCHAR PRIMARY KEY,
+    value JSON NOT NULL
+);
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    ts TIMESTAMPTZ NOT NULL,
+    kind VARCHAR NOT NULL,
+    schema INTEGER NOT NULL,
+    edit_id VARCHAR,
+    version INTEGER,
+    fact_id VARCHAR,
+    cycle INTEGER,
+    payload JSON NOT NULL
+);
+CREATE TABLE edit_versions (
+    edit_id VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (edit_id, version)
+);
+"""
+
+
+class LoggedEvent(msgspec.Struct, frozen=True):
+    """An event as committed: its global sequence number and commit time (UTC)."""
+
+    seq: int
+    ts: datetime
+    event: AnyEvent
+
+
+class RawRow(msgspec.Struct, frozen=True):
+    """An events row before decoding (for integrity checks that must not stop at a bad row)."""
+
+    seq: int
+    kind: str
+    schema: int
+    payload: str
+
+    def decode(self) -> Event:
+        """The event; EventSchemaError (naming the seq) if it cannot be decoded."""
+        return _decode_row(self.seq, self.schema, self.kind, self.payload)
+
+
+# ------------------------------------------------------------------ connections
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+@contextmanager
+def _connect(path: Path, read_only: bool, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open ``path`` for one operation and close it afterwards.
+
+    Retries while another process holds the file in a conflicting mode (a writer in the
+    middle of an append, or readers while we want to write).
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.002
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"event log {path} stayed busy for {wait_s:.0f} s (another process has it open): {exc}"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    conn.begin()
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+# ------------------------------------------------------------ row conversions
+
+
+def _utc_from_epoch_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _fact_id(event: Event) -> str | None:
+    fact = getattr(event, "fact", None)
+    if fact is not None and hasattr(fact, "fact_id"):
+        return fact.fact_id
+    return getattr(event, "fact_id", None)
+
+
+def _encode_checked(event: Event) -> str:
+    """The event's JSON, after making sure it decodes back to the very same bytes.
+
+    An event that cannot be read back (NaN or inf floats encode as null, for instance)
+    would make the log unreadable, so it is refused before anything is written.
+    """
+    if not isinstance(event, Event):
+        raise TypeError(f"not an event: {event!r}")
+    raw = encode_event(event)
+    try:
+        back = encode_event(decode_event(raw))
+    except EventSchemaError as exc:
+        raise ValueError(f"{event_kind(event)} event would not decode back from the log: {exc}") from exc
+    if back != raw:
+        raise ValueError(f"{event_kind(event)} event does not survive an encode/decode round trip")
+    return raw.decode()
+
+
+def _event_row(seq: int, ts: datetime, event: Event, payload: str) -> tuple:
+    return (
+        seq,
+        ts,
+        event_kind(event),
+        event.schema,
+        getattr(event, "edit_id", None),
+        getattr(event, "version", None),
+        _fact_id(event),
+        getattr(event, "cycle", None),
+        payload,
+    )
+
+
+def _decode_row(seq: int, schema: int, kind: str, payload: str) -> Event:
+    """Decode one payload; errors name the seq (and the schema version when it is newer)."""
+    if schema > SCHEMA_VERSION:
+        raise EventSchemaError(
+            f"event seq {seq} ({kind}) was written with schema version {schema}, but this memlog "
+            f"understands up to version {SCHEMA_VERSION}; upgrade memlog"
+        )
+    try:
+        return decode_event(payload)
+    except EventSchemaError as exc:
+        raise EventSchemaError(f"event seq {seq}: {exc}") from exc
+
+
+# ----------------------------------------------------------- batch validation
+
+
+def _batch_edit_keys(events: Sequence[Event]) -> list[tuple[str, int]]:
+    """The (edit_id, version) pairs the batch creates; a repeat inside the batch is refused."""
+    keys: list[tuple[str, int]] = []
+    seen: set[tuple[str, int]] = set()
+    for event in events:
+        key = edit_key(event)
+        if key is None:
+            continue
+        if key in seen:
+            raise IntegrityError(
+                f"edit {key[0]} v{key[1]} is created twice in one batch; nothing from the batch was written"
+            )
+        seen.add(key)
+        keys.append(key)
+    return keys
+
+
+def _require_blobs(events: Sequence[Event], blobs) -> None:
+    """Every blob an event names must already be in the blob store (deltas before events)."""
+    for index, event in enumerate(events):
+        for ref in blob_refs(event):
+            if not blobs.exists(ref):
+                key = edit_key(event)
+                what = f"edit {key[0]} v{key[1]}" if key else event_kind(event)
+                raise IntegrityError(
+                    f"{what} (event {index + 1} of the batch) references blob {ref.sha256}, which is not "
+                    "in the blob store; write deltas before the event that names them. Nothing was written"
+                )
+
+
+def _refuse_existing_keys(conn: duckdb.DuckDBPyConnection, keys: list[tuple[str, int]], batch_size: int) -> None:
+    if not keys:
+        return
+    found = conn.execute(
+        "SELECT v.edit_id, v.version, v.seq FROM edit_versions v "
+        "JOIN (SELECT unnest(?::VARCHAR[]) AS edit_id, unnest(?::INTEGER[]) AS version) k "
+        "USING (edit_id, version) ORDER BY v.seq LIMIT 1",
+        [[k[0] for k in keys], [k[1] for k in keys]],
+    ).fetchall()
+    if found:
+        found = found[0]
+        raise IntegrityError(
+            f"edit {found[0]} v{found[1]} already exists in the log (seq {found[2]}); an edit version is "
+            f"created once. Nothing from the batch of {batch_size} events was written"
+        )
+
+
+def _select_sql(since_seq: int | None, until_seq: int | None, kinds: list[str] | None) -> tuple[str, list]:
+    where, params = [], []
+    if since_seq is not None:
+        where.append("seq >= ?")
+        params.append(int(since_seq))
+    if until_seq is not None:
+        where.append("seq <= ?")
+        params.append(int(until_seq))
+    if kinds is not None:
+        unknown = sorted(set(kinds) - set(EVENT_KINDS))
+        if unknown:
+            raise UserError(f"unknown event kind(s) {', '.join(unknown)}; known kinds: {', '.join(sorted(EVENT_KINDS))}")
+        where.append("list_contains(?::VARCHAR[], kind)")
+        params.append(list(kinds))
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    return clause, params
+
+
+# --------------------------------------------------------------------- the log
+
+
+class EventLog:
+    """The append-only event log in one DuckDB file. Holds no open connection."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"EventLog({str(self.path)!r})"
+
+    # ------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(cls, path: Path | str, header_event: StoreCreated) -> "EventLog":
+        """Create the log with its header and StoreCreated as event seq 1. Fails if ``path`` exists.
+
+        The file is built under a temporary name and linked into place, so a crash never
+        leaves a log without a header under the real name.
+        """
+        path = Path(path)
+        if not isinstance(header_event, StoreCreated):
+            raise TypeError("the header of a log is a StoreCreated event")
+        if path.exists():
+            raise UserError(f"{path} already exists; refusing to overwrite an event log")
+        payload = _encode_checked(header_event)
+        tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
+        try:
+            cls._build(tmp, header_event, payload)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise UserError(f"{path} already exists; refusing to overwrite an event log") from None
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        return cls(path)
+
+    @staticmethod
+    def _build(tmp: Path, header_event: StoreCreated, payload: str) -> None:
+        ts = datetime.now(timezone.utc)
+        header = {
+            "format": FORMAT_VERSION,
+            "store_created": msgspec.json.decode(payload),
+            "model_id": header_event.model_id,
+            "fingerprint": header_event.fingerprint,
+            "created_at": ts.isoformat(),
+        }
+        with _connect(tmp, read_only=False) as conn:
+            with _transaction(conn):
+                conn.execute(_DDL)
+                appender = conn.appender("header")
+                appender.append_rows([(key, msgspec.json.encode(value).decode()) for key, value in header.items()])
+                appender.flush()
+                appender = conn.appender("events")
+                appender.append_rows([_event_row(1, ts, header_event, payload)])
+                appender.flush()
+            conn.execute("CHECKPOINT")
+
+    @classmethod
+    def open(cls, path: Path | str) -> "EventLog":
+        """Open an existing log; refuses a missing file or a newer on-disk format."""
+        log = cls(path)
+        if not log.path.is_file():
+            raise UserError(f"no event log at {log.path}")
+        fmt = log.header_values().get("format")
+        if isinstance(fmt, int) and fmt > FORMAT_VERSION:
+            raise IntegrityError(
+                f"event log {log.path} has format version {fmt}, but this memlog understands up to "
+                f"{FORMAT_VERSION}; upgrade memlog"
+            )
+        return log
+
+    # ----------------------------------------------------------------- write
+
+    def append(self, events: Sequence[Event], blobs=None) -> list[LoggedEvent]:
+        """Commit ``events`` as one transaction with seq = head+1, head+2, …; all or nothing.
+
+        Raises IntegrityError (and writes nothing) when an (edit_id, version) already
+        exists or repeats in the batch, or, with ``blobs`` (a BlobStore), when an event
+        names a blob that is not stored yet.
+        """
+        events = list(events)
+        if not events:
+            return []
+        for event in events:
+            if isinstance(event, StoreCreated):
+                raise ValueError("StoreCreated is written once, by EventLog.create")
+        payloads = [_encode_checked(event) for event in events]
+        keys = _batch_edit_keys(events)
+        if blobs is not None:
+            _require_blobs(events, blobs)
+        ts = datetime.now(timezone.utc)
+        with _connect(self.path, read_only=False) as conn:
+            try:
+                with _transaction(conn):
+                    head = _head(conn)
+                    _refuse_existing_keys(conn, keys, len(events))
+                    logged = [LoggedEvent(head + i + 1, ts, e) for i, e in enumerate(events)]
+                    _insert(conn, logged, payloads)
+            except duckdb.ConstraintException as exc:
+                raise IntegrityError(f"append refused, nothing from the batch was written: {exc}") from exc
+        return logged
+
+    # ------------------------------------------------------------------ read
+
+    def read(
+        self,
+        since_seq: int | None = None,
+        until_seq: int | None = None,
+        kinds: list[str] | None = None,
+    ) -> list[LoggedEvent]:
+        """Events with ``since_seq <= seq <= until_seq`` (both optional, inclusive), in seq order.
+
+        ``kinds`` keeps only those event kinds (e.g. ``["FactInjected"]``). A row written by a
+        newer memlog raises EventSchemaError naming its seq and schema version.
+        """
+        clause, params = _select_sql(since_seq, until_seq, kinds)
+        sql = f"SELECT seq, epoch_us(ts), schema, kind, payload FROM events{clause} ORDER BY seq"
+        with _connect(self.path, read_only=True) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            LoggedEvent(seq, _utc_from_epoch_us(us), _decode_row(seq, schema, kind, payload))
+            for seq, us, schema, kind, payload in rows
+        ]
+
+    def read_raw(self) -> list[RawRow]:
+        """Every events row undecoded, in seq order (for integrity checks)."""
+        with _connect(self.path, read_only=True) as conn:
+            rows = conn.execute("SELECT seq, kind, schema, payload FROM events ORDER BY seq").fetchall()
+        return [RawRow(seq, kind, schema, payload) for seq, kind, schema, payload in rows]
+
+    def edit_versions(self) -> list[tuple[str, int, int]]:
+        """The (edit_id, version, seq) index rows, in seq order."""
+        with _connect(self.path, read_only=True) as conn:
+            return conn.execute("SELECT edit_id, version, seq FROM edit_versions ORDER BY seq, edit_id").fetchall()
+
+    def head_seq(self) -> int:
+        """The seq of the last committed event (0 for an empty log)."""
+        with _connect(self.path, read_only=True) as conn:
+            return _head(conn)
+
+    def count(self) -> int:
+        with _connect(self.path, read_only=True) as conn:
+            return conn.execute("SELECT count(*) FROM events").fetchall()[0][0]
+
+    def header_values(self) -> dict:
+        """The header table as a dict of JSON-decoded values."""
+        with _connect(self.path, read_only=True) as conn:
+            rows = conn.execute("SELECT key, value FROM header").fetchall()
+        return {key: msgspec.json.decode(value) for key, value in rows}
+
+    def header(self) -> StoreCreated:
+        """The StoreCreated event this log was created with (model fingerprint and config)."""
+        value = self.header_values().get("store_created")
+        if value is None:
+            raise IntegrityError(f"event log {self.path} has no header (store_created); the store is damaged")
+        event = decode_event(msgspec.json.encode(value))
+        if not isinstance(event, StoreCreated):
+            raise IntegrityError(f"event log {self.path}: header holds a {event_kind(event)}, not StoreCreated")
+        return event
+
+
+def _head(conn: duckdb.DuckDBPyConnection) -> int:
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, logged: list[LoggedEvent], payloads: list[str]) -> None:
+    """Batched inserts through DuckDB's appender: one statement per table per flush."""
+    appender = conn.appender("events")
+    appender.append_rows([_event_row(le.seq, le.ts, le.event, p) for le, p in zip(logged, payloads)])
+    appender.flush()
+    versions = [(*edit_key(le.event), le.seq) for le in logged if edit_key(le.event) is not None]
+    if versions:
+        appender = conn.appender("edit_versions")
+        appender.append_rows(versions)
+        appender.flush()
