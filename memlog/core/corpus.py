@@ -7,10 +7,12 @@ UTF-8 text file.
 
 The corpus is split once, deterministically, into two disjoint parts:
 
-* the *perplexity slice*: the tail of the text, starting at a paragraph break, at least
-  ``PPL_CHARS`` characters long (about 2.4k tokens with the embedded tokenizer);
-* the *covariance part*: everything before it, cut into ``n_samples`` evenly spaced
-  windows of ``seq_len`` tokens.
+* the *perplexity slice*: for the default corpus, the prose topics ``PPL_TOPICS``
+  ("naming", "objects": ~11k characters, ~2.4k tokens with the embedded tokenizer, no
+  ASCII tables or grammar listings); for a user file, its tail from a paragraph break,
+  at least ``PPL_CHARS`` characters long;
+* the *covariance part*: everything else, cut into ``n_samples`` evenly spaced windows
+  of ``seq_len`` tokens.
 """
 
 from __future__ import annotations
@@ -21,16 +23,22 @@ from pathlib import Path
 from memlog.errors import UserError
 
 PPL_CHARS = 10_000
+PPL_TOPICS = ("naming", "objects")
 DEFAULT_SEQ_LEN = 64
 _PARAGRAPH = "\n\n"
+
+
+def _pydoc_topics() -> dict[str, str]:
+    from pydoc_data.topics import topics
+
+    return topics
 
 
 def reference_texts(path: str | Path | None = None) -> list[str]:
     """The corpus as a list of documents: pydoc topics in sorted order, or one user file."""
     if path is not None:
         return [_read_user_corpus(path)]
-    from pydoc_data.topics import topics
-
+    topics = _pydoc_topics()
     return [topics[name] for name in sorted(topics)]
 
 
@@ -58,7 +66,7 @@ def corpus_sha256(path: str | Path | None = None) -> str:
 
 
 def split_corpus(text: str, ppl_chars: int = PPL_CHARS) -> tuple[str, str]:
-    """Split ``text`` into (covariance part, perplexity slice); the two do not overlap."""
+    """Split ``text`` at its tail into (covariance part, perplexity slice); they do not overlap."""
     if len(text) < 2 * ppl_chars:
         raise UserError(
             f"the corpus has {len(text)} characters; it needs at least {2 * ppl_chars} "
@@ -70,9 +78,21 @@ def split_corpus(text: str, ppl_chars: int = PPL_CHARS) -> tuple[str, str]:
     return text[:cut], text[cut:].lstrip("\n")
 
 
+def corpus_parts(path: str | Path | None = None) -> tuple[str, str]:
+    """(covariance part, perplexity slice) of the default corpus or of the file at ``path``."""
+    if path is not None:
+        return split_corpus(_read_user_corpus(path))
+    topics = _pydoc_topics()
+    if not all(name in topics for name in PPL_TOPICS):
+        return split_corpus(corpus_text())
+    cov = _PARAGRAPH.join(topics[name] for name in sorted(topics) if name not in PPL_TOPICS)
+    ppl = _PARAGRAPH.join(topics[name] for name in PPL_TOPICS)
+    return cov, ppl
+
+
 def perplexity_text(path: str | Path | None = None) -> str:
     """The fixed perplexity slice of the corpus (disjoint from the covariance chunks)."""
-    return split_corpus(corpus_text(path))[1]
+    return corpus_parts(path)[1]
 
 
 def covariance_chunks(
@@ -85,7 +105,7 @@ def covariance_chunks(
     """
     if n_samples < 1 or seq_len < 2:
         raise UserError(f"need n_samples >= 1 and seq_len >= 2 (got {n_samples}, {seq_len})")
-    cov_text, _ = split_corpus(corpus_text(path))
+    cov_text, _ = corpus_parts(path)
     ids = tokenizer(cov_text, add_special_tokens=False)["input_ids"]
     if len(ids) < n_samples * seq_len:
         raise UserError(
