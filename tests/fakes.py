@@ -19,7 +19,7 @@ from memlog.core.facts import Fact
 from memlog.engine.config import EngineConfig
 from memlog.engine.memory import Memory
 from memlog.store.events import StoreCreated
-from memlog.store.store import Store
+from memlog.store.store import Store, is_store
 
 D_OUT, D_IN = 4, 6
 LAYERS = [0, 1]
@@ -114,15 +114,7 @@ def fake_header() -> StoreCreated:
 
 def fake_memory(path: Path, config: EngineConfig | None = None, interference: int = 3) -> Memory:
     """A Memory over a real DuckDB/Zarr store, with the fake editor and weights."""
-    if Store.exists(path):
-        store = Store.open(path, writable=True)
-    else:
-        store = Store.create(path, fake_header())
-        store.close()
-        store = Store.open(path, writable=True)
+    store = Store.open(path, writable=True) if is_store(path) else Store.create(path, fake_header())
     weights = FakeWeights()
     mem = Memory(store, FakeEditor(weights, interference=interference), weights, config or EngineConfig(ppl_bound=None))
-    if mem.head_seq == 0:
-        with mem.unit():
-            mem.emit(fake_header())
     return mem

@@ -133,8 +133,8 @@ TestInPlaceLedger.settings = settings(
 
 
 def _drive(mode: str, tmp_path: Path) -> tuple[int, int, list[int]]:
-    """Inject 8 facts, sleep 4 cycles with cap 8; return the max ledger size, facts, ledger sizes."""
-    mem = fake_memory(tmp_path / mode, EngineConfig(cap=8, refresh_mode=mode, ppl_bound=None), interference=2)
+    """Inject 8 facts, sleep 4 cycles with cap 12; return the max ledger size, facts, ledger sizes."""
+    mem = fake_memory(tmp_path / mode, EngineConfig(cap=12, refresh_mode=mode, ppl_bound=None), interference=2)
     try:
         mem.inject([Fact(SUBJECTS[i], "lives in", CITIES[i % len(CITIES)]) for i in range(8)])
         sizes = []

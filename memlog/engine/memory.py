@@ -23,10 +23,10 @@ from pathlib import Path
 import msgspec
 import torch
 
+from typing import TYPE_CHECKING
+
 from memlog.core.facts import Fact
-from memlog.core.memit import EditResult, MemitConfig
 from memlog.engine.config import EngineConfig
-from memlog.engine.editor import Editor
 from memlog.errors import IntegrityError, ModelMismatchError, UserError
 from memlog.projections.ledger import Ledger
 from memlog.replay.points import Point, parse_point, resolve_point
@@ -42,6 +42,10 @@ from memlog.store.events import (
     StoreCreated,
 )
 from memlog.store.store import Store
+
+if TYPE_CHECKING:
+    from memlog.core.memit import EditResult, MemitConfig
+    from memlog.engine.editor import Editor
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -81,7 +85,7 @@ def fact_of(record: FactRecord) -> Fact:
 class Memory:
     """A store opened with a model: the live weights are the projection of the log's head."""
 
-    def __init__(self, store: Store, editor: Editor, projector, config: EngineConfig | None = None):
+    def __init__(self, store: Store, editor: "Editor", projector, config: EngineConfig | None = None):
         self.store = store
         self.editor = editor
         self.projector = projector
@@ -126,7 +130,7 @@ class Memory:
         if not self._pending:
             return self.head_seq
         expected_first = self.store.log.head_seq() + 1
-        logged = self.store.log.append(self._pending, blobs=self.store.blobs)
+        logged = self.store.append(self._pending)
         if logged and logged[0].seq != expected_first or len(logged) != len(self._pending):
             raise IntegrityError("the log's seq moved under this writer; reopen the store")
         self.logged.extend(logged)
@@ -143,7 +147,7 @@ class Memory:
             self._reload()
             raise
 
-    def write_deltas(self, result: EditResult) -> list[LayerDelta]:
+    def write_deltas(self, result: "EditResult") -> list[LayerDelta]:
         deltas = []
         for layer in sorted(result.deltas):
             factors = result.deltas[layer]
@@ -337,7 +341,9 @@ def check_fingerprint(header: StoreCreated, actual: str, model_desc: str) -> Non
         )
 
 
-def memit_config_of(header: StoreCreated) -> MemitConfig:
+def memit_config_of(header: StoreCreated) -> "MemitConfig":
+    from memlog.core.memit import MemitConfig
+
     data = dict(header.config.get("memit", {}))
     data["layers"] = tuple(header.layers)
     known = set(MemitConfig.__dataclass_fields__)

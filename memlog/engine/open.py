@@ -27,7 +27,7 @@ from memlog.engine.memory import Memory, _no_progress, check_fingerprint, covari
 from memlog.errors import UserError
 from memlog.projections.weights import WeightProjector
 from memlog.store.events import CovarianceComputed, PerplexityMeasured, StoreCreated
-from memlog.store.store import Store
+from memlog.store.store import Store, is_store
 
 
 def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> Path:
@@ -66,7 +66,7 @@ def init_memory(
     progress=_no_progress,
 ) -> Memory:
     store_dir = Path(store_dir)
-    if Store.exists(store_dir):
+    if is_store(store_dir):
         raise UserError(f"{store_dir} already holds a memlog store; pick another --store or remove it first")
     lm = lm or load_model(spec)
     memit = memit or MemitConfig()
@@ -96,8 +96,6 @@ def init_memory(
     store = Store.create(store_dir, header)
     mem = _memory(store, lm, memit, covs, engine)
     with mem.unit():
-        if mem.head_seq == 0:
-            mem.emit(header)
         for layer in layers:
             ref = store.blobs.put(covs[layer].numpy())
             mem.emit(CovarianceComputed(layer=layer, cov=ref, n_samples=n_samples, n_tokens=n_tokens, corpus_sha256=corpus_sha))
