@@ -56,6 +56,11 @@ class Store:
 
     # --------------------------------------------------------------- opening
 
+    @staticmethod
+    def exists(path: Path | str) -> bool:
+        """Whether ``path`` holds a memlog store."""
+        return is_store(path)
+
     @classmethod
     def create(cls, path: Path | str, header: StoreCreated) -> "Store":
         """Create a store in ``path`` (made if missing) and return it opened writable.
