@@ -71,6 +71,8 @@ class FakeEditor:
     weights: FakeWeights
     interference: int = 3  # one in this many (fact, version, load) combinations is degraded
     layers: list[int] = field(default_factory=lambda: list(LAYERS))
+    d_out: int = D_OUT
+    d_in: int = D_IN
     edits: int = 0
     constrained_edits: int = 0
 
@@ -81,16 +83,16 @@ class FakeEditor:
         rng = np.random.default_rng(_h(*(f.fact_id for f in facts), self.edits))
         deltas = {
             layer: FakeFactors(
-                u=torch.from_numpy(rng.standard_normal((D_OUT, len(facts))).astype(np.float32)),
-                v=torch.from_numpy(rng.standard_normal((D_IN, len(facts))).astype(np.float32)),
-                keys=torch.from_numpy(rng.standard_normal((D_IN, len(facts))).astype(np.float32)),
+                u=torch.from_numpy(rng.standard_normal((self.d_out, len(facts))).astype(np.float32)),
+                v=torch.from_numpy(rng.standard_normal((self.d_in, len(facts))).astype(np.float32)),
+                keys=torch.from_numpy(rng.standard_normal((self.d_in, len(facts))).astype(np.float32)),
             )
             for layer in self.layers
         }
         return FakeEditResult(deltas=deltas, v_loss=0.01)
 
     def keys(self, facts: list[Fact]):
-        return {layer: torch.ones(D_IN, len(facts)) for layer in self.layers}
+        return {layer: torch.ones(self.d_in, len(facts)) for layer in self.layers}
 
     def _recalled(self, fact: Fact) -> bool:
         version = self.weights.applied.get(fact.fact_id)

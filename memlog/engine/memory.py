@@ -33,6 +33,7 @@ from memlog.replay.points import Point, parse_point, resolve_point
 from memlog.store.events import (
     AuditResult,
     CovarianceComputed,
+    EditReverted,
     Event,
     FactInjected,
     FactRecord,
@@ -246,6 +247,18 @@ class Memory:
         with self.unit():
             event = self.record_audit("manual", None)
         return event
+
+    def revert(self, edit_id: str, reason: str = "manual") -> int:
+        """Take an edit's current version out of the weights (an event; the fact stays, degraded)."""
+        entry = self.ledger.entries.get(edit_id)
+        if entry is None:
+            known = ", ".join(sorted(self.ledger.entries)[:10]) or "none"
+            raise UserError(f"no edit {edit_id!r} in the ledger (known: {known}); see `memlog log --kind FactInjected`")
+        if not entry.applied:
+            raise UserError(f"edit {edit_id} v{entry.version} is already reverted")
+        with self.unit():
+            self.emit(EditReverted(edit_id=edit_id, version=entry.version, reason=reason, cycle=None), project=True)
+        return self.head_seq
 
     # -- sleep ---------------------------------------------------------------------------------
 
