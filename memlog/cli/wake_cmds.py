@@ -123,7 +123,23 @@ def recall(
     emit(data, fmt, lambda c, d: c.print(f"[dim]{d['prompt']}[/][bold]{d['completion']}[/]  [dim](seq {d['seq']}, cycle {d['cycle']})[/]"))
 
 
+def revert(
+    edit_id: str = typer.Argument(..., help="The edit to take out of the weights, e.g. e00003."),
+    store: Path = StoreOpt,
+    device: str = DeviceOpt,
+    fmt: Format = FormatOpt,
+):
+    """Revert an edit: its current version leaves the weights (the fact stays; sleep may refresh it)."""
+    mem = open_rw(store, device)
+    try:
+        seq = mem.revert(edit_id)
+    finally:
+        mem.close()
+    emit({"edit_id": edit_id, "seq": seq}, fmt, lambda c, d: c.print(f"reverted {d['edit_id']} (seq {d['seq']})"))
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="inject")(inject)
     app.command(name="audit")(audit)
     app.command(name="recall")(recall)
+    app.command(name="revert")(revert)
