@@ -1,0 +1,339 @@
+"""``memlog report``: a self-contained HTML page about a store, with matplotlib figures.
+
+``write_report(store_dir, out_dir)`` reads the log through the read-only SQL views
+(``memlog.analytics.views``) and writes ``out_dir/index.html`` with PNG figures beside it:
+
+- ``wake.png``: the wake trajectory, recall and degraded count after each injection (the
+  paper's Fig. 1 and Table 3), from the wake-phase ``RecallAudited`` after each
+  ``FactInjected``; dotted lines mark where sleep cycles ran between injections;
+- ``cycles_recall.png``: recall before and after each sleep cycle (Figs. 2 and 3);
+- ``cycles_counts.png``: refreshed, pruned (and rolled back, blocked) per cycle (Table 6);
+- ``ppl.png``: every perplexity measurement over the log's seq, by phase (Table 7).
+
+The page has no external references (inline CSS, relative image paths) and also holds the
+cycles, wake and facts tables. A store with nothing to show yet gets a page that says so.
+Figures are drawn with matplotlib's object API on the Agg canvas, so no global backend is
+changed and no display is needed.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from memlog.analytics.views import connect, execute
+
+FIGURE_NAMES: tuple[str, ...] = ("wake.png", "cycles_recall.png", "cycles_counts.png", "ppl.png")
+DPI = 110
+FIGSIZE = (8.0, 3.8)
+
+PHASE_COLOURS = {
+    "base": "#555555",
+    "wake": "#1f77b4",
+    "sleep-before": "#ff7f0e",
+    "sleep-after": "#2ca02c",
+    "refresh-check": "#9467bd",
+}
+
+
+@dataclass
+class ReportData:
+    """Everything the page shows, read once from the views."""
+
+    summary: dict
+    wake: list[dict] = field(default_factory=list)
+    cycles: list[dict] = field(default_factory=list)
+    facts: list[dict] = field(default_factory=list)
+    ppl: list[dict] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.wake and not self.cycles and not self.facts
+
+
+# ------------------------------------------------------------------------ data
+
+
+def _rows(conn, sql: str) -> list[dict]:
+    columns, rows = execute(conn, sql)
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def _summary(conn) -> dict:
+    header = {r["key"]: r["value"] for r in _rows(conn, "SELECT key, value::VARCHAR AS value FROM log.header")}
+    counts = _rows(
+        conn,
+        "SELECT count(*) AS events, coalesce(max(seq), 0) AS head_seq, "
+        "count(*) FILTER (WHERE kind = 'FactInjected') AS injections, "
+        "count(*) FILTER (WHERE kind = 'SleepEnded') AS cycles FROM events",
+    )[0]
+    active = _rows(conn, "SELECT count(*) FILTER (WHERE active) AS active_facts, count(*) AS facts FROM facts")[0]
+    audit = _rows(conn, "SELECT seq, recall, degraded, phase FROM events WHERE kind = 'RecallAudited' ORDER BY seq DESC LIMIT 1")
+    return {
+        "model_id": header.get("model_id", "").strip('"'),
+        "fingerprint": header.get("fingerprint", "").strip('"'),
+        **counts,
+        **active,
+        "last_audit": audit[0] if audit else None,
+    }
+
+
+def load_report_data(store_dir: Path | str) -> ReportData:
+    """Read the summary, wake trajectory, cycles, facts and perplexity series of a store."""
+    with connect(store_dir) as conn:
+        return ReportData(
+            summary=_summary(conn),
+            wake=_rows(conn, "SELECT * FROM wake ORDER BY injection"),
+            cycles=_rows(conn, "SELECT * EXCLUDE (step_seconds) FROM cycles ORDER BY cycle"),
+            facts=_rows(conn, "SELECT * FROM facts ORDER BY first_seq"),
+            ppl=_rows(conn, "SELECT seq, ppl, phase, cycle FROM events WHERE kind = 'PerplexityMeasured' AND ppl IS NOT NULL ORDER BY seq"),
+        )
+
+
+# --------------------------------------------------------------------- figures
+
+
+def _new_figure() -> tuple[Figure, object]:
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def plot_wake(rows: list[dict], path: Path) -> Path:
+    """Recall (left axis) and degraded count (right axis) after each injection."""
+    fig, ax = _new_figure()
+    audited = [r for r in rows if r["recall"] is not None]
+    x = [r["injection"] for r in audited]
+    ax.plot(x, [r["recall"] for r in audited], marker="o", color="#1f77b4", label="recall")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("injection (facts injected so far)")
+    ax.set_ylabel("recall", color="#1f77b4")
+    right = ax.twinx()
+    right.bar(x, [r["degraded"] for r in audited], color="#d62728", alpha=0.35, label="degraded")
+    right.set_ylabel("degraded facts", color="#d62728")
+    right.set_ylim(0, max([r["degraded"] for r in audited] + [1]) * 1.25)
+    for prev, cur in zip(rows, rows[1:]):
+        if cur["cycles_before"] != prev["cycles_before"]:
+            ax.axvline(cur["injection"] - 0.5, color="#888888", linestyle=":", linewidth=1)
+    ax.set_zorder(right.get_zorder() + 1)  # the recall line above the bars
+    ax.patch.set_visible(False)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Wake trajectory: recall and degraded after each injection")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_cycle_recall(rows: list[dict], path: Path) -> Path:
+    """Recall before and after each sleep cycle."""
+    fig, ax = _new_figure()
+    x = [r["cycle"] for r in rows]
+    ax.plot(x, [r["recall_before"] for r in rows], marker="s", linestyle="--", color="#ff7f0e", label="before (sleep-pre audit)")
+    ax.plot(x, [r["recall_after"] for r in rows], marker="o", color="#2ca02c", label="after (sleep-post audit)")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xticks(x)
+    ax.set_xlabel("sleep cycle")
+    ax.set_ylabel("recall")
+    ax.set_title("Recall per sleep cycle")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_cycle_counts(rows: list[dict], path: Path) -> Path:
+    """Grouped bars: refreshed and pruned per cycle, plus rolled back and blocked when any."""
+    fig, ax = _new_figure()
+    series = [("refreshed", "#2ca02c"), ("pruned", "#d62728")]
+    series += [(name, colour) for name, colour in (("rolled_back", "#9467bd"), ("blocked", "#7f7f7f")) if any(r.get(name) for r in rows)]
+    width = 0.8 / len(series)
+    x = [r["cycle"] for r in rows]
+    for i, (name, colour) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar([c + offset for c in x], [r.get(name) or 0 for r in rows], width=width, color=colour, label=name.replace("_", " "))
+    ax.set_xticks(x)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("sleep cycle")
+    ax.set_ylabel("edits")
+    ax.set_title("Refreshed and pruned per cycle")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_ppl(rows: list[dict], cycles: list[dict], path: Path) -> Path:
+    """Every perplexity measurement over the log's seq, by phase, with sleep cycles shaded."""
+    fig, ax = _new_figure()
+    for c in cycles:
+        if c["started_seq"] is not None:
+            ax.axvspan(c["started_seq"], c["ended_seq"], color="#dddddd", alpha=0.5, linewidth=0)
+    ax.plot([r["seq"] for r in rows], [r["ppl"] for r in rows], color="#bbbbbb", linewidth=1, zorder=1)
+    for phase in sorted({r["phase"] for r in rows}):
+        sel = [r for r in rows if r["phase"] == phase]
+        ax.scatter([r["seq"] for r in sel], [r["ppl"] for r in sel], label=phase, color=PHASE_COLOURS.get(phase, "#17becf"), zorder=2, s=22)
+    ax.set_xlabel("log seq (grey bands: sleep cycles)")
+    ax.set_ylabel("perplexity")
+    ax.set_title("Perplexity over time")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def draw_figures(data: ReportData, out: Path) -> list[Path]:
+    """Draw every figure that has data into ``out``; remove stale ones from an earlier report."""
+    drawn: list[Path] = []
+    if any(r["recall"] is not None for r in data.wake):
+        drawn.append(plot_wake(data.wake, out / "wake.png"))
+    if data.cycles:
+        drawn.append(plot_cycle_recall(data.cycles, out / "cycles_recall.png"))
+        drawn.append(plot_cycle_counts(data.cycles, out / "cycles_counts.png"))
+    if data.ppl and (data.wake or data.cycles):
+        drawn.append(plot_ppl(data.ppl, data.cycles, out / "ppl.png"))
+    for name in FIGURE_NAMES:
+        if out / name not in drawn:
+            (out / name).unlink(missing_ok=True)
+    return drawn
+
+
+# ------------------------------------------------------------------------ HTML
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+.meta { color: #666; font-size: 0.9em; }
+.cards { display: flex; flex-wrap: wrap; gap: 0.8em; margin: 1em 0; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 1em; min-width: 8em; }
+.card b { display: block; font-size: 1.3em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f4f4f4; } td.text { text-align: left; }
+tr.inactive td { color: #999; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.empty { background: #fff8e1; border: 1px solid #f0d98c; padding: 1em; border-radius: 6px; }
+"""
+
+CAPTIONS = {
+    "wake.png": "Wake trajectory (cf. the paper's Fig. 1 and Table 3): recall of all active facts and the number "
+    "not recalled, from the wake audit after each injection. Dotted lines: sleep ran before that injection.",
+    "cycles_recall.png": "Recall before (sleep-pre audit) and after (sleep-post audit) each sleep cycle (cf. Figs. 2 and 3).",
+    "cycles_counts.png": "Edits refreshed and pruned in each cycle (cf. Table 6; rolled back and blocked are shown when any).",
+    "ppl.png": "Perplexity measurements by phase (cf. Table 7); grey bands are sleep cycles.",
+}
+
+CYCLE_COLUMNS = (
+    "cycle", "recall_before", "recall_after", "degraded_before", "degraded_after", "refreshed", "reverted",
+    "pruned", "rolled_back", "blocked", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",
+    "refresh_mode", "cap",
+)
+WAKE_COLUMNS = ("injection", "seq", "subject", "object", "audited", "recall", "degraded", "recalled", "ppl", "cycles_before")
+FACT_COLUMNS = (
+    "fact_id", "subject", "relation", "object", "active", "first_seq", "pruned_seq", "edit_id", "version",
+    "audits", "times_degraded", "cycles_degraded", "refreshes", "last_recalled", "last_completion",
+)
+TEXT_COLUMNS = {"fact_id", "subject", "relation", "object", "edit_id", "refresh_mode", "last_completion"}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return html.escape(str(value))
+
+
+def html_table(rows: list[dict], columns: tuple[str, ...], row_class=None) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cls = f' class="{row_class(row)}"' if row_class and row_class(row) else ""
+        cells = "".join(f'<td{" class=text" if c in TEXT_COLUMNS else ""}>{_cell(row.get(c))}</td>' for c in columns)
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def _cards(summary: dict) -> str:
+    audit = summary["last_audit"]
+    items = [
+        ("head seq", summary["head_seq"]),
+        ("facts injected", summary["injections"]),
+        ("active facts", summary["active_facts"]),
+        ("sleep cycles", summary["cycles"]),
+        ("latest recall", f"{audit['recall']:.3f}" if audit and audit["recall"] is not None else "—"),
+        ("degraded now", audit["degraded"] if audit else "—"),
+    ]
+    return '<div class="cards">' + "".join(f'<div class="card"><b>{html.escape(str(v))}</b>{html.escape(k)}</div>' for k, v in items) + "</div>"
+
+
+def _figures_html(figures: list[Path]) -> str:
+    parts = []
+    for path in figures:
+        caption = CAPTIONS.get(path.name, "")
+        parts.append(f'<figure><img src="{html.escape(path.name)}" alt="{html.escape(path.stem)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+    return "".join(parts)
+
+
+def render_html(data: ReportData, figures: list[Path], store_dir: Path, generated: datetime) -> str:
+    s = data.summary
+    sections = [
+        f"<h1>memlog report</h1><p class=meta>store <code>{html.escape(str(store_dir))}</code> · model "
+        f"<code>{html.escape(s['model_id'])}</code> · fingerprint <code>{html.escape(s['fingerprint'][:23])}</code> · "
+        f"generated {html.escape(generated.strftime('%Y-%m-%d %H:%M:%S UTC'))}</p>",
+        _cards(s),
+    ]
+    if data.empty:
+        sections.append(
+            '<p class="empty">Nothing to report yet: no fact has been injected into this store. '
+            "Inject some (<code>memlog inject SUBJECT RELATION OBJECT</code>), let it sleep "
+            "(<code>memlog sleep --until-converged</code>), then run <code>memlog report</code> again.</p>"
+        )
+    if figures:
+        sections.append("<h2>Figures</h2>" + _figures_html(figures))
+    if data.cycles:
+        sections.append("<h2>Sleep cycles</h2>" + html_table(data.cycles, CYCLE_COLUMNS))
+    elif not data.empty:
+        sections.append("<h2>Sleep cycles</h2><p>No sleep cycle yet (<code>memlog sleep</code>).</p>")
+    if data.wake:
+        sections.append("<h2>Wake trajectory</h2>" + html_table(data.wake, WAKE_COLUMNS))
+    if data.facts:
+        sections.append(
+            "<h2>Facts</h2><p class=meta>Grey rows: facts no longer in the ledger (pruned).</p>"
+            + html_table(data.facts, FACT_COLUMNS, row_class=lambda r: "" if r["active"] else "inactive")
+        )
+    body = "\n".join(sections)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>memlog report — {html.escape(s['model_id'])}</title><style>{CSS}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_report(store_dir: Path | str, out_dir: Path | str) -> dict:
+    """Write ``out_dir/index.html`` and its figures; returns ``{"index", "figures", "empty", "seq"}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_report_data(store_dir)
+    figures = draw_figures(data, out)
+    index = out / "index.html"
+    index.write_text(render_html(data, figures, Path(store_dir), datetime.now(timezone.utc)), encoding="utf-8")
+    return {
+        "index": str(index),
+        "figures": [str(p) for p in figures],
+        "empty": data.empty,
+        "seq": data.summary["head_seq"],
+    }
