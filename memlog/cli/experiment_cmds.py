@@ -1,0 +1,184 @@
+"""``memlog experiment NAME``: run the paper's protocols into a fresh store.
+
+    memlog experiment wake-capacity --facts 30 --store runs/wake
+    memlog experiment phase-ab --facts 14 --second-wave 5 --refresh-mode copy --store runs/ab14-copy
+
+Each run seeds everything (``--seed``), creates the store, and records every step as
+events, so ``memlog sql``, ``replay`` and ``report`` work on it afterwards. Progress bars
+go to stderr; ``--format json`` prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from memlog.cli.common import FormatOpt, StoreOpt, store_path
+from memlog.cli.output import Format, emit, progress_bars, table
+
+experiment_app = typer.Typer(
+    help="Run the paper's protocols (wake-capacity, phase-ab) into a fresh store.",
+    no_args_is_help=True,
+)
+
+RefreshModeOpt = typer.Option("in-place", "--refresh-mode", help="in-place (the fix) or copy (reproduces the paper's death spiral).")
+CapOpt = typer.Option(50, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning.")
+SeedOpt = typer.Option(0, "--seed", help="Fixes the fact order, MEMIT's context prefixes and every RNG.")
+ModelOpt = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M-Instruct), an HF id or a local path.")
+LayersOpt = typer.Option(None, "--layers", help="Edit layers, e.g. 2-9 (default: the model's measured default).")
+ThreadsOpt = typer.Option(None, "--threads", help="torch CPU threads (fixed for the run; default: torch's current setting).")
+DtypeOpt = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16.")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or auto.")
+MaxCyclesOpt = typer.Option(10, "--max-cycles", help="Most sleep cycles per phase (the paper: 10).")
+
+
+def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device):
+    from memlog.core.model import parse_layers
+    from memlog.experiments.runner import ExperimentSetup
+
+    return ExperimentSetup(
+        seed=seed,
+        refresh_mode=refresh_mode,
+        cap=cap,
+        max_cycles=max_cycles,
+        threads=threads,
+        model=model,
+        layers=tuple(parse_layers(layers)) if layers else None,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def _f(value, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:+.2f}%"
+
+
+# -- wake-capacity -------------------------------------------------------------------------------
+
+
+def render_wake(c, d: dict) -> None:
+    from memlog.experiments.paper import table3_row
+
+    rows = []
+    for r in d["rows"]:
+        paper = table3_row(r["facts"])
+        rows.append(
+            [r["facts"], _f(r["recall"]), r["degraded"], r["newly_broken"], _f(r["ppl"]), r["recalled"], f"{r['seconds']:.1f}"]
+            + ([_f(paper[1]), paper[2], _f(paper[3])] if paper else ["", "", ""])
+        )
+    cols = ["facts", "recall", "degraded", "newly broken", "PPL", "new fact recalled", "inject s", "paper recall", "paper degraded", "paper PPL"]
+    c.print(table(f"wake capacity ({d['model']}, layers {d['layers']}, seed {d['setup']['seed']})", cols, rows))
+    c.print(f"base PPL {_f(d['base_ppl'])}")
+    c.print(f"wake capacity (last count with recall ≥ {d['min_recall']}): {d['wake_capacity']}   (paper 8B: 13)")
+    c.print(f"first count below {d['min_recall']}: {d['first_below']}")
+    c.print(f"tipping point (degraded rises by ≥ {d['jump']} in one inject): {d['tipping_point']}   (paper 8B: 14, degraded 1 → 6)")
+    if d["largest_jump"]:
+        j = d["largest_jump"]
+        c.print(f"largest jump: at {j['facts']} facts, degraded {j['before']} → {j['after']}")
+    c.print(f"store {d['store']} (head seq {d['seq']}), {d['wall_seconds']:.0f} s")
+
+
+@experiment_app.command("wake-capacity")
+def wake_capacity(
+    facts: int = typer.Option(30, "--facts", help="Facts to inject, one at a time."),
+    ppl_every: int = typer.Option(1, "--ppl-every", help="Measure perplexity every K facts (and after the last; 0: only after the last)."),
+    min_recall: float = typer.Option(0.9, "--min-recall", help="Recall that still counts as within wake capacity."),
+    jump: int = typer.Option(2, "--jump", help="A rise of the degraded count by at least this much in one inject is the tipping point."),
+    refresh_mode: str = RefreshModeOpt,
+    cap: int = CapOpt,
+    seed: int = SeedOpt,
+    model: str = ModelOpt,
+    layers: str = LayersOpt,
+    threads: int = ThreadsOpt,
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    max_cycles: int = MaxCyclesOpt,
+    store: Path = StoreOpt,
+    fmt: Format = FormatOpt,
+):
+    """Table 3: inject pool facts one at a time, auditing after each; detect wake capacity and the tipping point."""
+    from memlog.experiments.runner import wake_capacity_experiment
+
+    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device)
+    with progress_bars(True) as progress:
+        data = wake_capacity_experiment(store_path(store), setup, n_facts=facts, ppl_every=ppl_every, min_recall=min_recall, jump=jump, progress=progress)
+    emit(data, fmt, render_wake)
+
+
+# -- phase-ab ------------------------------------------------------------------------------------
+
+PHASE_COLUMNS = ["cycle", "recall", "degraded", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
+
+
+def phase_rows(phase: dict) -> list[list]:
+    w = phase["wave"]
+    rows = [["0 (post-inj.)", _f(w["recall"]), w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "", _f(w["ppl"]), f"{w['seconds']:.1f}"]]
+    for cyc in phase["cycles"]:
+        rows.append(
+            [
+                f"{cyc['phase_cycle']} (#{cyc['cycle']})",
+                _f(cyc["recall"]),
+                cyc["degraded"],
+                cyc["refreshed"],
+                cyc["pruned"],
+                cyc["blocked"],
+                cyc["rolled_back"],
+                cyc["ledger_size"],
+                cyc["active_facts"],
+                _f(cyc["ppl_before"]),
+                _f(cyc["ppl_after"]),
+                f"{cyc['seconds']:.1f}",
+            ]
+        )
+    return rows
+
+
+def render_phase_ab(c, d: dict) -> None:
+    title = f"{d['facts']}+{d['second_wave']} facts, {d['refresh_mode']} mode, cap {d['cap']} ({d['model']}, layers {d['layers']}, seed {d['setup']['seed']})"
+    for phase in d["phases"]:
+        c.print(table(f"Phase {phase['name']}: {title}", PHASE_COLUMNS, phase_rows(phase)))
+        c.print(f"Phase {phase['name']}: {phase['result']} after {phase['cycles_run']} cycle(s); first clean cycle {phase['first_clean_cycle']}; final recall {_f(phase['final_recall'])}; max ledger {phase['max_ledger_size']}")
+    p = d["perplexity"]
+    c.print(
+        table(
+            "perplexity (Table 7)",
+            ["baseline", "post-inj. A", "post-sleep A", "post-inj. B", "final", "peak", "drift post-sleep A", "drift final", "drift peak"],
+            [[_f(p["baseline"]), _f(p["post_injection"]), _f(p["post_sleep_A"]), _f(p["post_injection_B"]), _f(p["final"]), _f(p["peak"]), _pct(p["drift_post_sleep_A"]), _pct(p["drift_final"]), _pct(p["drift_peak"])]],
+        )
+    )
+    c.print(f"store {d['store']} (head seq {d['seq']}), {d['wall_seconds']:.0f} s")
+
+
+@experiment_app.command("phase-ab")
+def phase_ab(
+    facts: int = typer.Option(14, "--facts", help="Phase A: facts injected before the first sleep."),
+    second_wave: int = typer.Option(5, "--second-wave", help="Phase B: facts injected into the maintained model."),
+    ppl_every: int = typer.Option(0, "--ppl-every", help="Measure perplexity every K injected facts (0: after each wave only)."),
+    refresh_mode: str = RefreshModeOpt,
+    cap: int = CapOpt,
+    seed: int = SeedOpt,
+    model: str = ModelOpt,
+    layers: str = LayersOpt,
+    threads: int = ThreadsOpt,
+    dtype: str = DtypeOpt,
+    device: str = DeviceOpt,
+    max_cycles: int = MaxCyclesOpt,
+    store: Path = StoreOpt,
+    fmt: Format = FormatOpt,
+):
+    """Tables 4, 6, 7: Phase A (inject, sleep until converged), Phase B (second wave, sleep again)."""
+    from memlog.experiments.runner import phase_ab_experiment
+
+    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device)
+    with progress_bars(True) as progress:
+        data = phase_ab_experiment(store_path(store), setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
+    emit(data, fmt, render_phase_ab)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(experiment_app, name="experiment")

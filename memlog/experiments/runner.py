@@ -1,0 +1,136 @@
+"""Running an experiment end to end: seed, create a fresh store, run the protocol, describe the run.
+
+``ExperimentSetup`` holds what the CLI's common options set (seed, refresh mode, cap,
+model, layers, …). ``create_memory`` seeds everything *before* the model is loaded,
+then creates a fresh store with ``init_memory``; the experiment functions run a protocol
+into it and return one JSON-ready document. ``lm=`` and ``memit=`` let tests pass a tiny
+model and cheap MEMIT settings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from memlog.core.facts import Fact
+from memlog.core.pool import fact_pool
+from memlog.engine.config import EngineConfig
+from memlog.errors import UserError
+from memlog.experiments.phase_ab import run_phase_ab
+from memlog.experiments.seeding import seed_everything
+from memlog.experiments.wake import ProgressFn, no_progress
+from memlog.experiments.wake_capacity import run_wake_capacity
+
+EXPERIMENTS = ("wake-capacity", "phase-ab")
+
+
+@dataclass(frozen=True)
+class ExperimentSetup:
+    seed: int = 0
+    refresh_mode: str = "in-place"
+    cap: int = 50
+    max_cycles: int = 10
+    threads: int | None = None
+    model: str = "embedded"
+    layers: tuple[int, ...] | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    relation: str = "lives in"
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(cap=self.cap, refresh_mode=self.refresh_mode, max_cycles=self.max_cycles)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["layers"] = list(self.layers) if self.layers is not None else None
+        return data
+
+
+def pool_facts(setup: ExperimentSetup, n: int) -> list[Fact]:
+    """The first ``n`` facts of the seeded pool: the seed fixes which facts and their order."""
+    if n < 1:
+        raise UserError(f"an experiment needs at least one fact, got {n}")
+    return fact_pool(n, seed=setup.seed, relation=setup.relation)
+
+
+def create_memory(store_dir: Path, setup: ExperimentSetup, lm=None, memit=None, progress: ProgressFn = no_progress):
+    """Seed everything, then create a fresh store for the experiment. Returns (memory, determinism settings)."""
+    from memlog.core.memit import MemitConfig
+    from memlog.core.model import ModelSpec
+    from memlog.engine.open import init_memory
+
+    settings = seed_everything(setup.seed, setup.threads)
+    engine = setup.engine_config()  # validates refresh mode and cap before anything is loaded
+    memit = memit if memit is not None else MemitConfig(seed=setup.seed)
+    if setup.layers is not None:
+        memit = replace(memit, layers=tuple(setup.layers))
+    spec = ModelSpec(model=setup.model, dtype=setup.dtype, device=setup.device)
+    mem = init_memory(Path(store_dir), spec, memit=memit, engine=engine, lm=lm, progress=progress)
+    return mem, settings
+
+
+def describe(mem, name: str, setup: ExperimentSetup, settings: dict, wall: float) -> dict:
+    """The common part of every experiment's document: what ran, on what, into which store."""
+    header = mem.header
+    return {
+        "experiment": name,
+        "store": str(mem.store.path),
+        "setup": setup.to_dict(),
+        "determinism": settings,
+        "model": header.model_id,
+        "model_source": header.model_source,
+        "fingerprint": header.fingerprint,
+        "layers": list(header.layers),
+        "memit": header.config.get("memit", {}),
+        "engine": header.config.get("engine", {}),
+        "seq": mem.head_seq,
+        "wall_seconds": wall,
+    }
+
+
+def wake_capacity_experiment(
+    store_dir: Path,
+    setup: ExperimentSetup,
+    n_facts: int = 30,
+    ppl_every: int = 1,
+    min_recall: float = 0.9,
+    jump: int = 2,
+    lm=None,
+    memit=None,
+    progress: ProgressFn = no_progress,
+) -> dict:
+    """Table 3: inject ``n_facts`` pool facts one at a time into a fresh store; detect the thresholds."""
+    facts = pool_facts(setup, n_facts)
+    start = time.perf_counter()
+    mem, settings = create_memory(store_dir, setup, lm=lm, memit=memit, progress=progress)
+    try:
+        result = run_wake_capacity(mem, facts, ppl_every=ppl_every, min_recall=min_recall, jump=jump, progress=progress)
+        doc = describe(mem, "wake-capacity", setup, settings, time.perf_counter() - start)
+    finally:
+        mem.close()
+    return {**doc, "facts": n_facts, "ppl_every": ppl_every, **result.to_dict()}
+
+
+def phase_ab_experiment(
+    store_dir: Path,
+    setup: ExperimentSetup,
+    n_facts: int = 14,
+    second_wave: int = 5,
+    ppl_every: int = 0,
+    lm=None,
+    memit=None,
+    progress: ProgressFn = no_progress,
+) -> dict:
+    """Tables 4, 6, 7: Phase A (``n_facts``, sleep) then Phase B (``second_wave`` more, sleep)."""
+    if second_wave < 0:
+        raise UserError(f"--second-wave must be ≥ 0, got {second_wave}")
+    facts = pool_facts(setup, n_facts + second_wave)
+    start = time.perf_counter()
+    mem, settings = create_memory(store_dir, setup, lm=lm, memit=memit, progress=progress)
+    try:
+        result = run_phase_ab(mem, facts[:n_facts], facts[n_facts:], max_cycles=setup.max_cycles, ppl_every=ppl_every, progress=progress)
+        doc = describe(mem, "phase-ab", setup, settings, time.perf_counter() - start)
+    finally:
+        mem.close()
+    return {**doc, "facts": n_facts, "second_wave": second_wave, **result.to_dict()}
