@@ -28,7 +28,7 @@ def _render_rows(console, columns: list[str], rows: list[list]) -> None:
 
 def sql(
     query: str = typer.Argument(None, help='SQL over the views events, edits, facts, cycles, audits, wake, e.g. "SELECT * FROM cycles".'),
-    export: Optional[tuple[str, Path]] = typer.Option(None, "--export", help="Also write every view (and the query's result as query.parquet) to DIR: --export parquet DIR."),
+    export: Optional[tuple[str, Path]] = typer.Option(None, "--export", metavar="parquet DIR", help="Also write every view (and the query's result as query.parquet) to DIR: --export parquet DIR."),
     store: Path = StoreOpt,
     fmt: Format = FormatOpt,
 ):
