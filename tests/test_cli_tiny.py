@@ -1,0 +1,147 @@
+"""The CLI end to end on a tiny random Llama saved to a local path (fast).
+
+Covers the JSON contract of CLI.md, exit codes (1 user error, 2 integrity), that bad input
+writes nothing, a second writer, and a store opened against a different base model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memlog.cli.app import main
+from tests.conftest import make_tiny_llama
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    try:
+        data = json.loads(out.out) if out.out.strip() else None
+    except json.JSONDecodeError:
+        data = None
+    return code, data, out.err
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, embedded_tokenizer):
+    path = tmp_path / "tiny-model"
+    make_tiny_llama(seed=0).save_pretrained(path)
+    embedded_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def store(tmp_path, tiny_dir, capsys, monkeypatch):
+    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "store"
+    code, data, err = run(capsys, "init", "--store", path, "--model", tiny_dir, "--layers", "1-2", "--format", "json")
+    assert code == 0, err
+    assert data["created"] is True and data["layers"] == [1, 2]
+    return path
+
+
+def _event_count(capsys, store) -> int:
+    code, events, _ = run(capsys, "log", "--store", store, "--format", "json")
+    assert code == 0
+    return len(events)
+
+
+def test_init_status_inject_recall_replay(store, capsys):
+    code, status, _ = run(capsys, "status", "--store", store, "--format", "json")
+    assert code == 0
+    for key in ("active_facts", "recall", "degraded", "pressure", "cycle", "seq", "model"):
+        assert key in status
+    assert status["active_facts"] == 0 and status["cycle"] == 0
+
+    code, data, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert set(data) >= {"facts", "seq"}
+    assert set(data["facts"][0]) >= {"fact_id", "edit_id", "recalled"}
+    assert data["facts"][0]["edit_id"] == "e00001"
+
+    code, dup, _ = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store, "--format", "json")
+    assert code == 0 and dup["facts"][0]["status"] == "duplicate" and dup["seq"] == data["seq"]
+
+    code, status, _ = run(capsys, "status", "--store", store, "--format", "json")
+    assert status["active_facts"] == 1 and status["seq"] == data["seq"]
+    assert status["pressure"] == pytest.approx(status["degraded"] / 1)
+
+    code, rec, _ = run(capsys, "recall", "Aria Nakamura lives in", "--store", store, "--format", "json")
+    assert code == 0 and set(rec) >= {"prompt", "completion", "seq"}
+    code, rec0, _ = run(capsys, "recall", "Aria Nakamura lives in", "--at", "seq=1", "--store", store, "--format", "json")
+    assert code == 0 and rec0["seq"] == 1
+
+    code, rep, err = run(capsys, "replay", "--until", "head", "--verify", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert rep["verified"] is True
+    assert set(rep["facts"][0]) >= {"fact_id", "subject", "relation", "object", "active", "recalled", "recalled_now"}
+
+    code, sl, err = run(capsys, "sleep", "--cycles", "1", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert set(sl["cycles"][0]) >= {"cycle", "recall", "degraded", "refreshed", "pruned", "ppl_before", "ppl_after"}
+    assert "converged" in sl
+
+    code, ver, _ = run(capsys, "verify", "--store", store, "--format", "json")
+    assert code == 0 and ver == {"ok": True, "problems": []}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inject", "  ", "lives in", "Porto"], "subject"),
+        (["inject", "Aria", "lives in", "x" * 201], "200"),
+        (["inject", "Aria", "lives in"], "SUBJECT RELATION OBJECT"),
+        (["recall", "x", "--at", "cycle=7"], "cycle=7"),
+        (["replay", "--until", "seq=999"], "past the head"),
+        (["replay", "--until", "banana"], "cycle=N"),
+        (["log", "--kind", "Nope"], "unknown --kind"),
+        (["revert", "e09999"], "no edit"),
+    ],
+)
+def test_bad_input_exits_1_and_writes_nothing(store, capsys, args, message):
+    before = _event_count(capsys, store)
+    code, _, err = run(capsys, *args, "--store", store)
+    assert code == 1
+    assert message in err and err.startswith("error:")
+    assert _event_count(capsys, store) == before
+
+
+def test_bad_facts_file_writes_nothing(store, tmp_path, capsys):
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"subject": "A B", "relation": "lives in", "object": "Porto"}\n{"subject": "C", "relation": "lives in"}\n')
+    before = _event_count(capsys, store)
+    code, _, err = run(capsys, "inject", "--file", facts, "--store", store)
+    assert code == 1 and "facts.jsonl:2" in err
+    assert _event_count(capsys, store) == before
+
+
+def test_missing_store_is_a_user_error(tmp_path, capsys):
+    code, _, err = run(capsys, "status", "--store", tmp_path / "nowhere")
+    assert code == 1 and "memlog init" in err
+
+
+def test_second_writer_gets_locked_error_exit_2(store, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; from memlog.store.store import Store; s=Store.open(sys.argv[1], writable=True); print('held', flush=True); time.sleep(30)", str(store)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _event_count(capsys, store)
+        code, _, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store)
+        assert code == 2 and f"PID {holder.pid}" in err
+        assert _event_count(capsys, store) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_different_base_model_exits_2(store, tiny_dir, capsys, embedded_tokenizer):
+    make_tiny_llama(seed=1).save_pretrained(tiny_dir)  # the path the store was made for now holds another model
+    code, _, err = run(capsys, "recall", "Aria Nakamura lives in", "--store", store)
+    assert code == 2 and "fingerprint" in err
