@@ -144,6 +144,9 @@ class _Duck:
     instance costs ~2 ms. The file itself is opened by ATTACH and closed by DETACH
     around every operation, so nothing keeps the file (or its OS lock) open between
     calls. One operation at a time per instance (a mutex guards the shared alias).
+
+    Detaching a file attached for writing checkpoints it (folds the write-ahead log into
+    the database file), so readers never pay for replaying a write-ahead log.
     """
 
     def __init__(self) -> None:
@@ -268,21 +271,26 @@ def _require_blobs(events: Sequence[Event], blobs) -> None:
                 )
 
 
-def _refuse_existing_keys(conn: duckdb.DuckDBPyConnection, keys: list[tuple[str, int]], batch_size: int) -> None:
+def _existing_keys(conn: duckdb.DuckDBPyConnection, keys: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """Which of ``keys`` the log already holds, as (edit_id, version, seq)."""
     if not keys:
-        return
-    found = conn.execute(
+        return []
+    return conn.execute(
         "SELECT v.edit_id, v.version, v.seq FROM edit_versions v "
         "JOIN (SELECT unnest(?::VARCHAR[]) AS edit_id, unnest(?::INTEGER[]) AS version) k "
-        "USING (edit_id, version) ORDER BY v.seq LIMIT 1",
+        "USING (edit_id, version) ORDER BY v.seq",
         [[k[0] for k in keys], [k[1] for k in keys]],
     ).fetchall()
-    if found:
-        found = found[0]
-        raise IntegrityError(
-            f"edit {found[0]} v{found[1]} already exists in the log (seq {found[2]}); an edit version is "
-            f"created once. Nothing from the batch of {batch_size} events was written"
+
+
+def _refused(existing: list[tuple[str, int, int]], batch_size: int, exc: Exception) -> IntegrityError:
+    if existing:
+        edit_id, version, seq = existing[0]
+        return IntegrityError(
+            f"edit {edit_id} v{version} already exists in the log (seq {seq}); an edit version is created "
+            f"once. Nothing from the batch of {batch_size} events was written"
         )
+    return IntegrityError(f"append refused, nothing from the batch of {batch_size} events was written: {exc}")
 
 
 def _select_sql(since_seq: int | None, until_seq: int | None, kinds: list[str] | None) -> tuple[str, list]:
@@ -335,6 +343,9 @@ class EventLog:
         tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
         try:
             log._build(tmp, header_event, payload)
+            wal = tmp.with_name(tmp.name + ".wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise IntegrityError(f"creating {path}: the new log's write-ahead log was not checkpointed")
             try:
                 os.link(tmp, path)
             except FileExistsError:
@@ -402,11 +413,11 @@ class EventLog:
             try:
                 with _transaction(conn):
                     head = _head(conn)
-                    _refuse_existing_keys(conn, keys, len(events))
                     logged = [LoggedEvent(head + i + 1, ts, e) for i, e in enumerate(events)]
                     _insert(conn, logged, payloads)
             except duckdb.ConstraintException as exc:
-                raise IntegrityError(f"append refused, nothing from the batch was written: {exc}") from exc
+                # Rolled back. A repeated (edit_id, version) is the expected cause: name it.
+                raise _refused(_existing_keys(conn, keys), len(events), exc) from exc
         return logged
 
     # ------------------------------------------------------------------ read
