@@ -255,3 +255,27 @@ def test_encoding_is_stable(store):
     (back,) = store.log.read(since_seq=2)
     assert encode_event(back.event) == encode_event(event)
     assert back.ts.tzinfo is not None and back.ts.astimezone(timezone.utc) == back.ts
+
+
+def test_not_a_log(tmp_path):
+    (tmp_path / "log.duckdb").write_text("garbage")
+    with pytest.raises(IntegrityError, match="not a readable DuckDB event log"):
+        EventLog.open(tmp_path / "log.duckdb")
+    with duckdb.connect(str(tmp_path / "other.duckdb")):
+        pass
+    with pytest.raises(IntegrityError, match="not a memlog event log"):
+        EventLog.open(tmp_path / "other.duckdb")
+
+
+def test_verify_reports_gaps_and_index_mismatch(store):
+    store.append([PerplexityMeasured(ppl=1.0, phase="wake")])
+    payload = encode_event(PerplexityMeasured(ppl=2.0, phase="wake")).decode()
+    with duckdb.connect(str(store.path / "log.duckdb")) as conn:
+        conn.execute("INSERT INTO events VALUES (5, now(), 'PerplexityMeasured', 1, NULL, NULL, NULL, NULL, ?)", [payload])
+        conn.execute("INSERT INTO edit_versions VALUES ('e00042', 1, 4)")
+    assert verify_store(store) == [
+        "seq gap: 2 is followed by 5 (missing 3..4)",
+        "edit_versions index lists edit e00042 v1 at seq 4, but no event creates it",
+    ]
+    # the next append continues after the highest seq; it never fills or reuses a gap
+    assert store.append([PerplexityMeasured(ppl=3.0, phase="wake")])[0].seq == 6

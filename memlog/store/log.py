@@ -21,10 +21,12 @@ Rules this module keeps:
 * Rows are only ever inserted; nothing here updates or deletes events.
 * ``append`` writes a whole batch in one transaction (DuckDB's appender, one flush per
   table), or nothing.
-* No connection is held between calls. Each operation opens the file, works, and closes
-  it, so a long-running writer (a sleep cycle computing for minutes) never keeps
-  ``memlog status`` in another process from reading. DuckDB refuses to open a file that
-  another process holds in a conflicting mode; such opens are retried for a few seconds.
+* The file is never held open between calls. Each operation attaches it to a private
+  in-memory DuckDB instance, works, and detaches it (closing the file and checkpointing
+  after writes), so a long-running writer (a sleep cycle computing for minutes) never
+  keeps ``memlog status`` in another process from reading. DuckDB refuses to open a file
+  that another process holds in a conflicting mode; such opens are retried for a few
+  seconds (``LOCK_WAIT_S``).
 """
 
 from __future__ import annotations
@@ -377,11 +379,17 @@ class EventLog:
 
     @classmethod
     def open(cls, path: Path | str) -> "EventLog":
-        """Open an existing log; refuses a missing file or a newer on-disk format."""
+        """Open an existing log; refuses a missing file, a file that is not a memlog log, or a
+        newer on-disk format."""
         log = cls(path)
         if not log.path.is_file():
             raise UserError(f"no event log at {log.path}")
-        fmt = log.header_values().get("format")
+        try:
+            fmt = log.header_values().get("format")
+        except (duckdb.CatalogException, duckdb.SerializationException) as exc:
+            raise IntegrityError(f"{log.path} is not a memlog event log: {exc}") from exc
+        except duckdb.IOException as exc:
+            raise IntegrityError(f"{log.path} is not a readable DuckDB event log: {exc}") from exc
         if isinstance(fmt, int) and fmt > FORMAT_VERSION:
             raise IntegrityError(
                 f"event log {log.path} has format version {fmt}, but this memlog understands up to "

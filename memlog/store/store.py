@@ -170,16 +170,24 @@ def _decode_rows(rows: list[RawRow]) -> tuple[list[tuple[int, Event]], list[str]
 
 def _header_problems(store: Store, events: list[tuple[int, Event]]) -> list[str]:
     problems = []
+    header = None
     try:
-        store.log.header()
+        header = store.log.header()
     except (IntegrityError, EventSchemaError) as exc:
         problems.append(f"header missing or unreadable: {exc}")
-    if events and events[0][0] == 1 and not isinstance(events[0][1], StoreCreated):
-        problems.append(f"event seq 1 is {type(events[0][1]).__name__}, not StoreCreated")
+    first = events[0][1] if events and events[0][0] == 1 else None
+    if not events:
+        problems.append("the log holds no events (StoreCreated is missing)")
+    elif first is not None and not isinstance(first, StoreCreated):
+        problems.append(f"event seq 1 is {type(first).__name__}, not StoreCreated")
+    elif header is not None and first is not None and first != header:
+        problems.append("the header and the StoreCreated event at seq 1 disagree")
     return problems
 
 
-def _edit_index_problems(events: list[tuple[int, Event]], index: list[tuple[str, int, int]]) -> list[str]:
+def _edit_index_problems(
+    events: list[tuple[int, Event]], index: list[tuple[str, int, int]], undecodable: set[int]
+) -> list[str]:
     problems = []
     created: dict[tuple[str, int], int] = {}
     for seq, event in events:
@@ -195,7 +203,7 @@ def _edit_index_problems(events: list[tuple[int, Event]], index: list[tuple[str,
         if indexed.get(key) != seq:
             problems.append(f"edit {key[0]} v{key[1]} (seq {seq}) is missing from the edit_versions index")
     for key, seq in indexed.items():
-        if key not in created:
+        if key not in created and seq not in undecodable:
             problems.append(f"edit_versions index lists edit {key[0]} v{key[1]} at seq {seq}, but no event creates it")
     return problems
 
@@ -242,7 +250,8 @@ def verify_store(store: Store) -> list[str]:
     problems = _header_problems(store, events)
     problems += _seq_problems(rows)
     problems += decode_problems
-    problems += _edit_index_problems(events, store.log.edit_versions())
+    undecodable = {row.seq for row in rows} - {seq for seq, _event in events}
+    problems += _edit_index_problems(events, store.log.edit_versions(), undecodable)
     problems += _blob_problems(events, store.blobs)
     return problems
 
