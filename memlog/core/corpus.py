@@ -96,16 +96,22 @@ def perplexity_text(path: str | Path | None = None) -> str:
 
 
 def covariance_chunks(
-    tokenizer, n_samples: int = 200, seq_len: int = DEFAULT_SEQ_LEN, path: str | Path | None = None
+    tokenizer,
+    n_samples: int = 200,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    path: str | Path | None = None,
+    text: str | None = None,
 ) -> list[list[int]]:
     """``n_samples`` token windows of ``seq_len`` ids, evenly spaced over the covariance part.
 
-    Deterministic for a given corpus and tokenizer. No special tokens are added; the first
-    position of each window is an attention sink and is masked by the covariance pass.
+    The covariance part is that of the default corpus, of the file at ``path``, or ``text``
+    itself (used whole) when given. Deterministic for a given corpus and tokenizer. No special
+    tokens are added; the first position of each window is an attention sink and is masked by
+    the covariance pass.
     """
     if n_samples < 1 or seq_len < 2:
         raise UserError(f"need n_samples >= 1 and seq_len >= 2 (got {n_samples}, {seq_len})")
-    cov_text, _ = corpus_parts(path)
+    cov_text = text if text is not None else corpus_parts(path)[0]
     ids = tokenizer(cov_text, add_special_tokens=False)["input_ids"]
     if len(ids) < n_samples * seq_len:
         raise UserError(

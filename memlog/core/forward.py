@@ -128,16 +128,33 @@ def _additive_mask(hidden: torch.Tensor, attention_mask: torch.Tensor | None) ->
     return mask.masked_fill(~allowed, torch.finfo(hidden.dtype).min)
 
 
-def _run_blocks_llama(lm, hidden, start_layer, attention_mask, position_ids):
+def _cache_kwarg(block: nn.Module) -> str | None:
+    """The name under which this transformers version passes a KV cache to a decoder block."""
+    params = inspect.signature(type(block).forward).parameters
+    for name in ("cache", "past_key_values", "past_key_value"):
+        if name in params:
+            return name
+    return None
+
+
+def _call_blocks(lm, hidden, start_layer, mask, position_ids, cache=None):
+    """Run blocks ``start_layer..end`` with a prepared mask (and optional duck-typed KV cache)."""
     model = lm.model
     blocks = lm.adapter.layers(model)
     position_embeddings = lm.adapter.rotary(model)(hidden, position_ids)
-    mask = _causal_mask(model, hidden, attention_mask, position_ids)
     for block in blocks[start_layer:]:
+        extra = {}
+        if cache is not None:
+            extra[_cache_kwarg(block)] = cache
         hidden = _first(
-            block(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=position_embeddings)
+            block(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=position_embeddings, **extra)
         )
     return lm.adapter.final_norm(model)(hidden)
+
+
+def _run_blocks_llama(lm, hidden, start_layer, attention_mask, position_ids, cache=None):
+    mask = _causal_mask(lm.model, hidden, attention_mask, position_ids)
+    return _call_blocks(lm, hidden, start_layer, mask, position_ids, cache)
 
 
 def _run_blocks_fallback(lm, hidden, start_layer, attention_mask, position_ids):
@@ -196,3 +213,101 @@ def run_from_layer(
     """Logits (B, T, vocab) of running blocks ``start_layer..end`` + final norm + LM head."""
     normed = run_blocks(lm, hidden_states, start_layer, attention_mask, position_ids)
     return lm.adapter.lm_head(lm.model)(normed)
+
+
+class _PrefixKV:
+    """A duck-typed KV cache for one pass: it records every block's keys/values (``record``) or
+    serves the recorded ones in front of the new ones (``serve``); it never grows."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self.serving = False
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        if not self.serving:
+            self.keys[layer_idx], self.values[layer_idx] = key_states.detach(), value_states.detach()
+            return key_states, value_states
+        keys = torch.cat([self.keys[layer_idx], key_states], dim=-2)
+        return keys, torch.cat([self.values[layer_idx], value_states], dim=-2)
+
+
+def _suffix_supported(lm: LoadedModel) -> bool:
+    block = lm.adapter.block(lm.model, 0)
+    implementation = getattr(lm.model.config, "_attn_implementation", None)
+    return lm.adapter.supports_partial_forward() and implementation in ("sdpa", "eager") and _cache_kwarg(block) is not None
+
+
+class SuffixRunner:
+    """Re-run blocks ``start_layer..end`` on the tail of each row only.
+
+    When a residual edit touches row ``r`` at position ``split[r]`` and later, earlier positions
+    are unchanged at every later block, so only positions ``split[r]..lengths[r]-1`` (the
+    *suffix*, right-padded to ``S``) need recomputing; their attention reads the earlier
+    positions' keys/values recorded once from the unedited pass. Rows must be right-padded
+    and need no attention mask (pads only follow real tokens).
+
+    Where that is not possible (non-Llama blocks, flash/flex attention, or a transformers
+    version whose blocks do not take a cache) or does not reproduce the unedited pass, the
+    runner falls back to ``split = 0``: the suffix is the whole row and ``run`` is a plain
+    ``run_blocks``. ``full_normed`` is the unedited output either way.
+    """
+
+    def __init__(self, lm: LoadedModel, hidden: torch.Tensor, start_layer: int, split: torch.Tensor, lengths: torch.Tensor):
+        self.lm, self.start_layer = lm, start_layer
+        batch, length = hidden.shape[:2]
+        self._kv = _PrefixKV()
+        partial = start_layer < lm.adapter.num_layers(lm.model) and _suffix_supported(lm)
+        with torch.no_grad():
+            position_ids = position_ids_for(None, (batch, length), hidden.device)
+            if partial:
+                self.full_normed = _run_blocks_llama(lm, hidden, start_layer, None, position_ids, cache=self._kv)
+            else:
+                self.full_normed = run_blocks(lm, hidden, start_layer)
+        self.split = split if partial else torch.zeros_like(split)
+        self._setup(hidden, lengths, length)
+        if partial and not self._reproduces(hidden):
+            self.split = torch.zeros_like(split)
+            self._setup(hidden, lengths, length)
+
+    def _setup(self, hidden: torch.Tensor, lengths: torch.Tensor, length: int) -> None:
+        device = hidden.device
+        self.partial = bool(self.split.any())
+        width = int((lengths - self.split).max())
+        offsets = torch.arange(width, device=device)
+        self.cols = (self.split[:, None] + offsets[None, :]).clamp(max=length - 1)  # (B, S) absolute positions
+        self.rows = torch.arange(hidden.shape[0], device=device)[:, None].expand_as(self.cols)
+        self.valid = offsets[None, :] < (lengths - self.split)[:, None]  # (B, S) real suffix tokens
+        if not self.partial:
+            return
+        self.position_ids = self.split[:, None] + offsets[None, :]
+        prefix_ok = torch.arange(length, device=device)[None, None, :] < self.split[:, None, None]  # (B, 1, T)
+        suffix_ok = (offsets[None, :] <= offsets[:, None])[None]  # (1, S, S) causal within the suffix
+        allowed = torch.cat([prefix_ok.expand(-1, width, -1), suffix_ok.expand(hidden.shape[0], -1, -1)], dim=-1)
+        mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=device)
+        self.mask = mask.masked_fill(~allowed, torch.finfo(hidden.dtype).min)[:, None]  # (B, 1, S, T + S)
+
+    def _reproduces(self, hidden: torch.Tensor) -> bool:
+        with torch.no_grad():
+            suffix = self.run(self.gather(hidden))
+        reference = self.full_normed[self.rows, self.cols][self.valid]
+        scale = reference.abs().max().clamp_min(1.0)
+        return bool(((suffix[self.valid] - reference).abs().max() / scale) < 1e-4)
+
+    def gather(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The suffix positions (B, S, d) of a full (B, T, d) tensor."""
+        return hidden[self.rows, self.cols]
+
+    def suffix_col(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Map absolute positions (at or after each row's split) to suffix columns."""
+        return cols - self.split[rows]
+
+    def run(self, suffix_hidden: torch.Tensor) -> torch.Tensor:
+        """Final-normed hidden states (B, S, d) of the suffix positions."""
+        if not self.partial:
+            return run_blocks(self.lm, suffix_hidden, self.start_layer)
+        self._kv.serving = True
+        try:
+            return _call_blocks(self.lm, suffix_hidden, self.start_layer, self.mask, self.position_ids, self._kv)
+        finally:
+            self._kv.serving = False

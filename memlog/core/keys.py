@@ -1,0 +1,147 @@
+"""MEMIT keys: the MLP output projection's input at the subject's last token.
+
+Each fact is read in a few contexts: the bare prompt plus short fixed prefixes (MEMIT used
+short generated ones; fixed ones keep memlog deterministic and save a generation pass).
+The key of a fact at a layer is the mean over those contexts. All facts and contexts go
+through the model in one right-padded batch that stops after the deepest layer needed;
+right padding with a plain causal mask leaves every real token's activations unchanged.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from memlog.core.facts import Fact
+from memlog.core.forward import forward_until
+from memlog.core.model import LoadedModel
+
+if TYPE_CHECKING:
+    from memlog.core.memit import MemitConfig
+
+CONTEXT_PREFIXES: tuple[str, ...] = (
+    "The following is a fact. ",
+    "Here is what I know. ",
+    "I heard this yesterday. ",
+    "Note: ",
+    "Fun fact: ",
+    "As everyone knows, ",
+    "To be precise, ",
+    "It is true that ",
+    "Just so you know, ",
+    "Yesterday, I learned something new. ",
+    "Let me tell you about someone. ",
+    "This is from my notes. ",
+)
+
+
+def context_prefixes(n_prefixes: int, seed: int = 0) -> list[str]:
+    """``n_prefixes`` contexts: the bare prompt (``""``) first, then fixed prefixes.
+
+    Seed 0 takes the prefixes in their listed order; another seed samples them reproducibly.
+    """
+    if not 1 <= n_prefixes <= len(CONTEXT_PREFIXES) + 1:
+        raise ValueError(f"n_prefixes must be in 1..{len(CONTEXT_PREFIXES) + 1}, got {n_prefixes}")
+    pool = list(CONTEXT_PREFIXES)
+    if seed:
+        random.Random(seed).shuffle(pool)
+    return [""] + pool[: n_prefixes - 1]
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Right-padded token ids with, per row, the subject's last token and the row's fact."""
+
+    input_ids: torch.Tensor  # (B, T)
+    lengths: torch.Tensor  # (B,) real tokens per row
+    subject_last: torch.Tensor  # (B,) position of the subject's last token
+    fact_index: torch.Tensor  # (B,) which fact the row belongs to
+
+
+def subject_last_index(tokenizer, text: str, subject_end: int) -> tuple[list[int], int]:
+    """Token ids of ``text`` and the index of the token holding character ``subject_end - 1``."""
+    try:
+        enc = tokenizer(text, return_offsets_mapping=True)
+    except (NotImplementedError, ValueError):  # slow tokenizers have no offsets
+        ids = tokenizer(text)["input_ids"]
+        return ids, len(tokenizer(text[:subject_end])["input_ids"]) - 1
+    target = subject_end - 1
+    for index, (start, end) in enumerate(enc["offset_mapping"]):
+        if start <= target < end:
+            return enc["input_ids"], index
+    raise ValueError(f"could not locate the subject's last token in {text!r}")
+
+
+def pad_right(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids padded on the right, and each row's length."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return ids.to(device), torch.tensor([len(r) for r in rows], device=device)
+
+
+def pad_id_of(tokenizer) -> int:
+    pad = tokenizer.pad_token_id
+    return int(pad if pad is not None else (tokenizer.eos_token_id or 0))
+
+
+def build_prompt_batch(lm: LoadedModel, texts_and_subject_ends: list[tuple[str, int, int]], suffixes=None) -> PromptBatch:
+    """Tokenise ``(text, subject_end_char, fact_index)`` rows; optionally append token ``suffixes``."""
+    rows, last, owner = [], [], []
+    for i, (text, subject_end, fact) in enumerate(texts_and_subject_ends):
+        ids, index = subject_last_index(lm.tokenizer, text, subject_end)
+        rows.append(list(ids) + (list(suffixes[i]) if suffixes is not None else []))
+        last.append(index)
+        owner.append(fact)
+    ids, lengths = pad_right(rows, pad_id_of(lm.tokenizer), lm.device)
+    return PromptBatch(ids, lengths, torch.tensor(last, device=lm.device), torch.tensor(owner, device=lm.device))
+
+
+def fact_contexts(facts: list[Fact], prefixes: list[str]) -> list[tuple[str, int, int]]:
+    """Rows ``(prefix + prompt, subject end char, fact index)``, fact-major, prefix-minor."""
+    return [(p + f.prompt, len(p) + len(f.subject), i) for i, f in enumerate(facts) for p in prefixes]
+
+
+def _mean_per_fact(rows: torch.Tensor, owner: torch.Tensor, n_facts: int) -> torch.Tensor:
+    sums = torch.zeros(n_facts, rows.shape[1], dtype=torch.float32, device=rows.device)
+    sums.index_add_(0, owner, rows.float())
+    counts = torch.bincount(owner, minlength=n_facts).clamp_min(1).unsqueeze(1)
+    return sums / counts
+
+
+def keys_and_residual(
+    lm: LoadedModel, batch: PromptBatch, n_facts: int, key_layers: list[int], residual_layer: int | None = None
+) -> tuple[dict[int, torch.Tensor], torch.Tensor | None]:
+    """Per-fact mean keys (d_in × N) at ``key_layers`` and, optionally, the residual at the output of
+    ``residual_layer`` at the subject's last token of each row (B × d_model), in one stopped pass."""
+    adapter, model = lm.adapter, lm.model
+    rows = torch.arange(batch.input_ids.shape[0], device=lm.device)
+    picked: dict[int, torch.Tensor] = {}
+    residual: list[torch.Tensor] = []
+
+    def key_hook(layer):
+        return lambda _m, args: picked.__setitem__(layer, args[0][rows, batch.subject_last].detach())
+
+    pre_hooks = [(adapter.mlp_out(model, layer), key_hook(layer)) for layer in key_layers]
+    hooks = []
+    if residual_layer is not None:
+        block = adapter.block(model, residual_layer)
+        hooks.append((block, lambda _m, _a, out: residual.append((out[0] if isinstance(out, tuple) else out)[rows, batch.subject_last].detach())))
+    stop = max(key_layers + ([residual_layer] if residual_layer is not None else []))
+    with torch.no_grad():
+        forward_until(lm, stop, batch.input_ids, None, pre_hooks=pre_hooks, hooks=hooks)
+    keys = {layer: _mean_per_fact(picked[layer], batch.fact_index, n_facts).T.contiguous() for layer in key_layers}
+    return keys, (residual[0].float() if residual else None)
+
+
+def compute_keys(lm: LoadedModel, facts: list[Fact], layers, cfg: "MemitConfig") -> dict[int, torch.Tensor]:
+    """Keys (d_in × N, float32, on the model's device) of ``facts`` at each of ``layers``,
+    averaged over ``cfg.n_prefixes`` contexts; one forward pass for all facts and contexts."""
+    prefixes = context_prefixes(cfg.n_prefixes, cfg.seed)
+    batch = build_prompt_batch(lm, fact_contexts(facts, prefixes))
+    keys, _ = keys_and_residual(lm, batch, len(facts), sorted(layers))
+    return keys

@@ -1,0 +1,232 @@
+"""MEMIT: write facts into the MLP output projections of a window of layers.
+
+The orchestration of paper §3.1 (Meng et al. 2023, Alg. 1):
+
+1. ``compute_v_star`` finds, for every fact, the residual ``z*`` at the output of the last
+   edit layer L that makes the model say the object (``memlog.core.vstar``).
+2. For each edit layer l in order: read the keys ``K`` at l and the current residual ``z``
+   at L with the weights as edited so far (one stopped forward pass), spread the remaining
+   error over the remaining layers, ``R = (z* − z) / (layers left)``, solve for the factored
+   update ``ΔW_l = U Vᵀ`` (``memlog.core.solve``; null-space constrained when protected keys are
+   given for l) and apply it *temporarily* so the next layer sees it.
+3. Restore every edit layer's weight bit for bit. The caller applies the returned factors
+   through its own weight projection (``W = W_base + Σ s_i U_i V_iᵀ``).
+
+Batched (N facts) and single-fact edits are the same code path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from memlog.core.covariance import CovarianceResult, compute_covariance
+from memlog.core.facts import Fact
+from memlog.core.keys import build_prompt_batch, compute_keys, context_prefixes, fact_contexts, keys_and_residual
+from memlog.core.model import LoadedModel
+from memlog.core.solve import NullSpaceError, solve_update
+from memlog.core.vstar import NonFiniteError, compute_v_star
+from memlog.errors import UserError
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "CovarianceResult",
+    "EditResult",
+    "LayerFactors",
+    "MemitConfig",
+    "applied",
+    "apply_factors",
+    "NonFiniteError",
+    "NullSpaceError",
+    "compute_covariance",
+    "compute_keys",
+    "compute_v_star",
+    "memit_edit",
+    "solve_layers",
+    "solve_update",
+]
+
+DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedded model: docs/EDIT_LAYERS.md
+
+
+@dataclass(frozen=True)
+class MemitConfig:
+    """MEMIT hyper-parameters. Defaults are the paper's (v*: 30 steps, lr 0.5, 200 covariance
+    samples) and, where the paper is silent, measured on the embedded model (docs/EDIT_LAYERS.md)."""
+
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    v_steps: int = 30
+    v_lr: float = 0.5
+    kl_factor: float = 0.0625
+    v_weight_decay: float = 0.5
+    clamp_norm_factor: float = 0.75
+    v_stop_loss: float = 0.05  # stop v* early once every fact's loss is below this (as MEMIT)
+    lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
+    n_prefixes: int = 5  # contexts per fact: the bare prompt + n_prefixes - 1 fixed prefixes
+    cov_samples: int = 200
+    cov_seq_len: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        layers = tuple(sorted(set(int(x) for x in self.layers)))
+        if not layers or layers[0] < 0:
+            raise UserError(f"MEMIT needs at least one non-negative edit layer, got {self.layers!r}")
+        object.__setattr__(self, "layers", layers)
+        if self.v_steps < 0 or self.v_lr <= 0 or self.lam <= 0 or self.clamp_norm_factor <= 0:
+            raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
+        if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2:
+            raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1 and cov_seq_len >= 2 are required")
+
+
+@dataclass(frozen=True)
+class LayerFactors:
+    """One layer's update ``ΔW = u @ v.T`` and the keys it was solved for (all float32, cpu)."""
+
+    u: torch.Tensor  # (d_out, N)
+    v: torch.Tensor  # (d_in, N)
+    keys: torch.Tensor  # (d_in, N)
+
+
+@dataclass
+class EditResult:
+    deltas: dict[int, LayerFactors]
+    v_loss: float  # mean over facts of the final v* NLL of the object tokens
+    v_losses: list[float]  # per fact
+    v_norms: list[float]  # per fact: ‖z* − z‖ / ‖z‖ at the last layer (== clamp_norm_factor when clamped)
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check_inputs(lm: LoadedModel, facts: list[Fact], cfg: MemitConfig, covs, constraint_keys) -> None:
+    if not facts:
+        raise UserError("memit_edit needs at least one fact")
+    n_layers = lm.adapter.num_layers(lm.model)
+    if cfg.layers[-1] >= n_layers:
+        raise UserError(f"edit layer {cfg.layers[-1]} is out of range: the model has layers 0-{n_layers - 1}")
+    missing = [layer for layer in cfg.layers if layer not in covs]
+    if missing:
+        raise UserError(f"no covariance for edit layer(s) {missing}; compute it for layers {list(cfg.layers)}")
+    for layer, keys in (constraint_keys or {}).items():
+        d_in = lm.adapter.key_dim(lm.model, layer)
+        if keys is not None and (keys.dim() != 2 or keys.shape[0] != d_in):
+            raise UserError(f"constraint keys for layer {layer} must be ({d_in}, M), got {tuple(keys.shape)}")
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def add(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - start
+        return now
+
+
+def solve_layers(
+    lm: LoadedModel,
+    facts: list[Fact],
+    cfg: MemitConfig,
+    covs: dict[int, torch.Tensor],
+    targets: torch.Tensor,
+    constraint_keys: dict[int, torch.Tensor] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    timer: "_Timer | None" = None,
+) -> tuple[dict[int, LayerFactors], list[float]]:
+    """Steps 2-3 of ``memit_edit`` for given v* ``targets`` (d_model × N at the last edit layer).
+
+    Returns the per-layer factors and the per-fact ‖z* − z‖ / ‖z‖ before the first layer. The
+    edit layers' weights are restored bit for bit, also on error.
+    """
+    _check_inputs(lm, facts, cfg, covs, constraint_keys)
+    timer = timer or _Timer()
+    layers = list(cfg.layers)
+    prefixes = context_prefixes(cfg.n_prefixes, cfg.seed)
+    batch = build_prompt_batch(lm, fact_contexts(facts, prefixes))
+    bare = torch.arange(len(facts), device=lm.device) * len(prefixes)
+    targets = targets.to(lm.device, torch.float32)
+    saved = {layer: lm.adapter.edit_weight_view(lm.model, layer).detach().clone() for layer in layers}
+    deltas: dict[int, LayerFactors] = {}
+    v_norms: list[float] = []
+    mark = time.perf_counter()
+    try:
+        with torch.no_grad():
+            for i, layer in enumerate(layers):
+                keys, residual = keys_and_residual(lm, batch, len(facts), [layer], layers[-1])
+                current = residual[bare].T
+                if i == 0:
+                    v_norms = ((targets - current).norm(dim=0) / current.norm(dim=0)).tolist()
+                mark = timer.add("keys", mark)
+                resid = (targets - current) / (len(layers) - i)
+                constraint = (constraint_keys or {}).get(layer)
+                u, v = solve_update(keys[layer], resid, covs[layer].to(lm.device), cfg.lam, constraint)
+                mark = timer.add("solve", mark)
+                weight = lm.adapter.edit_weight_view(lm.model, layer)
+                weight += (u @ v.T).to(weight.dtype)
+                deltas[layer] = LayerFactors(u=u.cpu(), v=v.cpu(), keys=keys[layer].float().cpu())
+                mark = timer.add("apply", mark)
+                if progress is not None:
+                    progress(i + 2, len(layers) + 1)
+    finally:
+        with torch.no_grad():
+            for layer, original in saved.items():
+                lm.adapter.edit_weight_view(lm.model, layer).copy_(original)
+        timer.add("restore", mark)
+    return deltas, v_norms
+
+
+def memit_edit(
+    lm: LoadedModel,
+    facts: list[Fact],
+    cfg: MemitConfig,
+    covs: dict[int, torch.Tensor],
+    constraint_keys: dict[int, torch.Tensor] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EditResult:
+    """Compute the MEMIT factors that write ``facts``; the model's weights are left unchanged.
+
+    ``constraint_keys[l]`` (d_in × M), when given, are keys the update at layer l must not
+    move (``ΔW_l K_h = 0``); layers absent from it are edited unconstrained. ``progress(done,
+    total)`` is called after v* and after each layer.
+    """
+    _check_inputs(lm, facts, cfg, covs, constraint_keys)
+    timer, started = _Timer(), time.perf_counter()
+    targets, nll = compute_v_star(lm, facts, cfg.layers[-1], cfg)
+    timer.add("v_star", started)
+    if progress is not None:
+        progress(1, len(cfg.layers) + 1)
+    deltas, v_norms = solve_layers(lm, facts, cfg, covs, targets, constraint_keys, progress, timer)
+    return EditResult(
+        deltas=deltas,
+        v_loss=float(nll.mean()),
+        v_losses=[float(x) for x in nll],
+        v_norms=v_norms,
+        seconds=time.perf_counter() - started,
+        timings=timer.timings,
+    )
+
+
+@contextmanager
+def applied(lm: LoadedModel, deltas: dict[int, LayerFactors], scale: float = 1.0) -> Iterator[None]:
+    """Apply ``deltas`` for the duration of a ``with`` block, then restore the weights bit for bit."""
+    saved = {layer: lm.adapter.edit_weight_view(lm.model, layer).detach().clone() for layer in deltas}
+    try:
+        apply_factors(lm, deltas, scale)
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, original in saved.items():
+                lm.adapter.edit_weight_view(lm.model, layer).copy_(original)
+
+
+def apply_factors(lm: LoadedModel, deltas: dict[int, LayerFactors], scale: float = 1.0) -> None:
+    """Add ``scale · U Vᵀ`` to each layer's weight in place (for experiments and tests; the
+    engine applies edits through its weight projection instead)."""
+    with torch.no_grad():
+        for layer, factors in deltas.items():
+            weight = lm.adapter.edit_weight_view(lm.model, layer)
+            delta = factors.u.to(weight.device, torch.float32) @ factors.v.to(weight.device, torch.float32).T
+            weight += (scale * delta).to(weight.dtype)

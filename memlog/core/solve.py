@@ -1,0 +1,144 @@
+"""The MEMIT least-squares update in factored (Woodbury) form, optionally null-space constrained.
+
+Convention (see docs/MEMIT.md): the edited weight is ``W`` (d_out × d_in) with ``out = W @ k``.
+``K`` (d_in × N) holds the new keys as columns, ``R`` (d_out × N) the wanted change of the
+outputs at those keys, ``C`` (d_in × d_in) the mean of ``k kᵀ`` over reference tokens.
+The update minimises ``‖ΔW K − R‖² + λ·tr(ΔW C ΔWᵀ)``, whose solution is
+
+    ΔW = R Kᵀ (K Kᵀ + λC)⁻¹ = U Vᵀ,  V = (λC)⁻¹ K,  U = R (I + Kᵀ V)⁻¹      (Woodbury)
+
+With constraint keys ``K_h`` (d_in × M) the same objective is minimised subject to
+``ΔW K_h = 0``. With ``Q`` an orthonormal basis of span(K_h) and ``S = (λC)⁻¹``:
+
+    S_P = S − S Q (Qᵀ S Q)⁻¹ Qᵀ S,  V = S_P K,  U = R (I + Kᵀ S_P K)⁻¹,  ΔW = U Vᵀ
+
+so ``Vᵀ K_h = 0``. No dense d_out × d_in matrix is formed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from memlog.errors import UserError
+
+RANK_RTOL = 1e-6  # singular values of the (column-normalised) constraint keys below this × max are dropped
+SPAN_TOL = 1e-5  # a new key whose component outside span(K_h) is below this × its norm cannot be edited
+
+
+class NullSpaceError(UserError):
+    """The null-space constraint leaves no room for the requested edit."""
+
+
+def _cholesky(A: torch.Tensor, what: str) -> torch.Tensor:
+    """Cholesky factor of a symmetric PSD matrix, adding a tiny jitter if it is singular."""
+    factor, info = torch.linalg.cholesky_ex(A)
+    if int(info) == 0:
+        return factor
+    scale = (A.diagonal().abs().mean() or A.new_tensor(1.0)).item()
+    for eps in (1e-12, 1e-10, 1e-8, 1e-6):
+        eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+        factor, info = torch.linalg.cholesky_ex(A + eps * scale * eye)
+        if int(info) == 0:
+            return factor
+    raise UserError(f"{what} is not positive definite (is the covariance computed from enough tokens, and λ > 0?)")
+
+
+def constraint_basis(constraint_keys: torch.Tensor, rtol: float = RANK_RTOL) -> torch.Tensor:
+    """An orthonormal basis (d_in × r) of span(K_h); directions below ``rtol`` are dropped.
+
+    Columns are normalised first so that the tolerance is per key, not dominated by large keys.
+    """
+    norms = constraint_keys.norm(dim=0)
+    keep = norms > 0
+    if not bool(keep.any()):
+        return constraint_keys.new_zeros(constraint_keys.shape[0], 0)
+    unit = constraint_keys[:, keep] / norms[keep]
+    basis, singular, _ = torch.linalg.svd(unit, full_matrices=False)
+    rank = int((singular > rtol * singular[0]).sum())
+    return basis[:, :rank]
+
+
+def _check_room(K: torch.Tensor, Q: torch.Tensor, span_tol: float) -> None:
+    d_in, rank = Q.shape
+    if rank >= d_in:
+        raise NullSpaceError(
+            f"the constraint keys span all {d_in} key dimensions; a constrained edit would be a no-op. "
+            "Protect fewer edits (or edit more layers)."
+        )
+    outside = (K - Q @ (Q.T @ K)).norm(dim=0) / K.norm(dim=0).clamp_min(torch.finfo(K.dtype).tiny)
+    inside = [i for i, frac in enumerate(outside.tolist()) if frac < span_tol]
+    if inside:
+        raise NullSpaceError(
+            f"new key(s) {inside} lie inside the span of the protected keys (rank {rank}); the constraint "
+            "leaves no room to edit them. This happens when a protected fact has the same subject."
+        )
+
+
+def _projected_inverse_times(L: torch.Tensor, K: torch.Tensor, Q: torch.Tensor, what: str) -> torch.Tensor:
+    """S_P K with S = (L Lᵀ)⁻¹, without forming S_P; then project out Q to clean rounding."""
+    SK = torch.cholesky_solve(K, L)
+    SQ = torch.cholesky_solve(Q, L)
+    QSQ = Q.T @ SQ
+    QSQ = (QSQ + QSQ.T) / 2
+    coef = torch.cholesky_solve(Q.T @ SK, _cholesky(QSQ, what))
+    V = SK - SQ @ coef
+    return V - Q @ (Q.T @ V)
+
+
+def solve_update(
+    K: torch.Tensor,
+    R: torch.Tensor,
+    C: torch.Tensor,
+    lam: float,
+    constraint_keys: torch.Tensor | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    out_dtype: torch.dtype = torch.float32,
+    rank_rtol: float = RANK_RTOL,
+    span_tol: float = SPAN_TOL,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors ``(U, V)`` (d_out × N, d_in × N) with ``ΔW = U Vᵀ``; see the module doc.
+
+    Computed in ``dtype`` (float64 by default) on ``K``'s device, returned as ``out_dtype``. Raises ``NullSpaceError`` when
+    the constraint leaves no room for the new keys.
+    """
+    if lam <= 0:
+        raise UserError(f"λ must be positive, got {lam}")
+    d_in, n = K.shape
+    if R.shape[1] != n or C.shape != (d_in, d_in):
+        raise ValueError(f"shape mismatch: K {tuple(K.shape)}, R {tuple(R.shape)}, C {tuple(C.shape)}")
+    device = K.device
+    K64, R64 = K.to(device, dtype), R.to(device, dtype)
+    L = _cholesky(lam * C.to(device, dtype), "λ·C")
+    if constraint_keys is None or constraint_keys.numel() == 0:
+        V = torch.cholesky_solve(K64, L)
+    else:
+        Q = constraint_basis(constraint_keys.to(device, dtype), rank_rtol)
+        _check_room(K64, Q, span_tol)
+        V = _projected_inverse_times(L, K64, Q, "Qᵀ(λC)⁻¹Q") if Q.shape[1] else torch.cholesky_solve(K64, L)
+        free = (K64 * V).sum(0) / (K64 * torch.cholesky_solve(K64, L)).sum(0)
+        if bool((free <= 1e-10).any()):
+            raise NullSpaceError("the constraint leaves (numerically) no room for the new keys: Kᵀ S_P K ≈ 0")
+    G = K64.T @ V
+    G = (G + G.T) / 2
+    eye = torch.eye(n, dtype=dtype, device=device)
+    U = torch.cholesky_solve(R64.T, _cholesky(eye + G, "I + KᵀV")).T
+    return U.to(out_dtype), V.to(out_dtype)
+
+
+def dense_update(K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float) -> torch.Tensor:
+    """The dense closed form ``R Kᵀ (K Kᵀ + λC)⁻¹`` (for tests; never used to edit)."""
+    A = K @ K.T + lam * C
+    return torch.linalg.solve(A, (R @ K.T).T).T
+
+
+def dense_constrained_update(K: torch.Tensor, R: torch.Tensor, C: torch.Tensor, lam: float, constraint_keys: torch.Tensor) -> torch.Tensor:
+    """The dense Lagrangian solution of the constrained problem (for tests; never used to edit).
+
+    ``ΔW = R Kᵀ [M⁻¹ − M⁻¹Q(QᵀM⁻¹Q)⁻¹QᵀM⁻¹]`` with ``M = K Kᵀ + λC`` and ``Q`` a basis of span(K_h).
+    """
+    Q = constraint_basis(constraint_keys)
+    M_inv = torch.linalg.inv(K @ K.T + lam * C)
+    MQ = M_inv @ Q
+    projected = M_inv - MQ @ torch.linalg.solve(Q.T @ MQ, MQ.T)
+    return R @ K.T @ projected

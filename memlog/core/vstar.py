@@ -1,0 +1,192 @@
+"""v*: the residual-stream vector at the last edit layer that makes the model say the object.
+
+For every fact, a delta ``δ`` is added to the output of block ``layer`` at the subject's last
+token, in every context-prefixed prompt of that fact and in its "{subject} is a" prompt. It
+is optimised with Adam to minimise
+
+    NLL(object tokens | prompt)                       (mean over tokens and contexts)
+  + kl_factor · KL(p_base ‖ p_edited) on "{subject} is a"   (next-token distribution after "a")
+  + v_weight_decay · (‖δ‖ / ‖h‖)²
+
+where ``h`` is the unedited residual at that position in the bare prompt; after every step
+``‖δ‖`` is clamped to ``clamp_norm_factor · ‖h‖``. The target is ``h + δ``. A fact whose loss
+falls below ``v_stop_loss`` is frozen (MEMIT's early stop, per fact).
+
+Speed: the residual at block ``layer``'s output is computed once (no grad), and each step only
+runs the remaining blocks, and only on the positions from the subject's last token onward
+(``memlog.core.forward.SuffixRunner``: earlier positions are unaffected by the edit and their
+keys/values are reused); the LM head is applied only at the scored positions, and the unedited
+KL distribution is computed once. Facts are optimised
+jointly but independently (their losses add; Adam is per-coordinate; the clamp is per fact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from memlog.core.facts import Fact
+from memlog.core.forward import SuffixRunner, residual_at
+from memlog.core.keys import PromptBatch, build_prompt_batch, context_prefixes, fact_contexts
+from memlog.core.model import LoadedModel
+from memlog.errors import MemlogError
+
+if TYPE_CHECKING:
+    from memlog.core.memit import MemitConfig
+
+KL_TEMPLATE = "{} is a"
+
+
+class NonFiniteError(MemlogError):
+    """The v* optimisation produced NaN or inf (a broken model or a far too large lr)."""
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Everything the optimisation loop needs, computed once."""
+
+    runner: SuffixRunner  # re-runs the blocks after `layer` on each row's suffix
+    suffix: torch.Tensor  # (B, S, d) unedited residual at the suffix positions, no grad
+    fact_of_row: torch.Tensor  # (B,)
+    edit_cols: torch.Tensor  # (B,) suffix column of the subject's last token (0 unless the runner fell back)
+    target_rows: torch.Tensor  # (P,) row of each scored object token
+    target_cols: torch.Tensor  # (P,) suffix column predicting it
+    target_ids: torch.Tensor  # (P,) the object token
+    target_weight: torch.Tensor  # (P,) 1 / (tokens × contexts) of its fact
+    target_fact: torch.Tensor  # (P,)
+    kl_rows: torch.Tensor  # (N,)
+    kl_cols: torch.Tensor  # (N,) suffix column of the last token of "{subject} is a"
+    kl_base_logp: torch.Tensor  # (N, vocab) unedited log-probs
+    kl_base_p: torch.Tensor  # (N, vocab)
+    h_norm: torch.Tensor  # (N,) ‖h‖ at the bare prompt
+    h_init: torch.Tensor  # (N, d)
+
+
+def object_token_ids(tokenizer, obj: str) -> list[int]:
+    """The object's tokens as they follow a prompt (with the leading space)."""
+    ids = tokenizer(" " + obj, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"object {obj!r} tokenises to nothing")
+    return list(ids)
+
+
+def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int]], n_contexts: int):
+    rows, cols, ids, weight, fact = [], [], [], [], []
+    for r in range(n_rewrite):
+        f = int(batch.fact_index[r])
+        tgt = targets[f]
+        start = int(batch.lengths[r]) - len(tgt)  # the prompt ends at start - 1; suffix = tgt[:-1]
+        for j, token in enumerate(tgt):
+            rows.append(r)
+            cols.append(start - 1 + j)
+            ids.append(token)
+            weight.append(1.0 / (len(tgt) * n_contexts))
+            fact.append(f)
+    dev = batch.input_ids.device
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=dev)  # noqa: E731
+    return as_long(rows), as_long(cols), as_long(ids), torch.tensor(weight, device=dev), as_long(fact)
+
+
+def _prepare(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig") -> _Problem:
+    prefixes = context_prefixes(cfg.n_prefixes, cfg.seed)
+    targets = [object_token_ids(lm.tokenizer, f.object) for f in facts]
+    rewrite = fact_contexts(facts, prefixes)
+    kl = [(KL_TEMPLATE.format(f.subject), len(f.subject), i) for i, f in enumerate(facts)]
+    suffixes = [targets[fact][:-1] for _, _, fact in rewrite] + [[] for _ in kl]
+    batch = build_prompt_batch(lm, rewrite + kl, suffixes)
+    n_rewrite = len(rewrite)
+    rows, cols, ids, weight, fact = _scored_positions(batch, n_rewrite, targets, len(prefixes))
+    kl_rows = torch.arange(n_rewrite, n_rewrite + len(facts), device=lm.device)
+    kl_cols = batch.lengths[kl_rows] - 1
+    with torch.no_grad():
+        residual = residual_at(lm, batch.input_ids, layer)
+        runner = SuffixRunner(lm, residual, layer + 1, batch.subject_last, batch.lengths)
+        kl_base = torch.log_softmax(_head(lm, runner.full_normed[kl_rows, kl_cols]), dim=-1)
+        suffix = runner.gather(residual)
+    bare = torch.arange(len(facts), device=lm.device) * len(prefixes)  # the "" context comes first
+    h_init = residual[bare, batch.subject_last[bare]].float()
+    return _Problem(
+        runner=runner,
+        suffix=suffix,
+        fact_of_row=batch.fact_index,
+        edit_cols=runner.suffix_col(torch.arange(len(batch.lengths), device=lm.device), batch.subject_last),
+        target_rows=rows,
+        target_cols=runner.suffix_col(rows, cols),
+        target_ids=ids,
+        target_weight=weight,
+        target_fact=fact,
+        kl_rows=kl_rows,
+        kl_cols=runner.suffix_col(kl_rows, kl_cols),
+        kl_base_logp=kl_base,
+        kl_base_p=kl_base.exp(),
+        h_norm=h_init.norm(dim=1),
+        h_init=h_init,
+    )
+
+
+def _head(lm: LoadedModel, normed: torch.Tensor) -> torch.Tensor:
+    return lm.adapter.lm_head(lm.model)(normed).float()
+
+
+def _edited_suffix(problem: _Problem, delta: torch.Tensor) -> torch.Tensor:
+    """The suffix residual with each row's fact delta added at the subject's last token."""
+    rows = torch.arange(problem.suffix.shape[0], device=delta.device)
+    add = torch.zeros_like(problem.suffix)
+    add = add.index_put((rows, problem.edit_cols), delta[problem.fact_of_row].to(problem.suffix.dtype))
+    return problem.suffix + add
+
+
+def _losses(lm: LoadedModel, problem: _Problem, delta: torch.Tensor, cfg: "MemitConfig"):
+    """Per-fact (total, nll) losses for the current delta."""
+    normed = problem.runner.run(_edited_suffix(problem, delta))
+    n = delta.shape[0]
+    logp = torch.log_softmax(_head(lm, normed[problem.target_rows, problem.target_cols]), dim=-1)
+    token_nll = -logp.gather(1, problem.target_ids[:, None]).squeeze(1) * problem.target_weight
+    nll = torch.zeros(n, device=delta.device).index_add(0, problem.target_fact, token_nll)
+    kl_logp = torch.log_softmax(_head(lm, normed[problem.kl_rows, problem.kl_cols]), dim=-1)
+    kl = (problem.kl_base_p * (problem.kl_base_logp - kl_logp)).sum(-1)
+    decay = (delta.norm(dim=1) / problem.h_norm) ** 2
+    total = nll + cfg.kl_factor * kl + cfg.v_weight_decay * decay
+    return total, nll
+
+
+def _clamp(delta: torch.Tensor, max_norm: torch.Tensor) -> None:
+    norms = delta.norm(dim=1, keepdim=True)
+    scale = torch.clamp(max_norm[:, None] / norms.clamp_min(1e-12), max=1.0)
+    delta.mul_(scale)
+
+
+def compute_v_star(
+    lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets (d_model × N, float32) at the output of block ``layer`` and per-fact final NLL (N,).
+
+    Each fact stops (its delta is frozen) once its total loss is below ``cfg.v_stop_loss``, so a
+    fact gets the same v* whether it is optimised alone or in a batch.
+    """
+    problem = _prepare(lm, facts, layer, cfg)
+    delta = torch.zeros_like(problem.h_init, requires_grad=True)
+    optimiser = torch.optim.Adam([delta], lr=cfg.v_lr)
+    max_norm = cfg.clamp_norm_factor * problem.h_norm
+    frozen = torch.zeros(len(facts), dtype=torch.bool, device=delta.device)
+    with torch.enable_grad():
+        for step in range(cfg.v_steps + 1):
+            total, nll = _losses(lm, problem, delta, cfg)
+            if not bool(torch.isfinite(total).all()):
+                raise NonFiniteError(
+                    f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
+                )
+            frozen |= total.detach() < cfg.v_stop_loss
+            if step == cfg.v_steps or bool(frozen.all()):
+                break
+            optimiser.zero_grad(set_to_none=True)
+            (total * ~frozen).sum().backward()
+            kept = delta.detach()[frozen].clone()
+            optimiser.step()
+            with torch.no_grad():
+                delta[frozen] = kept
+                _clamp(delta, max_norm)
+    targets = (problem.h_init + delta.detach()).T.contiguous()
+    return targets, nll.detach().float().cpu()

@@ -1,0 +1,39 @@
+"""Shared helpers of the measurement scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from memlog.core.covariance import compute_covariance  # noqa: E402
+from memlog.core.model import cache_dir  # noqa: E402
+
+
+def setup_threads() -> None:
+    torch.set_num_threads(int(os.environ.get("MEMLOG_THREADS", min(2, os.cpu_count() or 1))))
+
+
+def cached_covariance(lm, cfg, log=print) -> dict[int, torch.Tensor]:
+    """Covariance for ``cfg.layers``, cached on disk under the memlog cache (scripts only)."""
+    name = f"cov-{'_'.join(map(str, cfg.layers))}-{cfg.cov_samples}x{cfg.cov_seq_len}.pt"
+    path = cache_dir() / "scripts" / name
+    if path.is_file():
+        return torch.load(path)
+    started = time.perf_counter()
+    result = compute_covariance(lm, cfg.layers, cfg)
+    log(f"covariance for layers {cfg.layers[0]}-{cfg.layers[-1]}: {time.perf_counter() - started:.1f}s, {result.n_tokens} tokens")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(result.covs, path)
+    return result.covs
+
+
+def write_json(path: str | None, payload) -> None:
+    if path:
+        Path(path).write_text(json.dumps(payload, indent=2))

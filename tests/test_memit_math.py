@@ -1,0 +1,243 @@
+"""MEMIT math on small shapes and the tiny Llama, in float64.
+
+Convention under test (docs/MEMIT.md): W is (d_out, d_in) with out = W @ k; K (d_in × N),
+R (d_out × N), C (d_in × d_in); ΔW = R Kᵀ (K Kᵀ + λC)⁻¹ = U Vᵀ with V = (λC)⁻¹K and
+U = R (I + KᵀV)⁻¹; with constraint keys K_h, ΔW K_h = 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from memlog.core.facts import Fact
+from memlog.core.memit import (
+    MemitConfig,
+    NullSpaceError,
+    applied,
+    compute_covariance,
+    compute_keys,
+    compute_v_star,
+    memit_edit,
+    solve_layers,
+    solve_update,
+)
+from memlog.core.solve import constraint_basis, dense_constrained_update, dense_update
+from memlog.errors import UserError
+
+F64 = torch.float64
+
+
+def _problem(d_in=48, d_out=32, n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    K = torch.randn(d_in, n, generator=g, dtype=F64)
+    R = torch.randn(d_out, n, generator=g, dtype=F64)
+    X = torch.randn(d_in, 4 * d_in, generator=g, dtype=F64)
+    C = X @ X.T / X.shape[1]
+    return K, R, C
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("lam", [0.1, 10.0, 1e4])
+@pytest.mark.parametrize("n", [1, 4])
+def test_factored_update_equals_dense_closed_form(lam, n):
+    K, R, C = _problem(n=n)
+    U, V = solve_update(K, R, C, lam, out_dtype=F64)
+    assert U.shape == (R.shape[0], n) and V.shape == (K.shape[0], n)
+    assert _rel(U @ V.T, dense_update(K, R, C, lam)) < 1e-9
+
+
+def test_update_minimises_the_objective():
+    K, R, C = _problem()
+    lam = 2.0
+    U, V = solve_update(K, R, C, lam, out_dtype=F64)
+    best = U @ V.T
+
+    def objective(D):
+        return float(((D @ K - R) ** 2).sum() + lam * torch.trace(D @ C @ D.T))
+
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        assert objective(best) <= objective(best + 1e-3 * torch.randn(best.shape, generator=g, dtype=F64))
+
+
+def test_constrained_update_protects_every_constraint_key():
+    K, R, C = _problem(n=2)
+    K_h = torch.randn(K.shape[0], 10, generator=torch.Generator().manual_seed(3), dtype=F64)
+    U, V = solve_update(K, R, C, 1.0, K_h, out_dtype=F64)
+    delta = U @ V.T
+    for j in range(K_h.shape[1]):
+        k = K_h[:, j]
+        assert (delta @ k).norm() <= 1e-4 * delta.norm() * k.norm()
+    assert _rel(delta, dense_constrained_update(K, R, C, 1.0, K_h)) < 1e-9
+    assert (delta @ K).norm() > 0.1 * R.norm()  # it still edits
+
+
+def test_constrained_in_float32_keys_still_protects():
+    K, R, C = _problem(n=1)
+    K_h = torch.randn(K.shape[0], 30, generator=torch.Generator().manual_seed(4), dtype=F64)
+    U, V = solve_update(K.float(), R.float(), C.float(), 10.0, K_h.float())
+    delta = (U @ V.T).double()
+    assert float((delta @ K_h).norm(dim=0).max()) <= 1e-4 * float(delta.norm()) * float(K_h.norm(dim=0).min())
+
+
+def test_rank_deficient_constraints_are_reduced():
+    K_h = torch.randn(20, 3, dtype=F64)
+    K_h = torch.cat([K_h, K_h[:, :1] * 2.0, K_h[:, 1:2] + K_h[:, 2:3]], dim=1)
+    assert constraint_basis(K_h).shape == (20, 3)
+
+
+def test_full_rank_constraint_raises():
+    K, R, C = _problem(d_in=16, n=1)
+    K_h = torch.randn(16, 20, dtype=F64)
+    with pytest.raises(NullSpaceError, match="span all 16"):
+        solve_update(K, R, C, 1.0, K_h)
+
+
+def test_key_inside_the_protected_span_raises():
+    K, R, C = _problem(d_in=16, n=2)
+    K_h = torch.cat([K[:, 1:2] * 3.0, torch.randn(16, 2, dtype=F64)], dim=1)
+    with pytest.raises(NullSpaceError, match=r"new key\(s\) \[1\]"):
+        solve_update(K, R, C, 1.0, K_h)
+    assert isinstance(NullSpaceError("x"), UserError)
+
+
+def test_bad_lambda_raises():
+    K, R, C = _problem()
+    with pytest.raises(UserError):
+        solve_update(K, R, C, 0.0)
+
+
+# --------------------------------------------------------------------------- on the tiny Llama
+
+
+def _cfg(**kw):
+    base = MemitConfig(layers=(1, 2), v_steps=8, v_lr=0.5, n_prefixes=3, cov_samples=24, cov_seq_len=16, lam=1.0)
+    return dataclasses.replace(base, **kw)
+
+
+FACTS = [Fact("Aria Nakamura", "lives in", "Thessaloniki"), Fact("Lars Olsen", "works as a", "baker")]
+
+
+@pytest.fixture()
+def tiny64(tiny):
+    tiny.model.to(F64)
+    return tiny
+
+
+@pytest.fixture()
+def covs64(tiny64):
+    cfg = _cfg()
+    result = compute_covariance(tiny64, cfg.layers, cfg)
+    assert result.n_tokens == 24 * 15 and result.corpus_sha256.startswith("sha256:")
+    for layer, C in result.covs.items():
+        assert C.dtype == torch.float32 and C.device.type == "cpu" and torch.allclose(C, C.T)
+    return result.covs
+
+
+def _weights(lm, layers):
+    return {layer: lm.adapter.edit_weight_view(lm.model, layer).detach().clone() for layer in layers}
+
+
+def test_memit_edit_restores_weights_bit_identically(tiny64, covs64):
+    cfg = _cfg()
+    before = {name: p.detach().clone() for name, p in tiny64.model.named_parameters()}
+    result = memit_edit(tiny64, FACTS, cfg, covs64)
+    for name, p in tiny64.model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    assert set(result.deltas) == {1, 2}
+    for layer, f in result.deltas.items():
+        assert f.u.shape == (64, 2) and f.v.shape == (128, 2) and f.keys.shape == (128, 2)
+        assert f.u.dtype == f.v.dtype == torch.float32 and f.u.device.type == "cpu"
+    assert set(result.timings) >= {"v_star", "keys", "solve"} and result.seconds > 0
+    assert len(result.v_losses) == len(result.v_norms) == 2
+
+
+def test_weights_are_restored_when_a_layer_fails(tiny64, covs64):
+    cfg = _cfg()
+    before = _weights(tiny64, cfg.layers)
+    constraint = {2: torch.randn(128, 200, dtype=F64)}  # layer 2 has no room left, after layer 1 was applied
+    with pytest.raises(NullSpaceError):
+        memit_edit(tiny64, FACTS[:1], cfg, covs64, constraint_keys=constraint)
+    for layer, w in before.items():
+        assert torch.equal(tiny64.adapter.edit_weight_view(tiny64.model, layer), w)
+
+
+def test_edit_moves_the_last_layer_residual_to_its_target(tiny64, covs64):
+    """With a small λ the layer updates together reach z* at the last edit layer."""
+    from memlog.core.forward import residual_at
+    from memlog.core.keys import build_prompt_batch, fact_contexts
+
+    cfg = _cfg(lam=1e-4, n_prefixes=1)
+    targets, _ = compute_v_star(tiny64, FACTS, cfg.layers[-1], cfg)
+    deltas, _ = solve_layers(tiny64, FACTS, cfg, covs64, targets)
+    batch = build_prompt_batch(tiny64, fact_contexts(FACTS, [""]))
+    rows = torch.arange(2)
+
+    def z():
+        with torch.no_grad():
+            return residual_at(tiny64, batch.input_ids, cfg.layers[-1])[rows, batch.subject_last].T.float()
+
+    before = z()
+    with applied(tiny64, deltas):
+        after = z()
+    assert (after - targets).norm() < 0.05 * (targets - before).norm()
+
+
+def test_constrained_edit_protects_keys_on_the_model(tiny64, covs64):
+    cfg = _cfg()
+    protected = [Fact("Mei Tanaka", "lives in", "Oslo"), Fact("Omar Haddad", "lives in", "Lima")]
+    constraint = compute_keys(tiny64, protected, cfg.layers, cfg)
+    result = memit_edit(tiny64, FACTS[:1], cfg, covs64, constraint_keys=constraint)
+    for layer, f in result.deltas.items():
+        delta = (f.u @ f.v.T).double()
+        for j in range(constraint[layer].shape[1]):
+            k = constraint[layer][:, j].double()
+            assert (delta @ k).norm() <= 1e-4 * delta.norm() * k.norm()
+
+
+def test_v_star_lowers_the_object_loss(tiny64):
+    cfg = _cfg(v_stop_loss=0.0)
+    _, untrained = compute_v_star(tiny64, FACTS, 2, dataclasses.replace(cfg, v_steps=0))
+    _, trained = compute_v_star(tiny64, FACTS, 2, cfg)
+    assert (trained < untrained).all()
+
+
+def test_batched_and_single_edits_share_the_code_path(tiny64, covs64):
+    """A batch gives each fact the v* and keys it gets alone; the solve then spans all N keys."""
+    cfg = _cfg()
+    batch_targets, batch_nll = compute_v_star(tiny64, FACTS, 2, cfg)
+    batch_keys = compute_keys(tiny64, FACTS, cfg.layers, cfg)
+    for i, fact in enumerate(FACTS):
+        targets, nll = compute_v_star(tiny64, [fact], 2, cfg)
+        assert torch.allclose(targets[:, 0], batch_targets[:, i], atol=1e-4, rtol=1e-4)
+        assert abs(float(nll[0]) - float(batch_nll[i])) < 1e-4
+        keys = compute_keys(tiny64, [fact], cfg.layers, cfg)
+        for layer in cfg.layers:
+            assert torch.allclose(keys[layer][:, 0], batch_keys[layer][:, i], atol=1e-5)
+    single = memit_edit(tiny64, FACTS[:1], cfg, covs64)
+    batched = memit_edit(tiny64, FACTS, cfg, covs64)
+    assert all(f.u.shape[1] == 1 for f in single.deltas.values())
+    assert all(f.u.shape[1] == 2 for f in batched.deltas.values())
+
+
+def test_config_validation():
+    with pytest.raises(UserError):
+        MemitConfig(layers=())
+    with pytest.raises(UserError):
+        MemitConfig(lam=0)
+    assert MemitConfig(layers=(5, 3, 3)).layers == (3, 5)
+
+
+def test_memit_edit_input_checks(tiny64, covs64):
+    with pytest.raises(UserError, match="at least one fact"):
+        memit_edit(tiny64, [], _cfg(), covs64)
+    with pytest.raises(UserError, match="no covariance"):
+        memit_edit(tiny64, FACTS, _cfg(layers=(0, 1)), covs64)
+    with pytest.raises(UserError, match="out of range"):
+        memit_edit(tiny64, FACTS, _cfg(layers=(1, 9)), covs64)
