@@ -221,8 +221,17 @@ class BlobStore:
         return {p.name for p in blobs.iterdir() if p.is_dir() and _SHA_RE.match(p.name)}
 
     def remove(self, sha: str) -> None:
-        """Delete a blob (only ``gc`` should do this, under the writer lock)."""
-        shutil.rmtree(self._blob_dir(sha), ignore_errors=True)
+        """Delete a blob (only ``gc`` should do this, under the writer lock).
+
+        The blob is first renamed into ``tmp/`` (atomic), so an interrupted removal leaves a
+        tmp leftover, never a half-deleted blob under its name.
+        """
+        src = self._blob_dir(sha)
+        if not src.exists():
+            return
+        trash = self.root / TMP_DIR / f"removing-{uuid.uuid4().hex}"
+        os.rename(src, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def list_tmp(self) -> list[str]:
         """Names of leftover in-progress writes under ``tmp/``."""
