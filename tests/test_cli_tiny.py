@@ -7,6 +7,8 @@ writes nothing, a second writer, and a store opened against a different base mod
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -26,22 +28,46 @@ def run(capsys, *args):
     return code, data, out.err
 
 
-@pytest.fixture()
-def tiny_dir(tmp_path, embedded_tokenizer):
-    path = tmp_path / "tiny-model"
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, embedded_tokenizer):
+    path = tmp_path_factory.mktemp("tiny-model")
     make_tiny_llama(seed=0).save_pretrained(path)
     embedded_tokenizer.save_pretrained(path)
     return path
 
 
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory, tiny_dir):
+    """One initialised store per module (init computes the covariance and the base PPL)."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("MEMLOG_CACHE")
+    os.environ["MEMLOG_CACHE"] = str(cache)
+    try:
+        path = tmp_path_factory.mktemp("base") / "store"
+        assert main(["init", "--store", str(path), "--model", str(tiny_dir), "--layers", "1-2", "--format", "json"]) == 0
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("MEMLOG_CACHE", None)
+        else:
+            os.environ["MEMLOG_CACHE"] = old
+
+
 @pytest.fixture()
-def store(tmp_path, tiny_dir, capsys, monkeypatch):
-    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+def store(tmp_path, base_store):
+    """A private copy of the initialised store for one test."""
     path = tmp_path / "store"
-    code, data, err = run(capsys, "init", "--store", path, "--model", tiny_dir, "--layers", "1-2", "--format", "json")
-    assert code == 0, err
-    assert data["created"] is True and data["layers"] == [1, 2]
+    shutil.copytree(base_store, path)
     return path
+
+
+def test_init_json(tmp_path, tiny_dir, capsys, monkeypatch):
+    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+    code, data, err = run(capsys, "init", "--store", tmp_path / "s", "--model", tiny_dir, "--layers", "1-2", "--format", "json")
+    assert code == 0, err
+    assert data["created"] is True and data["layers"] == [1, 2] and data["seq"] == 4  # header, 2 covariances, base PPL
+    code, _, err = run(capsys, "init", "--store", tmp_path / "s", "--model", tiny_dir)
+    assert code == 1 and "already holds" in err
 
 
 def _event_count(capsys, store) -> int:
@@ -106,7 +132,8 @@ def test_bad_input_exits_1_and_writes_nothing(store, capsys, args, message):
     before = _event_count(capsys, store)
     code, _, err = run(capsys, *args, "--store", store)
     assert code == 1
-    assert message in err and err.startswith("error:")
+    last = err.strip().splitlines()[-1]
+    assert message in last and last.startswith("error:")
     assert _event_count(capsys, store) == before
 
 

@@ -25,13 +25,23 @@ def store_path(store: Path | None) -> Path:
     return Path(store) if store is not None else default_store()
 
 
+def quiet_model_loading() -> None:
+    """Keep transformers' own progress bars and advisories off the CLI's stderr."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def open_rw(store: Path | None, device: str | None = None, **engine_overrides):
     from memlog.engine.open import open_memory
 
+    quiet_model_loading()
     return open_memory(store_path(store), writable=True, device=device, engine_overrides=engine_overrides)
 
 
 def open_ro(store: Path | None, device: str | None = None):
     from memlog.engine.open import open_memory
 
+    quiet_model_loading()
     return open_memory(store_path(store), writable=False, device=device)

@@ -38,8 +38,10 @@ def init(
     """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""
     from memlog.core.model import ModelSpec, parse_layers
     from memlog.engine.config import EngineConfig
+    from memlog.cli.common import quiet_model_loading
     from memlog.engine.open import init_memory
 
+    quiet_model_loading()
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
     with progress_bars(True) as progress:
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap), progress=progress)
@@ -117,6 +119,9 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
     finally:
         st.close()
     if not problems:
+        from memlog.cli.common import quiet_model_loading
+
+        quiet_model_loading()
         try:
             mem = open_memory(store_path(store), writable=False, device=device)
         except MemlogError as exc:

@@ -35,17 +35,16 @@ def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> P
     return cache_dir() / "covariance" / f"{key}.npy"
 
 
-def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitConfig, fp: str, corpus: list[str] | None, progress):
-    from memlog.core.corpus import corpus_sha256, reference_texts
+def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitConfig, fp: str, corpus_path: str | None, progress):
+    from memlog.core.corpus import corpus_sha256
 
-    texts = corpus if corpus is not None else reference_texts()
-    corpus_sha = corpus_sha256(texts)
+    corpus_sha = corpus_sha256(corpus_path)
     paths = {layer: _cov_cache_path(fp, layer, cfg, corpus_sha) for layer in layers}
     if all(p.is_file() for p in paths.values()):
         meta = np.load(paths[layers[0]].with_suffix(".meta.npy"))
         covs = {layer: torch.from_numpy(np.load(p)) for layer, p in paths.items()}
         return covs, int(meta[0]), int(meta[1]), corpus_sha
-    result = compute_covariance(lm, layers, cfg, texts=texts, progress=lambda d, t: progress("covariance", d, t))
+    result = compute_covariance(lm, layers, cfg, corpus_path=corpus_path, progress=lambda d, t: progress("covariance", d, t))
     for layer, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
@@ -62,7 +61,7 @@ def init_memory(
     memit: MemitConfig | None = None,
     engine: EngineConfig | None = None,
     lm: LoadedModel | None = None,
-    corpus: list[str] | None = None,
+    corpus_path: str | None = None,
     progress=_no_progress,
 ) -> Memory:
     store_dir = Path(store_dir)
@@ -79,7 +78,7 @@ def init_memory(
         raise UserError(f"--layers {bad} out of range: this model has layers 0-{n_layers - 1}")
     engine = engine or EngineConfig()
     fp = fingerprint(lm.model, lm.adapter, layers, spec.model)
-    covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus, progress)
+    covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus_path, progress)
     header = StoreCreated(
         model_id=spec.model,
         model_source=str(lm.source),
