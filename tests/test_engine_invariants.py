@@ -185,3 +185,33 @@ def test_refresh_keeps_edit_id_and_bumps_version(tmp_path):
                 done += 1
     finally:
         mem.close()
+
+
+def test_auto_sleep_is_triggered_and_recorded(tmp_path):
+    from memlog.store.events import SleepTriggered
+
+    mem = fake_memory(tmp_path / "auto", EngineConfig(cap=50, ppl_bound=None, auto_sleep=0.1), interference=2)
+    try:
+        report = mem.inject([Fact(SUBJECTS[i], "lives in", CITIES[i % len(CITIES)]) for i in range(6)])
+        triggers = [i for i in mem.logged if isinstance(i.event, SleepTriggered)]
+        assert triggers, "pressure never crossed 0.1 with the fake's interference"
+        assert len(report.sleeps) == len(triggers)
+        for t in triggers:
+            assert t.event.pressure > t.event.threshold == 0.1
+            nxt = next(i for i in mem.logged if i.seq > t.seq)
+            assert isinstance(nxt.event, SleepStarted)
+    finally:
+        mem.close()
+
+
+def test_status_pressure_matches_latest_audit(tmp_path):
+    mem = fake_memory(tmp_path / "p", EngineConfig(ppl_bound=None), interference=2)
+    try:
+        mem.inject([Fact(SUBJECTS[i], "lives in", CITIES[i % len(CITIES)]) for i in range(5)])
+        status = mem.status()
+        audit = mem.ledger.last_audit
+        assert status["pressure"] == audit.degraded / len(audit.results)
+        assert status["degraded"] == sum(not r.recalled for r in audit.results)
+        assert status["active_facts"] == 5 and status["seq"] == mem.head_seq
+    finally:
+        mem.close()

@@ -20,6 +20,7 @@ class EngineConfig:
     ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
     max_cycles: int = 10
     audit_after_inject: bool = True
+    auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
@@ -32,6 +33,8 @@ class EngineConfig:
             raise UserError(f"tau must be in (0, 1], got {self.tau}")
         if self.max_cycles < 1:
             raise UserError(f"--max-cycles must be at least 1, got {self.max_cycles}")
+        if self.auto_sleep is not None and not 0.0 <= self.auto_sleep < 1.0:
+            raise UserError(f"auto-sleep threshold is a pressure in [0, 1), got {self.auto_sleep}")
         if self.ppl_bound is not None and self.ppl_bound <= 0:
             raise UserError(f"ppl bound must be positive (a fraction such as 0.05), got {self.ppl_bound}")
 

@@ -173,6 +173,7 @@ class Memory:
     ) -> InjectReport:
         """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit."""
         audit = self.config.audit_after_inject if audit is None else audit
+        auto_sleep = self.config.auto_sleep if auto_sleep is None else auto_sleep
         report = InjectReport()
         for i, fact in enumerate(facts):
             progress("inject", i, len(facts))

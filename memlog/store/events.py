@@ -16,10 +16,12 @@ from typing import Union
 
 import msgspec
 
+from memlog.errors import IntegrityError
+
 SCHEMA_VERSION = 1
 
 
-class EventSchemaError(ValueError):
+class EventSchemaError(IntegrityError, ValueError):
     """An event could not be decoded: unknown kind, newer schema, or malformed payload."""
 
 
