@@ -17,7 +17,9 @@ from memlog.core.model import cache_dir  # noqa: E402
 
 
 def setup_threads() -> None:
-    torch.set_num_threads(int(os.environ.get("MEMLOG_THREADS", min(2, os.cpu_count() or 1))))
+    """Threads from ``MEMLOG_THREADS`` (default 1: on a shared machine extra OpenMP threads
+    spin against other processes and can be several times slower)."""
+    torch.set_num_threads(int(os.environ.get("MEMLOG_THREADS", 1)))
 
 
 def cached_covariance(lm, cfg, log=print) -> dict[int, torch.Tensor]:

@@ -11,7 +11,7 @@ each fact the v* it would get alone; then each fact's layer updates are solved a
 * sequential recall: ``--seq-facts`` facts injected one after another (each v* on the edited
   model, no constraints) and the recall of all of them at a few checkpoints.
 
-Usage: ``python scripts/sweep_layers.py --part layers|lam|clamp [--out results.json]``.
+Usage: ``python scripts/sweep_layers.py --part layers|lam|vstar [--out results.json]``.
 Results are printed as markdown tables (docs/EDIT_LAYERS.md records a run).
 """
 
@@ -24,7 +24,15 @@ import time
 
 from _common import cached_covariance, setup_threads, write_json
 
-from memlog.core.memit import MemitConfig, applied, apply_factors, compute_v_star, memit_edit, solve_layers
+from memlog.core.memit import (
+    MemitConfig,
+    applied,
+    apply_factors,
+    compute_v_star,
+    memit_edit,
+    prepare_covariances,
+    solve_layers,
+)
 from memlog.core.model import ModelSpec, load_model, parse_layers
 from memlog.core.perplexity import perplexity
 from memlog.core.pool import fact_pool
@@ -37,11 +45,17 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def single_edits(lm, facts, cfg, covs, ppl_facts: int, base_ppl: float) -> dict:
-    """Each fact injected alone into the base model."""
+def batched_v_star(lm, facts, cfg):
     started = time.perf_counter()
     targets, nll = compute_v_star(lm, facts, cfg.layers[-1], cfg)
     v_seconds = time.perf_counter() - started
+    log(f"    v* for {len(facts)} facts at layer {cfg.layers[-1]}: {v_seconds:.0f}s")
+    return targets, nll, v_seconds
+
+
+def single_edits(lm, facts, cfg, covs, ppl_facts: int, base_ppl: float, v_star=None) -> dict:
+    """Each fact injected alone into the base model (``v_star``: precomputed ``batched_v_star``)."""
+    targets, nll, v_seconds = v_star or batched_v_star(lm, facts, cfg)
     max_new = max(object_tokens(lm, f.object) for f in facts) + 2
     rows = []
     for i, fact in enumerate(facts):
@@ -63,6 +77,7 @@ def single_edits(lm, facts, cfg, covs, ppl_facts: int, base_ppl: float) -> dict:
                 "v_norm": norms[0],
             }
         )
+        log(f"    {fact}: {'ok ' if rows[-1]['recalled'] else 'MISS'} {completions[i]!r} ppl {rows[-1]['ppl_change_pct']}")
     ppl_changes = [r["ppl_change_pct"] for r in rows if r["ppl_change_pct"] is not None]
     return {
         "efficacy": sum(r["recalled"] for r in rows) / len(rows),
@@ -94,10 +109,10 @@ def sequential(lm, facts, cfg, covs, checkpoints: list[int]) -> dict:
     return recall
 
 
-def run_setting(lm, facts, cfg, args, base_ppl, label: str, do_sequential: bool) -> dict:
-    covs = cached_covariance(lm, cfg, log)
+def run_setting(lm, facts, cfg, args, base_ppl, label: str, do_sequential: bool, v_star=None) -> dict:
+    covs = prepare_covariances(cached_covariance(lm, cfg, log))
     started = time.perf_counter()
-    result = single_edits(lm, facts, cfg, covs, args.ppl_facts, base_ppl)
+    result = single_edits(lm, facts, cfg, covs, args.ppl_facts, base_ppl, v_star)
     if do_sequential and args.seq_facts:
         seq_pool = fact_pool(args.seq_facts, seed=args.seed)
         checkpoints = sorted({c for c in (5, 10, 15, 20, 25, 30, args.seq_facts) if c <= args.seq_facts})
@@ -129,11 +144,12 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["layers", "lam", "clamp"], default="layers")
+    parser.add_argument("--part", choices=["layers", "lam", "vstar"], default="layers")
     parser.add_argument("--windows", default="0-7,2-9,6-13,12-19,20-27")
-    parser.add_argument("--window", default="2-9", help="the window for --part lam/clamp")
+    parser.add_argument("--window", default="2-9", help="the window for --part lam/vstar")
+    parser.add_argument("--seq-windows", default=None, help="windows that also get the sequential test (default: all)")
     parser.add_argument("--lams", default="0.1,1,10,100,1000,15000")
-    parser.add_argument("--clamps", default="0.75,1.5,3,6")
+    parser.add_argument("--vstar", default="0.75:0.5,1.5:0.5,3:0.5,1.5:0.05", help="clamp_norm_factor:v_weight_decay pairs")
     parser.add_argument("--facts", type=int, default=20)
     parser.add_argument("--ppl-facts", type=int, default=5)
     parser.add_argument("--seq-facts", type=int, default=20)
@@ -148,17 +164,21 @@ def main() -> None:
     log(f"base PPL {base_ppl:.4f}; defaults {dataclasses.asdict(base)}")
     results = []
     if args.part == "layers":
+        seq_windows = args.windows.split(",") if args.seq_windows is None else args.seq_windows.split(",")
         for window in args.windows.split(","):
             cfg = dataclasses.replace(base, layers=tuple(parse_layers(window)))
-            results.append(run_setting(lm, facts, cfg, args, base_ppl, f"layers {window}", True))
+            results.append(run_setting(lm, facts, cfg, args, base_ppl, f"layers {window}", window in seq_windows))
     elif args.part == "lam":
+        window_cfg = dataclasses.replace(base, layers=tuple(parse_layers(args.window)))
+        v_star = batched_v_star(lm, facts, window_cfg)  # λ does not enter v*
         for lam in (float(x) for x in args.lams.split(",")):
-            cfg = dataclasses.replace(base, layers=tuple(parse_layers(args.window)), lam=lam)
-            results.append(run_setting(lm, facts, cfg, args, base_ppl, f"λ={lam:g} ({args.window})", False))
+            cfg = dataclasses.replace(window_cfg, lam=lam)
+            results.append(run_setting(lm, facts, cfg, args, base_ppl, f"λ={lam:g} ({args.window})", False, v_star))
     else:
-        for clamp in (float(x) for x in args.clamps.split(",")):
-            cfg = dataclasses.replace(base, layers=tuple(parse_layers(args.window)), clamp_norm_factor=clamp)
-            results.append(run_setting(lm, facts, cfg, args, base_ppl, f"clamp {clamp:g} ({args.window})", False))
+        for pair in args.vstar.split(","):
+            clamp, decay = (float(x) for x in pair.split(":"))
+            cfg = dataclasses.replace(base, layers=tuple(parse_layers(args.window)), clamp_norm_factor=clamp, v_weight_decay=decay)
+            results.append(run_setting(lm, facts, cfg, args, base_ppl, f"clamp {clamp:g}, decay {decay:g} ({args.window})", False))
     print()
     print(table(results))
     write_json(args.out, {"base_ppl": base_ppl, "args": vars(args), "results": results})

@@ -241,3 +241,46 @@ def test_memit_edit_input_checks(tiny64, covs64):
         memit_edit(tiny64, FACTS, _cfg(layers=(0, 1)), covs64)
     with pytest.raises(UserError, match="out of range"):
         memit_edit(tiny64, FACTS, _cfg(layers=(1, 9)), covs64)
+
+
+def test_prepared_covariance_gives_the_same_update():
+    from memlog.core.solve import CovarianceFactor
+
+    K, R, C = _problem(n=2)
+    K_h = torch.randn(K.shape[0], 5, dtype=F64)
+    for constraint in (None, K_h):
+        plain = solve_update(K, R, C, 7.0, constraint, out_dtype=F64)
+        prepared = solve_update(K, R, CovarianceFactor.of(C), 7.0, constraint, out_dtype=F64)
+        assert _rel(prepared[0] @ prepared[1].T, plain[0] @ plain[1].T) < 1e-9
+
+
+def test_memit_edit_accepts_prepared_covariances(tiny64, covs64):
+    from memlog.core.memit import prepare_covariances
+
+    cfg = _cfg()
+    plain = memit_edit(tiny64, FACTS[:1], cfg, covs64)
+    prepared = memit_edit(tiny64, FACTS[:1], cfg, prepare_covariances(covs64))
+    for layer in cfg.layers:
+        a, b = plain.deltas[layer], prepared.deltas[layer]
+        assert torch.allclose(a.u @ a.v.T, b.u @ b.v.T, rtol=1e-4, atol=1e-7)
+
+
+def test_layerwise_reader_matches_full_passes(tiny64):
+    """Resuming from a cached block input gives the same keys/residuals as re-running everything."""
+    from memlog.core.keys import LayerwiseReader, build_prompt_batch, fact_contexts, keys_and_residual
+
+    batch = build_prompt_batch(tiny64, fact_contexts(FACTS, ["", "Note: "]))
+    reader = LayerwiseReader(tiny64, batch, 2, 3)
+    g = torch.Generator().manual_seed(0)
+    before = _weights(tiny64, [1, 2, 3])
+    try:
+        for layer in (1, 2, 3):
+            keys, residual = reader.read(layer)
+            full_keys, full_residual = keys_and_residual(tiny64, batch, 2, [layer], 3)
+            assert torch.allclose(keys, full_keys[layer], atol=1e-10)
+            assert torch.allclose(residual, full_residual, atol=1e-10)
+            weight = tiny64.adapter.edit_weight_view(tiny64.model, layer)
+            weight += 0.1 * torch.randn(weight.shape, generator=g, dtype=weight.dtype)
+    finally:
+        for layer, w in before.items():
+            tiny64.adapter.edit_weight_view(tiny64.model, layer).copy_(w)

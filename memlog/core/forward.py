@@ -152,6 +152,19 @@ def _call_blocks(lm, hidden, start_layer, mask, position_ids, cache=None):
     return lm.adapter.final_norm(model)(hidden)
 
 
+def run_span(lm: LoadedModel, hidden: torch.Tensor, start_layer: int, stop_layer: int) -> torch.Tensor:
+    """Blocks ``start_layer..stop_layer`` (inclusive) on a right-padded, unmasked batch whose
+    ``hidden`` is the input of block ``start_layer``; returns block ``stop_layer``'s output.
+    Llama family only (``adapter.supports_partial_forward()``); module hooks fire as usual."""
+    model = lm.model
+    position_ids = position_ids_for(None, tuple(hidden.shape[:2]), hidden.device)
+    position_embeddings = lm.adapter.rotary(model)(hidden, position_ids)
+    mask = _causal_mask(model, hidden, None, position_ids)
+    for block in lm.adapter.layers(model)[start_layer : stop_layer + 1]:
+        hidden = _first(block(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=position_embeddings))
+    return hidden
+
+
 def _run_blocks_llama(lm, hidden, start_layer, attention_mask, position_ids, cache=None):
     mask = _causal_mask(lm.model, hidden, attention_mask, position_ids)
     return _call_blocks(lm, hidden, start_layer, mask, position_ids, cache)

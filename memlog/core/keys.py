@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from memlog.core.facts import Fact
-from memlog.core.forward import forward_until
+from memlog.core.forward import forward_until, registered, residual_at, run_span
 from memlog.core.model import LoadedModel
 
 if TYPE_CHECKING:
@@ -136,6 +136,52 @@ def keys_and_residual(
         forward_until(lm, stop, batch.input_ids, None, pre_hooks=pre_hooks, hooks=hooks)
     keys = {layer: _mean_per_fact(picked[layer], batch.fact_index, n_facts).T.contiguous() for layer in key_layers}
     return keys, (residual[0].float() if residual else None)
+
+
+class LayerwiseReader:
+    """Keys at successive edit layers and the residual at the last one, while the layers are edited.
+
+    MEMIT reads layer l's keys after the layers before l were edited. Each ``read(l)`` also keeps
+    the input of block l, so the next read (after only layer l's weight changed) resumes there
+    instead of re-running the blocks below it. Valid when, between two reads, only weights of
+    the previously read layer or later ones change, and layers are read in ascending order.
+    Architectures without partial-forward support re-run from the embeddings each time.
+    """
+
+    def __init__(self, lm: LoadedModel, batch: PromptBatch, n_facts: int, residual_layer: int):
+        self.lm, self.batch, self.n_facts, self.residual_layer = lm, batch, n_facts, residual_layer
+        self._resume: tuple[int, torch.Tensor] | None = None
+        self._rows = torch.arange(batch.input_ids.shape[0], device=lm.device)
+
+    def read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys d_in × N at ``layer``, residual rows B × d_model at the output of ``residual_layer``)."""
+        lm, batch, rows = self.lm, self.batch, self._rows
+        if not lm.adapter.supports_partial_forward():
+            keys, residual = keys_and_residual(lm, batch, self.n_facts, [layer], self.residual_layer)
+            return keys[layer], residual
+        box: dict[str, torch.Tensor] = {}
+
+        def keep_input(_m, args):
+            box["input"] = args[0].detach()
+
+        def keep_key(_m, args):
+            box["key"] = args[0][rows, batch.subject_last].detach()
+
+        def register() -> list:
+            return [
+                lm.adapter.block(lm.model, layer).register_forward_pre_hook(keep_input),
+                lm.adapter.mlp_out(lm.model, layer).register_forward_pre_hook(keep_key),
+            ]
+
+        with torch.no_grad(), registered(register):
+            if self._resume is None:
+                hidden = residual_at(lm, batch.input_ids, self.residual_layer)
+            else:
+                start, cached = self._resume
+                hidden = run_span(lm, cached, start, self.residual_layer)
+        self._resume = (layer, box["input"])
+        keys = _mean_per_fact(box["key"], batch.fact_index, self.n_facts).T.contiguous()
+        return keys, hidden[rows, batch.subject_last].float()
 
 
 def compute_keys(lm: LoadedModel, facts: list[Fact], layers, cfg: "MemitConfig") -> dict[int, torch.Tensor]:

@@ -26,14 +26,15 @@ import torch
 
 from memlog.core.covariance import CovarianceResult, compute_covariance
 from memlog.core.facts import Fact
-from memlog.core.keys import build_prompt_batch, compute_keys, context_prefixes, fact_contexts, keys_and_residual
+from memlog.core.keys import LayerwiseReader, build_prompt_batch, compute_keys, context_prefixes, fact_contexts
 from memlog.core.model import LoadedModel
-from memlog.core.solve import NullSpaceError, solve_update
+from memlog.core.solve import CovarianceFactor, NullSpaceError, solve_update
 from memlog.core.vstar import NonFiniteError, compute_v_star
 from memlog.errors import UserError
 
 __all__ = [
     "DEFAULT_LAYERS",
+    "CovarianceFactor",
     "CovarianceResult",
     "EditResult",
     "LayerFactors",
@@ -46,6 +47,7 @@ __all__ = [
     "compute_keys",
     "compute_v_star",
     "memit_edit",
+    "prepare_covariances",
     "solve_layers",
     "solve_update",
 ]
@@ -101,6 +103,12 @@ class EditResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def prepare_covariances(covs: dict[int, torch.Tensor], device=None) -> dict[int, CovarianceFactor]:
+    """Factorise each layer's C once (on ``device``); pass the result as ``covs`` to ``memit_edit``
+    to save the per-edit Cholesky factorisations (results are the same up to rounding)."""
+    return {layer: CovarianceFactor.of(cov, device) for layer, cov in covs.items()}
+
+
 def _check_inputs(lm: LoadedModel, facts: list[Fact], cfg: MemitConfig, covs, constraint_keys) -> None:
     if not facts:
         raise UserError("memit_edit needs at least one fact")
@@ -151,22 +159,25 @@ def solve_layers(
     saved = {layer: lm.adapter.edit_weight_view(lm.model, layer).detach().clone() for layer in layers}
     deltas: dict[int, LayerFactors] = {}
     v_norms: list[float] = []
+    reader = LayerwiseReader(lm, batch, len(facts), layers[-1])
     mark = time.perf_counter()
     try:
         with torch.no_grad():
             for i, layer in enumerate(layers):
-                keys, residual = keys_and_residual(lm, batch, len(facts), [layer], layers[-1])
+                keys, residual = reader.read(layer)
                 current = residual[bare].T
                 if i == 0:
                     v_norms = ((targets - current).norm(dim=0) / current.norm(dim=0)).tolist()
                 mark = timer.add("keys", mark)
                 resid = (targets - current) / (len(layers) - i)
                 constraint = (constraint_keys or {}).get(layer)
-                u, v = solve_update(keys[layer], resid, covs[layer].to(lm.device), cfg.lam, constraint)
+                cov = covs[layer]
+                cov = cov if isinstance(cov, CovarianceFactor) else cov.to(lm.device)
+                u, v = solve_update(keys, resid, cov, cfg.lam, constraint)
                 mark = timer.add("solve", mark)
                 weight = lm.adapter.edit_weight_view(lm.model, layer)
                 weight += (u @ v.T).to(weight.dtype)
-                deltas[layer] = LayerFactors(u=u.cpu(), v=v.cpu(), keys=keys[layer].float().cpu())
+                deltas[layer] = LayerFactors(u=u.cpu(), v=v.cpu(), keys=keys.float().cpu())
                 mark = timer.add("apply", mark)
                 if progress is not None:
                     progress(i + 2, len(layers) + 1)
@@ -182,15 +193,16 @@ def memit_edit(
     lm: LoadedModel,
     facts: list[Fact],
     cfg: MemitConfig,
-    covs: dict[int, torch.Tensor],
+    covs: dict[int, torch.Tensor | CovarianceFactor],
     constraint_keys: dict[int, torch.Tensor] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EditResult:
     """Compute the MEMIT factors that write ``facts``; the model's weights are left unchanged.
 
-    ``constraint_keys[l]`` (d_in × M), when given, are keys the update at layer l must not
-    move (``ΔW_l K_h = 0``); layers absent from it are edited unconstrained. ``progress(done,
-    total)`` is called after v* and after each layer.
+    ``covs[l]`` is C for layer l: a tensor, or a ``CovarianceFactor`` from ``prepare_covariances``
+    (faster for repeated edits). ``constraint_keys[l]`` (d_in × M), when given, are keys the
+    update at layer l must not move (``ΔW_l K_h = 0``); layers absent from it are edited
+    unconstrained. ``progress(done, total)`` is called after v* and after each layer.
     """
     _check_inputs(lm, facts, cfg, covs, constraint_keys)
     timer, started = _Timer(), time.perf_counter()

@@ -17,6 +17,9 @@ so ``Vᵀ K_h = 0``. No dense d_out × d_in matrix is formed.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 from memlog.errors import UserError
@@ -41,6 +44,31 @@ def _cholesky(A: torch.Tensor, what: str) -> torch.Tensor:
         if int(info) == 0:
             return factor
     raise UserError(f"{what} is not positive definite (is the covariance computed from enough tokens, and λ > 0?)")
+
+
+@dataclass(frozen=True)
+class CovarianceFactor:
+    """A layer's C with its Cholesky factor, prepared once so that each edit skips the O(d_in³)
+    factorisation (``chol(λC) = √λ · chol(C)``). Pass it wherever a covariance tensor is accepted."""
+
+    cov: torch.Tensor  # (d_in, d_in), as given
+    chol: torch.Tensor  # lower Cholesky factor of C, in the solve dtype and device
+
+    @classmethod
+    def of(cls, cov: torch.Tensor, device=None, dtype: torch.dtype = torch.float64) -> "CovarianceFactor":
+        device = device if device is not None else cov.device
+        return cls(cov=cov, chol=_cholesky(cov.to(device, dtype), "the covariance C"))
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.cov.shape
+
+
+def _scaled_factor(C, lam: float, device, dtype) -> torch.Tensor:
+    """Cholesky factor of λC, reusing a prepared ``CovarianceFactor`` when given one."""
+    if isinstance(C, CovarianceFactor):
+        return math.sqrt(lam) * C.chol.to(device, dtype)
+    return _cholesky(lam * C.to(device, dtype), "λ·C")
 
 
 def constraint_basis(constraint_keys: torch.Tensor, rtol: float = RANK_RTOL) -> torch.Tensor:
@@ -88,7 +116,7 @@ def _projected_inverse_times(L: torch.Tensor, K: torch.Tensor, Q: torch.Tensor, 
 def solve_update(
     K: torch.Tensor,
     R: torch.Tensor,
-    C: torch.Tensor,
+    C: "torch.Tensor | CovarianceFactor",
     lam: float,
     constraint_keys: torch.Tensor | None = None,
     *,
@@ -99,7 +127,8 @@ def solve_update(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``(U, V)`` (d_out × N, d_in × N) with ``ΔW = U Vᵀ``; see the module doc.
 
-    Computed in ``dtype`` (float64 by default) on ``K``'s device, returned as ``out_dtype``. Raises ``NullSpaceError`` when
+    Computed in ``dtype`` (float64 by default) on ``K``'s device, returned as ``out_dtype``. ``C``
+    may be a prepared ``CovarianceFactor`` (same result, without re-factorising C). Raises ``NullSpaceError`` when
     the constraint leaves no room for the new keys.
     """
     if lam <= 0:
@@ -109,7 +138,7 @@ def solve_update(
         raise ValueError(f"shape mismatch: K {tuple(K.shape)}, R {tuple(R.shape)}, C {tuple(C.shape)}")
     device = K.device
     K64, R64 = K.to(device, dtype), R.to(device, dtype)
-    L = _cholesky(lam * C.to(device, dtype), "λ·C")
+    L = _scaled_factor(C, lam, device, dtype)
     if constraint_keys is None or constraint_keys.numel() == 0:
         V = torch.cholesky_solve(K64, L)
     else:

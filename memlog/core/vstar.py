@@ -9,8 +9,8 @@ is optimised with Adam to minimise
   + v_weight_decay · (‖δ‖ / ‖h‖)²
 
 where ``h`` is the unedited residual at that position in the bare prompt; after every step
-``‖δ‖`` is clamped to ``clamp_norm_factor · ‖h‖``. The target is ``h + δ``. A fact whose loss
-falls below ``v_stop_loss`` is frozen (MEMIT's early stop, per fact).
+``‖δ‖`` is clamped to ``clamp_norm_factor · ‖h‖``. The target is ``h + δ``. A fact whose NLL +
+KL term falls below ``v_stop_loss`` is frozen (MEMIT's early stop, per fact).
 
 Speed: the residual at block ``layer``'s output is computed once (no grad), and each step only
 runs the remaining blocks, and only on the positions from the subject's last token onward
@@ -139,7 +139,8 @@ def _edited_suffix(problem: _Problem, delta: torch.Tensor) -> torch.Tensor:
 
 
 def _losses(lm: LoadedModel, problem: _Problem, delta: torch.Tensor, cfg: "MemitConfig"):
-    """Per-fact (total, nll) losses for the current delta."""
+    """Per-fact (total, fit, nll): the objective, its NLL + KL part (the early-stop criterion)
+    and the object NLL alone."""
     normed = problem.runner.run(_edited_suffix(problem, delta))
     n = delta.shape[0]
     logp = torch.log_softmax(_head(lm, normed[problem.target_rows, problem.target_cols]), dim=-1)
@@ -148,8 +149,8 @@ def _losses(lm: LoadedModel, problem: _Problem, delta: torch.Tensor, cfg: "Memit
     kl_logp = torch.log_softmax(_head(lm, normed[problem.kl_rows, problem.kl_cols]), dim=-1)
     kl = (problem.kl_base_p * (problem.kl_base_logp - kl_logp)).sum(-1)
     decay = (delta.norm(dim=1) / problem.h_norm) ** 2
-    total = nll + cfg.kl_factor * kl + cfg.v_weight_decay * decay
-    return total, nll
+    fit = nll + cfg.kl_factor * kl
+    return fit + cfg.v_weight_decay * decay, fit, nll
 
 
 def _clamp(delta: torch.Tensor, max_norm: torch.Tensor) -> None:
@@ -163,8 +164,9 @@ def compute_v_star(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets (d_model × N, float32) at the output of block ``layer`` and per-fact final NLL (N,).
 
-    Each fact stops (its delta is frozen) once its total loss is below ``cfg.v_stop_loss``, so a
-    fact gets the same v* whether it is optimised alone or in a batch.
+    Each fact stops (its delta is frozen) once its NLL + KL term is below ``cfg.v_stop_loss``
+    (the weight decay is left out of the test, as its MEMIT counterpart is negligible), so a fact
+    gets the same v* whether it is optimised alone or in a batch.
     """
     problem = _prepare(lm, facts, layer, cfg)
     delta = torch.zeros_like(problem.h_init, requires_grad=True)
@@ -173,12 +175,12 @@ def compute_v_star(
     frozen = torch.zeros(len(facts), dtype=torch.bool, device=delta.device)
     with torch.enable_grad():
         for step in range(cfg.v_steps + 1):
-            total, nll = _losses(lm, problem, delta, cfg)
+            total, fit, nll = _losses(lm, problem, delta, cfg)
             if not bool(torch.isfinite(total).all()):
                 raise NonFiniteError(
                     f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
                 )
-            frozen |= total.detach() < cfg.v_stop_loss
+            frozen |= fit.detach() < cfg.v_stop_loss
             if step == cfg.v_steps or bool(frozen.all()):
                 break
             optimiser.zero_grad(set_to_none=True)
