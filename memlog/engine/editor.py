@@ -40,7 +40,7 @@ class MemitEditor:
 
     lm: LoadedModel
     config: MemitConfig
-    covariances: dict[int, torch.Tensor]
+    covariances: dict  # layer -> C, or a prepared CovarianceFactor
 
     @property
     def layers(self) -> list[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memlog.core.memit import MemitConfig, compute_covariance
+from memlog.core.memit import MemitConfig, compute_covariance, prepare_covariances
 from memlog.core.model import LoadedModel, ModelSpec, cache_dir, fingerprint, load_model
 from memlog.engine.config import EngineConfig
 from memlog.engine.editor import MemitEditor
@@ -103,7 +103,8 @@ def init_memory(
 
 
 def _memory(store: Store, lm: LoadedModel, memit: MemitConfig, covs, engine: EngineConfig | None) -> Memory:
-    editor = MemitEditor(lm=lm, config=memit, covariances=covs)
+    # Factorise each layer's C once per open instead of once per edit.
+    editor = MemitEditor(lm=lm, config=memit, covariances=prepare_covariances(covs, device=lm.device))
     projector = WeightProjector(lm.model, lm.adapter, list(memit.layers), store.blobs.get)
     return Memory(store, editor, projector, engine)
 
