@@ -31,9 +31,10 @@ ThreadsOpt = typer.Option(None, "--threads", help="torch CPU threads (fixed for 
 DtypeOpt = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16.")
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or auto.")
 MaxCyclesOpt = typer.Option(10, "--max-cycles", help="Most sleep cycles per phase (the paper: 10).")
+PplBoundOpt = typer.Option(0.05, "--ppl-bound", help="Roll back a refresh that raises PPL by more than this fraction; 0 turns the check off.")
 
 
-def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device):
+def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound):
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
 
@@ -47,6 +48,7 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
         layers=tuple(parse_layers(layers)) if layers else None,
         dtype=dtype,
         device=device,
+        ppl_bound=ppl_bound if ppl_bound else None,
     )
 
 
@@ -98,13 +100,14 @@ def wake_capacity(
     dtype: str = DtypeOpt,
     device: str = DeviceOpt,
     max_cycles: int = MaxCyclesOpt,
+    ppl_bound: float = PplBoundOpt,
     store: Path = StoreOpt,
     fmt: Format = FormatOpt,
 ):
     """Table 3: inject pool facts one at a time, auditing after each; detect wake capacity and the tipping point."""
     from memlog.experiments.runner import wake_capacity_experiment
 
-    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device)
+    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound)
     with progress_bars(True) as progress:
         data = wake_capacity_experiment(store_path(store), setup, n_facts=facts, ppl_every=ppl_every, min_recall=min_recall, jump=jump, progress=progress)
     emit(data, fmt, render_wake)
@@ -168,13 +171,14 @@ def phase_ab(
     dtype: str = DtypeOpt,
     device: str = DeviceOpt,
     max_cycles: int = MaxCyclesOpt,
+    ppl_bound: float = PplBoundOpt,
     store: Path = StoreOpt,
     fmt: Format = FormatOpt,
 ):
     """Tables 4, 6, 7: Phase A (inject, sleep until converged), Phase B (second wave, sleep again)."""
     from memlog.experiments.runner import phase_ab_experiment
 
-    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device)
+    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound)
     with progress_bars(True) as progress:
         data = phase_ab_experiment(store_path(store), setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
     emit(data, fmt, render_phase_ab)

@@ -37,9 +37,10 @@ class ExperimentSetup:
     dtype: str = "float32"
     device: str = "cpu"
     relation: str = "lives in"
+    ppl_bound: float | None = EngineConfig.ppl_bound  # roll back a refresh that raises PPL by more; None: no check
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(cap=self.cap, refresh_mode=self.refresh_mode, max_cycles=self.max_cycles)
+        return EngineConfig(cap=self.cap, refresh_mode=self.refresh_mode, max_cycles=self.max_cycles, ppl_bound=self.ppl_bound)
 
     def to_dict(self) -> dict:
         data = asdict(self)
