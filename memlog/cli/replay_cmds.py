@@ -13,6 +13,7 @@ from memlog.cli.output import Format, emit, table
 def replay(
     until: str = typer.Option(..., "--until", help="cycle=N, seq=N, time=ISO or head."),
     verify: bool = typer.Option(False, "--verify", help="Recompute recall on the rebuilt weights and compare with the audit recorded then."),
+    diff: str = typer.Option(None, "--diff", help="Also show what changed from this point (e.g. cycle=M) to --until: degraded, refreshed, pruned…"),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -21,6 +22,10 @@ def replay(
     mem = open_ro(store, device)
     try:
         data = mem.replay(until, verify=verify)
+        if diff is not None:
+            from memlog.replay.diff import diff_report
+
+            data["diff"] = diff_report(mem.logged, diff, until)
     finally:
         mem.close()
 
@@ -33,6 +38,10 @@ def replay(
         ]
         c.print(table(f"state at {d['point']} (seq {d['seq']}, cycle {d['cycle']})", cols, rows))
         c.print(f"weights rebuilt: sha256 {d['weights_sha256'][:16]}… " + ("matches the record" if d["weights_match"] else "no record to compare" if d["weights_match"] is None else "[red]DIFFERS from the record[/]"))
+        if d.get("diff") is not None:
+            from memlog.cli.analytics_cmds import render_diff
+
+            render_diff(c, d["diff"])
         if verify:
             c.print("[green]verified[/]: recall recomputed matches the audit recorded then" if d["verified"] else f"[red]not verified[/]: mismatches {d.get('mismatches')}")
 
