@@ -111,6 +111,12 @@ def test_init_status_inject_recall_replay(store, capsys):
     assert set(sl["cycles"][0]) >= {"cycle", "recall", "degraded", "refreshed", "pruned", "ppl_before", "ppl_after"}
     assert "converged" in sl
 
+    code, rd, err = run(capsys, "replay", "--until", "cycle=1", "--diff", "cycle=0", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert rd["cycle"] == 1 and "diff" in rd
+    refreshed = sl["cycles"][0]["refreshed"]
+    assert rd["diff"]["summary"].get("refreshed", 0) == refreshed
+
     code, ver, _ = run(capsys, "verify", "--store", store, "--format", "json")
     assert code == 0 and ver == {"ok": True, "problems": []}
 
