@@ -114,7 +114,7 @@ def test_init_status_inject_recall_replay(store, capsys):
     code, rd, err = run(capsys, "replay", "--until", "cycle=1", "--diff", "cycle=0", "--store", store, "--format", "json")
     assert code == 0, err
     assert rd["cycle"] == 1 and "diff" in rd
-    refreshed = sl["cycles"][0]["refreshed"]
+    refreshed = sl["cycles"][0]["refreshed"] + sl["cycles"][0]["rolled_back"]
     assert rd["diff"]["summary"].get("refreshed", 0) == refreshed
 
     code, ver, _ = run(capsys, "verify", "--store", store, "--format", "json")
