@@ -284,3 +284,20 @@ def test_layerwise_reader_matches_full_passes(tiny64):
     finally:
         for layer, w in before.items():
             tiny64.adapter.edit_weight_view(tiny64.model, layer).copy_(w)
+
+
+def test_v_star_scores_each_object_token_at_the_position_that_predicts_it(tiny):
+    """Position p predicts token p + 1: the last prompt token predicts the object's first token."""
+    from memlog.core import vstar
+
+    cfg = _cfg()
+    facts = [Fact("Aria Nakamura", "lives in", "Thessaloniki"), Fact("Lars Olsen", "lives in", "Oslo")]
+    problem = vstar._prepare(tiny, facts, 2, cfg)
+    runner = problem.runner
+    cols = problem.target_cols + runner.split[problem.target_rows]  # back to absolute positions
+    prompt_ids = [tiny.tokenizer(p + f.prompt)["input_ids"] for f in facts for p in vstar.context_prefixes(cfg.n_prefixes, 0)]
+    for row, col, token, fact in zip(problem.target_rows.tolist(), cols.tolist(), problem.target_ids.tolist(), problem.target_fact.tolist()):
+        target = vstar.object_token_ids(tiny.tokenizer, facts[fact].object)
+        j = col - (len(prompt_ids[row]) - 1)
+        assert 0 <= j < len(target) and target[j] == token
+    assert problem.target_ids.numel() == sum(len(vstar.object_token_ids(tiny.tokenizer, f.object)) for f in facts) * cfg.n_prefixes

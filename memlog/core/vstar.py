@@ -77,10 +77,10 @@ def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int
     for r in range(n_rewrite):
         f = int(batch.fact_index[r])
         tgt = targets[f]
-        start = int(batch.lengths[r]) - len(tgt)  # the prompt ends at start - 1; suffix = tgt[:-1]
-        for j, token in enumerate(tgt):
+        prompt_len = int(batch.lengths[r]) - (len(tgt) - 1)  # the row is prompt + tgt[:-1]
+        for j, token in enumerate(tgt):  # position prompt_len - 1 + j predicts tgt[j]
             rows.append(r)
-            cols.append(start - 1 + j)
+            cols.append(prompt_len - 1 + j)
             ids.append(token)
             weight.append(1.0 / (len(tgt) * n_contexts))
             fact.append(f)
