@@ -1,0 +1,155 @@
+"""Smoke runs of ``memlog experiment`` (CI-sized).
+
+- The protocols over the fake editor (fast): the structure of the results, and the
+  ledger policy: copy mode's ledger grows past the number of facts, in-place mode's never
+  does, at any seq of the log.
+- The threshold detectors on hand-made trajectories.
+- Both commands end to end through the CLI on a tiny random Llama saved to a local path:
+  the JSON document's structure, and a store that ``sql`` and ``replay`` can read.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memlog.cli.app import main
+from memlog.core.pool import fact_pool
+from memlog.engine.config import EngineConfig
+from memlog.experiments.phase_ab import run_phase_ab
+from memlog.experiments.wake import WakeRow
+from memlog.experiments.wake_capacity import detect_first_below, detect_tipping_point, detect_wake_capacity, largest_jump, run_wake_capacity
+from memlog.projections.ledger import Ledger
+from tests.conftest import make_tiny_llama
+from tests.fakes import fake_memory
+
+CYCLE_KEYS = {"cycle", "phase_cycle", "recall", "degraded", "refreshed", "pruned", "blocked", "ledger_size", "active_facts", "ppl_before", "ppl_after", "seconds", "step_seconds"}
+
+
+def _row(facts: int, recall: float, degraded: int) -> WakeRow:
+    return WakeRow(facts, f"f{facts}", "s", "o", True, recall, degraded, 0, facts, None, 0.0, facts)
+
+
+def test_threshold_detectors_on_the_papers_trajectory():
+    # Table 3 of the paper, filled in between its rows.
+    recall = {1: 1.0, 5: 0.8, 10: 0.9, 13: 0.923, 14: 0.571, 20: 0.55}
+    degraded = {1: 0, 5: 1, 10: 1, 13: 1, 14: 6, 20: 9}
+    rows = [_row(n, recall[n], degraded[n]) for n in sorted(recall)]
+    assert detect_wake_capacity(rows, 0.9) == 13
+    assert detect_first_below(rows, 0.9) == 5
+    assert detect_tipping_point(rows, jump=2) == 14
+    assert largest_jump(rows) == {"facts": 14, "before": 1, "after": 6}
+    assert detect_wake_capacity([_row(1, 0.5, 1)], 0.9) is None
+    assert detect_tipping_point([_row(1, 1.0, 0), _row(2, 0.5, 1)], jump=2) is None
+
+
+def _ledger_sizes(mem) -> list[tuple[int, int, int]]:
+    """(seq, ledger size, facts ever injected) after every event of the committed log."""
+    ledger, out = Ledger(), []
+    for item in mem.logged:
+        ledger.apply(item.seq, item.event)
+        out.append((item.seq, ledger.ledger_size(), len(ledger.facts)))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["in-place", "copy"])
+def test_phase_ab_with_the_fake_editor(tmp_path, mode):
+    mem = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None, refresh_mode=mode, cap=50))
+    facts = fact_pool(12, seed=0)
+    try:
+        result = run_phase_ab(mem, facts[:9], facts[9:], max_cycles=4).to_dict()
+        sizes = _ledger_sizes(mem)
+    finally:
+        mem.close()
+    assert [p["name"] for p in result["phases"]] == ["A", "B"]
+    for phase in result["phases"]:
+        assert set(phase["wave"]) >= {"injected", "active_facts", "recall", "degraded", "ledger_size", "ppl", "seconds"}
+        assert 1 <= len(phase["cycles"]) <= 4
+        assert all(set(c) >= CYCLE_KEYS for c in phase["cycles"])
+        assert [c["phase_cycle"] for c in phase["cycles"]] == list(range(1, len(phase["cycles"]) + 1))
+        assert phase["result"] in ("Converged", "Diverged", "Not converged", "No sleep needed")
+        assert len(phase["trajectory"]) == phase["wave"]["injected"]
+    assert result["phases"][0]["wave"]["injected"] == 9 and result["phases"][1]["wave"]["injected"] == 3
+    assert set(result["convergence"]) >= {"phase_A_initial_recall", "phase_A_cycles_run", "phase_A_final_recall", "phase_B_result"}
+    assert set(result["perplexity"]) >= {"baseline", "post_injection", "post_sleep_A", "drift_post_sleep_A", "peak"}
+    refreshed = sum(c["refreshed"] for p in result["phases"] for c in p["cycles"])
+    assert refreshed > 0, "the fake editor degrades some facts, so sleep must refresh some"
+    if mode == "in-place":
+        assert all(size <= injected for _, size, injected in sizes), "in-place: never more entries than facts"
+        assert max(p["max_ledger_size"] for p in result["phases"]) == 12
+    else:
+        assert any(size > injected for _, size, injected in sizes), "copy: refresh copies pile up beside the originals"
+        assert max(p["max_ledger_size"] for p in result["phases"]) > 12
+
+
+def test_wake_capacity_with_the_fake_editor(tmp_path):
+    mem = fake_memory(tmp_path / "store")
+    try:
+        result = run_wake_capacity(mem, fact_pool(8, seed=1), ppl_every=3).to_dict()
+        kinds = [type(item.event).__name__ for item in mem.logged]
+    finally:
+        mem.close()
+    rows = result["rows"]
+    assert [r["facts"] for r in rows] == list(range(1, 9))
+    assert [r["ppl"] is not None for r in rows] == [False, False, True, False, False, True, False, True]
+    assert kinds.count("FactInjected") == 8 and kinds.count("RecallAudited") == 8
+    assert kinds.count("PerplexityMeasured") == 3
+    assert set(result) >= {"wake_capacity", "tipping_point", "first_below", "largest_jump", "base_ppl"}
+
+
+# -- end to end through the CLI on a tiny random Llama ----------------------------------------
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, (json.loads(out.out) if code == 0 and out.out.strip() else None), out.err
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, embedded_tokenizer, monkeypatch):
+    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "tiny-model"
+    make_tiny_llama(seed=0).save_pretrained(path)
+    embedded_tokenizer.save_pretrained(path)
+    return path
+
+
+def test_cli_wake_capacity_on_tiny(tmp_path, tiny_dir, capsys):
+    store = tmp_path / "wake"
+    code, data, err = run(capsys, "experiment", "wake-capacity", "--facts", "3", "--ppl-every", "2", "--model", tiny_dir, "--layers", "1-2", "--threads", "1", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert data["experiment"] == "wake-capacity" and data["layers"] == [1, 2] and data["determinism"]["threads"] == 1
+    assert [r["facts"] for r in data["rows"]] == [1, 2, 3]
+    assert [r["ppl"] is not None for r in data["rows"]] == [False, True, True]
+    assert all(set(r) >= {"facts", "recall", "degraded", "ppl", "newly_broken", "seconds"} for r in data["rows"])
+    code, rows, err = run(capsys, "sql", "SELECT count(*) AS n FROM events WHERE kind = 'PerplexityMeasured'", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert rows[0]["n"] == 3  # base + two wake readings
+    code, again, err = run(capsys, "experiment", "wake-capacity", "--facts", "1", "--model", tiny_dir, "--layers", "1-2", "--store", store)
+    assert code == 1 and "already holds" in err  # experiments always write into a fresh store
+
+
+def test_cli_phase_ab_on_tiny(tmp_path, tiny_dir, capsys):
+    store = tmp_path / "ab"
+    code, data, err = run(
+        capsys, "experiment", "phase-ab", "--facts", "3", "--second-wave", "1", "--max-cycles", "1", "--refresh-mode", "copy", "--cap", "4", "--ppl-bound", "0",
+        "--model", tiny_dir, "--layers", "1-2", "--threads", "1", "--store", store, "--format", "json",
+    )
+    assert code == 0, err
+    assert data["experiment"] == "phase-ab" and data["refresh_mode"] == "copy" and data["cap"] == 4
+    assert [p["name"] for p in data["phases"]] == ["A", "B"]
+    for phase in data["phases"]:
+        assert phase["cycles_run"] == 1
+        assert all(set(c) >= CYCLE_KEYS for c in phase["cycles"])
+    assert data["perplexity"]["baseline"] is not None and data["perplexity"]["post_injection"] is not None
+    code, rep, err = run(capsys, "replay", "--until", "cycle=1", "--verify", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert rep["verified"] is True
+
+
+def test_cli_rejects_a_bad_refresh_mode(tmp_path, tiny_dir, capsys):
+    code, _, err = run(capsys, "experiment", "phase-ab", "--refresh-mode", "sideways", "--model", tiny_dir, "--store", tmp_path / "x")
+    assert code == 1 and "refresh mode" in err
+    assert not (tmp_path / "x").exists()
