@@ -183,6 +183,7 @@ def plot_ppl(rows: list[dict], cycles: list[dict], path: Path) -> Path:
         ax.scatter([r["seq"] for r in sel], [r["ppl"] for r in sel], label=phase, color=PHASE_COLOURS.get(phase, "#17becf"), zorder=2, s=22)
     ax.set_xlabel("log seq (grey bands: sleep cycles)")
     ax.set_ylabel("perplexity")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_title("Perplexity over time")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
