@@ -82,3 +82,11 @@ def test_unknown_relation_and_oversized_pool():
         fact_pool(5, relation="owns a")
     with pytest.raises(UserError, match="at most"):
         fact_pool(10**6)
+
+
+def test_pool_spreads_names():
+    pool = fact_pool(100)
+    for block in (pool[:50], pool[50:]):
+        firsts = [f.subject.split(" ", 1)[0] for f in block]
+        lasts = [f.subject.split(" ", 1)[1] for f in block]
+        assert len(set(firsts)) == len(set(lasts)) == 50

@@ -2,7 +2,9 @@
 
 ``fact_pool(500)`` gives 500 person-city facts such as "Aria Nakamura lives in
 Thessaloniki", the paper's setting (§4.4). Names combine first and last names of many
-origins; every subject in one pool is unique. Objects are plain-ASCII, well-known values
+origins; every subject in one pool is unique, and within each run of 50 subjects no first or
+last name repeats (MEMIT reads a fact's key at the subject's last token, so facts about
+people who share a surname interfere). Objects are plain-ASCII, well-known values
 the embedded model spells without accents; cities that are also common words or
 prefixes of other words ("Nice", "Split", "Porto") and cities usually written with a
 qualifier ("Delhi" → "New Delhi") are left out so that recall checks stay unambiguous.
@@ -88,13 +90,32 @@ def _objects_for(relation: str) -> tuple[str, ...]:
     return objects
 
 
+def _spread(pairs: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """Reorder ``pairs`` so that within each run of ``min(len(FIRST_NAMES), len(LAST_NAMES))``
+    subjects no first name and no last name repeats (keys sit on the subject's last token, so
+    shared surnames make facts interfere); otherwise keeps the shuffled order."""
+    remaining, out = list(pairs), []
+    used_first: set[int] = set()
+    used_last: set[int] = set()
+    while len(out) < n:
+        pick = next((i for i, (f, l) in enumerate(remaining) if f not in used_first and l not in used_last), None)
+        if pick is None:
+            used_first, used_last = set(), set()
+            continue
+        first, last = remaining.pop(pick)
+        out.append((first, last))
+        used_first.add(first)
+        used_last.add(last)
+    return out
+
+
 def _subjects(n: int, rng: random.Random) -> list[str]:
     capacity = len(FIRST_NAMES) * len(LAST_NAMES)
     if not 0 <= n <= capacity:
         raise UserError(f"the pool holds at most {capacity} unique subjects; asked for {n}")
-    order = list(range(capacity))
-    rng.shuffle(order)
-    return [f"{FIRST_NAMES[i // len(LAST_NAMES)]} {LAST_NAMES[i % len(LAST_NAMES)]}" for i in order[:n]]
+    pairs = [(i // len(LAST_NAMES), i % len(LAST_NAMES)) for i in range(capacity)]
+    rng.shuffle(pairs)
+    return [f"{FIRST_NAMES[f]} {LAST_NAMES[l]}" for f, l in _spread(pairs, n)]
 
 
 def fact_pool(n: int = 500, seed: int = 0, relation: str = "lives in") -> list[Fact]:
