@@ -14,6 +14,9 @@ the embedded model's tokenizer. Then it times, with memlog's real engine:
    ``facts - refreshes`` facts healthy; the audit forward passes still run, and the
    refreshes are real constrained MEMIT edits.
 
+At 8B shape each edit layer's covariance is 14336² float32 (822 MB): store creation writes
+eight of them to the store and to the throw-away cache (~13 GB of disk, a minute or so).
+
 It prints the card's name and every number. Without a CUDA device it stops with a clear
 message. ``--tiny --device cpu`` runs the same code path on a 4-layer model on the CPU, to
 check the set-up logic end to end where there is no GPU.
@@ -48,11 +51,17 @@ def parse_args(argv=None):
     parser.add_argument("--layers", default=None, help="Edit layers (default 12-19; 1-2 with --tiny).")
     parser.add_argument("--cov-samples", type=int, default=16, help="Reference samples for the key covariance (paper: 200).")
     parser.add_argument("--cov-seq-len", type=int, default=64)
-    parser.add_argument("--edits", type=int, default=3, help="Single-fact memit_edit calls to time.")
-    parser.add_argument("--facts", type=int, default=14)
-    parser.add_argument("--refreshes", type=int, default=6)
+    parser.add_argument("--edits", type=int, default=None, help="Single-fact memit_edit calls to time (default 3; 2 with --tiny).")
+    parser.add_argument("--facts", type=int, default=None, help="Facts in the store for the sleep cycle (default 14; 5 with --tiny).")
+    parser.add_argument("--refreshes", type=int, default=None, help="Refreshes in the timed cycle (default 6; 2 with --tiny).")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name, full, tiny in (("edits", 3, 2), ("facts", 14, 5), ("refreshes", 6, 2)):
+        if getattr(args, name) is None:
+            setattr(args, name, tiny if args.tiny else full)
+    if not 0 < args.refreshes <= args.facts:
+        parser.error("--refreshes must be between 1 and --facts")
+    return args
 
 
 def require_device(device: str) -> None:
