@@ -5,7 +5,8 @@ on the base model; the edit is applied, measured and removed (weights restored b
 
 * recalled: the fact's prompt completes with its object (raw greedy, word boundary);
 * unrelated prompts unchanged: greedy completions (8 tokens) of ``UNRELATED`` prompts are
-  identical to the base model's, and "The capital of France is" still gives " Paris";
+  identical to the base model's (and, more leniently, start with the same word); "The
+  capital of France is" still gives " Paris";
 * PPL change of the reference slice;
 * wall time of the inject and of v* within it.
 
@@ -35,6 +36,11 @@ UNRELATED = [
     "My favourite food is",
     "Barack Obama was born in",
 ]
+
+
+def _first_word(text: str) -> str:
+    words = text.split()
+    return words[0] if words else ""
 
 
 def log(message: str) -> None:
@@ -69,6 +75,9 @@ def main() -> None:
             "recalled": got.recalled,
             "completion": got.completion,
             "unrelated_unchanged": sum(a == b for a, b in zip(unrelated, base_unrelated)) / len(UNRELATED),
+            "unrelated_first_word_unchanged": sum(_first_word(a) == _first_word(b) for a, b in zip(unrelated, base_unrelated))
+            / len(UNRELATED),
+            "unrelated_changed": [[p, b, a] for p, a, b in zip(UNRELATED, unrelated, base_unrelated) if a != b],
             "paris": is_recalled(unrelated[0], "Paris"),
             "ppl_change_pct": 100 * (ppl / base_ppl - 1),
             "v_nll": result.v_loss,
@@ -86,6 +95,7 @@ def main() -> None:
     summary = {
         "efficacy": sum(r["recalled"] for r in rows) / len(rows),
         "unrelated_unchanged": statistics.mean(r["unrelated_unchanged"] for r in rows),
+        "unrelated_first_word_unchanged": statistics.mean(r["unrelated_first_word_unchanged"] for r in rows),
         "paris_kept": sum(r["paris"] for r in rows) / len(rows),
         "ppl_change_pct_mean": statistics.mean(ppl),
         "ppl_change_pct_max": max(ppl, key=abs),

@@ -124,13 +124,19 @@ def _cfg(**kw):
 FACTS = [Fact("Aria Nakamura", "lives in", "Thessaloniki"), Fact("Lars Olsen", "works as a", "baker")]
 
 
-@pytest.fixture()
-def tiny64(tiny):
-    tiny.model.to(F64)
-    return tiny
+@pytest.fixture(scope="module")
+def tiny64(embedded_tokenizer):
+    """The tiny random Llama in float64, shared by this module (tests restore what they change)."""
+    from conftest import make_tiny_llama
+
+    from memlog.core.adapter import LayerAdapter
+    from memlog.core.model import LoadedModel, ModelSpec
+
+    model = make_tiny_llama(dtype=F64)
+    return LoadedModel(model, embedded_tokenizer, LayerAdapter.for_model(model), "tiny-llama-f64", "test", ModelSpec(model="tiny"))
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def covs64(tiny64):
     cfg = _cfg()
     result = compute_covariance(tiny64, cfg.layers, cfg)
@@ -202,15 +208,15 @@ def test_constrained_edit_protects_keys_on_the_model(tiny64, covs64):
 
 
 def test_v_star_lowers_the_object_loss(tiny64):
-    cfg = _cfg(v_stop_loss=0.0)
+    cfg = _cfg(v_stop_loss=0.0, clamp_norm_factor=100.0, v_steps=10)  # a random model needs a large delta
     _, untrained = compute_v_star(tiny64, FACTS, 2, dataclasses.replace(cfg, v_steps=0))
     _, trained = compute_v_star(tiny64, FACTS, 2, cfg)
-    assert (trained < untrained).all()
+    assert (trained < untrained - 0.02).all(), (trained, untrained)  # logits of a random model barely move
 
 
 def test_batched_and_single_edits_share_the_code_path(tiny64, covs64):
     """A batch gives each fact the v* and keys it gets alone; the solve then spans all N keys."""
-    cfg = _cfg()
+    cfg = _cfg(v_steps=4)
     batch_targets, batch_nll = compute_v_star(tiny64, FACTS, 2, cfg)
     batch_keys = compute_keys(tiny64, FACTS, cfg.layers, cfg)
     for i, fact in enumerate(FACTS):

@@ -305,7 +305,8 @@ class SuffixRunner:
             suffix = self.run(self.gather(hidden))
         reference = self.full_normed[self.rows, self.cols][self.valid]
         scale = reference.abs().max().clamp_min(1.0)
-        return bool(((suffix[self.valid] - reference).abs().max() / scale) < 1e-4)
+        tolerance = 1e-4 if reference.dtype in (torch.float32, torch.float64) else 5e-2
+        return bool(((suffix[self.valid] - reference).abs().max() / scale) < tolerance)
 
     def gather(self, hidden: torch.Tensor) -> torch.Tensor:
         """The suffix positions (B, S, d) of a full (B, T, d) tensor."""

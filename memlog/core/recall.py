@@ -99,7 +99,9 @@ def _greedy(lm: LoadedModel, rows: list[list[int]], max_new_tokens: int) -> list
     step_ids = ids
     for _ in range(max_new_tokens):
         out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **{cache_name: cache})
-        cache = out.get("cache", None) or out.get("past_key_values", None)
+        cache = out.get("cache", None)
+        if cache is None:
+            cache = out.get("past_key_values", None)
         token = out.logits[:, -1].argmax(-1)
         if tok.eos_token_id is not None:
             token = torch.where(done, torch.full_like(token, pad_id), token)
