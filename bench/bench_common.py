@@ -1,7 +1,8 @@
 """Helpers shared by memlog's benchmark scripts: timing, ratio lines, the repository on sys.path.
 
 Every benchmark prints ``ratio NAME = VALUE  (what over what)`` lines; ``bench/run_all.py``
-collects them into one summary.
+collects them into one summary. ``ForcedVerdictEditor`` fixes the audit's verdict so that a
+timed sleep cycle refreshes a chosen number of facts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +52,42 @@ def ratio_line(name: str, numerator: float, denominator: float, what: str) -> st
 
 def print_ratio(name: str, numerator: float, denominator: float, what: str) -> None:
     print(ratio_line(name, numerator, denominator, what), flush=True)
+
+
+@dataclass
+class Verdict:
+    recalled: bool
+    completion: str
+
+
+class ForcedVerdictEditor:
+    """Delegates to the real editor; the audit runs its forward passes, but its verdict is fixed.
+
+    To time a sleep cycle with a chosen number of refreshes (a random-weight model recalls
+    nothing; the embedded model at 14 facts recalls everything), the facts in ``healthy``
+    are reported recalled and all others degraded. The refreshes themselves are real.
+    """
+
+    def __init__(self, inner, healthy: set[str]):
+        self.inner = inner
+        self.healthy = healthy
+
+    @property
+    def layers(self):
+        return self.inner.layers
+
+    def edit(self, facts, constraint_keys=None):
+        return self.inner.edit(facts, constraint_keys=constraint_keys)
+
+    def keys(self, facts):
+        return self.inner.keys(facts)
+
+    def audit(self, facts):
+        real = self.inner.audit(facts)
+        return [Verdict(f.fact_id in self.healthy, r.completion) for f, r in zip(facts, real)]
+
+    def perplexity(self):
+        return self.inner.perplexity()
+
+    def complete(self, prompts, max_new_tokens):
+        return self.inner.complete(prompts, max_new_tokens)

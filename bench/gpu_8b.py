@@ -32,10 +32,10 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench_common import add_repo_to_path, print_ratio, timed
+from bench_common import ForcedVerdictEditor, add_repo_to_path, print_ratio, timed
 
 add_repo_to_path()
 
@@ -171,44 +171,6 @@ def build_model(tiny: bool, device: str, dtype_name: str, seed: int) -> Built:
         spec=ModelSpec(model=name, dtype=dtype_name, device="cuda" if device.startswith("cuda") else device),
     )
     return Built(lm=lm, seconds=seconds, params=sum(p.numel() for p in model.parameters()))
-
-
-@dataclass
-class Verdict:
-    recalled: bool
-    completion: str
-
-
-class ForcedVerdictEditor:
-    """Delegates to the real editor; the audit runs its forward passes, but its verdict is fixed.
-
-    A random-weight model recalls nothing; to time a cycle with a chosen number of
-    refreshes, the facts in ``healthy`` are reported recalled and all others degraded.
-    """
-
-    def __init__(self, inner, healthy: set[str]):
-        self.inner = inner
-        self.healthy = healthy
-
-    @property
-    def layers(self):
-        return self.inner.layers
-
-    def edit(self, facts, constraint_keys=None):
-        return self.inner.edit(facts, constraint_keys=constraint_keys)
-
-    def keys(self, facts):
-        return self.inner.keys(facts)
-
-    def audit(self, facts):
-        real = self.inner.audit(facts)
-        return [Verdict(f.fact_id in self.healthy, r.completion) for f, r in zip(facts, real)]
-
-    def perplexity(self):
-        return self.inner.perplexity()
-
-    def complete(self, prompts, max_new_tokens):
-        return self.inner.complete(prompts, max_new_tokens)
 
 
 def sync(device: str) -> None:

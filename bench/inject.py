@@ -5,7 +5,8 @@ On the embedded SmolLM2-135M (CPU by default), with the covariance computed once
 
 * ``inject / v*``: wall time of ``memit_edit`` for one fact against ``compute_v_star`` alone
   for the same fact, interleaved in the same run (target ≤ 1.25: everything but v* — keys,
-  residuals, solves, restore — should be small);
+  residuals, solves, restore — should be small); once with the covariance tensors (each
+  edit factorises C) and once with ``prepare_covariances`` (factorised once);
 * ``audit / forward``: ``audit`` of 100 pool facts (greedy, max_new_tokens = longest object
   + 2) against one left-padded batched forward pass over the same 100 prompts (target ≤ 3).
 
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import print_ratio  # noqa: E402
 
-from memlog.core.memit import MemitConfig, compute_covariance, compute_v_star, memit_edit  # noqa: E402
+from memlog.core.memit import MemitConfig, compute_covariance, compute_v_star, memit_edit, prepare_covariances  # noqa: E402
 from memlog.core.model import ModelSpec, load_model  # noqa: E402
 from memlog.core.pool import fact_pool  # noqa: E402
 from memlog.core.recall import audit  # noqa: E402
@@ -60,7 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("MEMLOG_BENCH_THREADS", 1)),
+                        help="torch threads (default 1: steadier on a shared machine)")
     parser.add_argument("--cov-samples", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -70,18 +72,22 @@ def main() -> None:
     cov_seconds = timed(lambda: setattr(args, "covs", compute_covariance(lm, cfg.layers, cfg).covs))
     print(f"covariance (once, cached by the engine): {cov_seconds:.1f}s")
 
+    prepared = prepare_covariances(args.covs, lm.device)
     facts = fact_pool(args.repeats)
-    v_times, inject_times, parts = [], [], []
+    v_times, inject_times, prepared_times, parts = [], [], [], []
     for fact in facts:
         v_times.append(timed(lambda: compute_v_star(lm, [fact], cfg.layers[-1], cfg)))
         result = memit_edit(lm, [fact], cfg, args.covs)
         inject_times.append(result.seconds)
         parts.append(result.timings)
+        prepared_times.append(memit_edit(lm, [fact], cfg, prepared).seconds)
     print(describe("v* alone", v_times))
-    print(describe("inject (memit_edit, 1 fact)", inject_times))
-    rest = [t["keys"] + t["solve"] + t["apply"] + t["restore"] for t in parts]
-    print(f"inject minus v*: keys+solve+apply+restore median {statistics.median(rest):.2f}s")
+    print(describe("inject (memit_edit, 1 fact, covariance tensors)", inject_times))
+    print(describe("inject (memit_edit, 1 fact, prepare_covariances factors)", prepared_times))
+    rest = {name: statistics.median(t.get(name, 0.0) for t in parts) for name in ("keys", "solve", "apply", "restore")}
+    print("inject minus v* (medians): " + ", ".join(f"{k} {v:.2f}s" for k, v in rest.items()))
     print_ratio("inject_vs_vstar", min(inject_times), min(v_times), "one inject / v* alone, min of each; target <= 1.25")
+    print_ratio("inject_prepared_vs_vstar", min(prepared_times), min(v_times), "same, with prepare_covariances; target <= 1.25")
 
     pool = fact_pool(100)
     prompts = [f.prompt for f in pool]

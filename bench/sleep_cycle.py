@@ -6,7 +6,13 @@ audits, to save time; the cycle audits anyway), then runs one sleep cycle and pr
 ``CycleReport.step_seconds`` (PPL before, audit, constraint keys, refresh, prune, PPL
 after, audit after) with each step's share of the cycle, and the mean inject time.
 
-    python bench/sleep_cycle.py [--facts 14] [--seed 0]
+At 14 facts the embedded model still recalls every fact (its wake capacity is ~16), so a
+cycle would refresh nothing; by default the audit's verdict is overridden to call 6 facts
+degraded (``--refreshes 6``, as in ``bench/gpu_8b.py``) so that the refresh step is timed
+too; the audit forward passes and the refreshes are real. ``--refreshes 0`` keeps the
+model's own verdict.
+
+    python bench/sleep_cycle.py [--facts 14] [--refreshes 6] [--seed 0]
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench_common import add_repo_to_path, fix_threads, print_ratio, timed
+from bench_common import ForcedVerdictEditor, add_repo_to_path, fix_threads, print_ratio, timed
 
 add_repo_to_path()
 
@@ -37,15 +43,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--facts", type=int, default=14)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--refreshes", type=int, default=6,
+        help="Force this many facts to be audited as degraded, so the cycle refreshes them (0: the model's own verdict).",
+    )
     args = parser.parse_args()
+    if not 0 <= args.refreshes <= args.facts:
+        parser.error("--refreshes must be between 0 and --facts")
     threads = fix_threads()
     with tempfile.TemporaryDirectory(prefix="memlog-bench-sleep-") as tmp:
         mem, per_inject = build(Path(tmp) / "store", args.facts, args.seed)
+        if args.refreshes:
+            from memlog.core.pool import fact_pool
+
+            healthy = {f.fact_id for f in fact_pool(args.facts, seed=args.seed)[: args.facts - args.refreshes]}
+            mem.editor = ForcedVerdictEditor(mem.editor, healthy)
         try:
             report = mem.sleep(cycles=1).cycles[0]
         finally:
             mem.close()
-    print(f"sleep_cycle: embedded model, {args.facts} facts, seed {args.seed}, {threads} threads")
+    forced = f"{args.refreshes} forced degraded" if args.refreshes else "the model's own audit verdict"
+    print(f"sleep_cycle: embedded model, {args.facts} facts ({forced}), seed {args.seed}, {threads} threads")
     print(f"sleep_cycle: mean inject {per_inject:.2f} s/fact")
     print(
         f"sleep_cycle: cycle {report.seconds:.2f} s: recall {report.recall_before:.3f} -> {report.recall:.3f}, "
