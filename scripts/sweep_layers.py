@@ -11,7 +11,7 @@ each fact the v* it would get alone; then each fact's layer updates are solved a
 * sequential recall: ``--seq-facts`` facts injected one after another (each v* on the edited
   model, no constraints) and the recall of all of them at a few checkpoints.
 
-Usage: ``python scripts/sweep_layers.py --part layers|lam|vstar [--out results.json]``.
+Usage: ``python scripts/sweep_layers.py --part layers|lam|vstar|seq [--out results.json]``.
 Results are printed as markdown tables (docs/EDIT_LAYERS.md records a run).
 """
 
@@ -144,7 +144,12 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["layers", "lam", "vstar"], default="layers")
+    parser.add_argument("--part", choices=["layers", "lam", "vstar", "seq"], default="layers")
+    parser.add_argument(
+        "--settings",
+        default="v_stop_loss=0.05|v_stop_loss=0.01",
+        help="for --part seq: '|'-separated MemitConfig overrides, each 'name=value,name=value'",
+    )
     parser.add_argument("--windows", default="0-7,2-9,6-13,12-19,20-27")
     parser.add_argument("--window", default="2-9", help="the window for --part lam/vstar")
     parser.add_argument("--seq-windows", default=None, help="windows that also get the sequential test (default: all)")
@@ -174,6 +179,21 @@ def main() -> None:
         for lam in (float(x) for x in args.lams.split(",")):
             cfg = dataclasses.replace(window_cfg, lam=lam)
             results.append(run_setting(lm, facts, cfg, args, base_ppl, f"λ={lam:g} ({args.window})", False, v_star))
+    elif args.part == "seq":
+        window_cfg = dataclasses.replace(base, layers=tuple(parse_layers(args.window)))
+        seq_pool = fact_pool(args.seq_facts, seed=args.seed)
+        checkpoints = sorted({c for c in range(5, args.seq_facts + 1, 5)} | {args.seq_facts})
+        for setting in args.settings.split("|"):
+            overrides = {k: type(getattr(base, k))(v) for k, v in (kv.split("=") for kv in setting.split(",") if kv)}
+            cfg = dataclasses.replace(window_cfg, **overrides)
+            log(f"sequential, {args.window}, {setting}")
+            recall = sequential(lm, seq_pool, cfg, prepare_covariances(cached_covariance(lm, cfg, log)), checkpoints)
+            results.append({"label": f"{setting} ({args.window})", "sequential_recall": recall})
+        print("\n| setting | sequential recall |\n|---|---|")
+        for r in results:
+            print(f"| {r['label']} | " + ", ".join(f"{k}: {v:.2f}" for k, v in r["sequential_recall"].items()) + " |")
+        write_json(args.out, {"args": vars(args), "results": results})
+        return
     else:
         for pair in args.vstar.split(","):
             clamp, decay = (float(x) for x in pair.split(":"))
