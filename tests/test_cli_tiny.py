@@ -178,3 +178,22 @@ def test_different_base_model_exits_2(store, tiny_dir, capsys, embedded_tokenize
     make_tiny_llama(seed=1).save_pretrained(tiny_dir)  # the path the store was made for now holds another model
     code, _, err = run(capsys, "recall", "Aria Nakamura lives in", "--store", store)
     assert code == 2 and "fingerprint" in err
+
+
+def test_verify_exits_2_naming_the_corrupt_edit(tmp_path, capsys):
+    """A corrupted delta chunk: verify names the edit and exits 2 (no model needed to find it)."""
+    from memlog.core.facts import Fact
+    from tests.fakes import fake_memory
+
+    mem = fake_memory(tmp_path / "s")
+    mem.inject([Fact("Aria Nakamura", "lives in", "Porto"), Fact("Bo Lindqvist", "lives in", "Lyon")])
+    mem.close()
+    code, events, _ = run(capsys, "log", "--kind", "FactInjected", "--store", tmp_path / "s", "--format", "json")
+    sha = events[1]["deltas"][0]["v"]["sha256"]
+    chunk = next(p for p in (tmp_path / "s" / "deltas.zarr").rglob("c.0.0") if sha in str(p))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    code, report, _ = run(capsys, "verify", "--store", tmp_path / "s", "--format", "json")
+    assert code == 2 and report["ok"] is False
+    assert any(p.startswith(f"edit {events[1]['edit_id']} v1") for p in report["problems"]), report
