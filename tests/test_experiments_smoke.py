@@ -17,7 +17,9 @@ import pytest
 from memlog.cli.app import main
 from memlog.core.pool import fact_pool
 from memlog.engine.config import EngineConfig
-from memlog.experiments.phase_ab import run_phase_ab
+from memlog.experiments.checks import strip_volatile
+from memlog.experiments.fromlog import phase_ab_from_log, wake_capacity_from_log
+from memlog.experiments.phase_ab import WaveSummary, phase_label, run_phase_ab
 from memlog.experiments.wake import WakeRow
 from memlog.experiments.wake_capacity import detect_first_below, detect_tipping_point, detect_wake_capacity, largest_jump, run_wake_capacity
 from memlog.projections.ledger import Ledger
@@ -60,6 +62,7 @@ def test_phase_ab_with_the_fake_editor(tmp_path, mode):
     try:
         result = run_phase_ab(mem, facts[:9], facts[9:], max_cycles=4).to_dict()
         sizes = _ledger_sizes(mem)
+        rebuilt = phase_ab_from_log(mem.logged).to_dict()
     finally:
         mem.close()
     assert [p["name"] for p in result["phases"]] == ["A", "B"]
@@ -68,11 +71,14 @@ def test_phase_ab_with_the_fake_editor(tmp_path, mode):
         assert 1 <= len(phase["cycles"]) <= 4
         assert all(set(c) >= CYCLE_KEYS for c in phase["cycles"])
         assert [c["phase_cycle"] for c in phase["cycles"]] == list(range(1, len(phase["cycles"]) + 1))
-        assert phase["result"] in ("Converged", "Diverged", "Not converged", "No sleep needed")
+        assert phase["result"] in ("Converged", "Diverged", "Not converged", "No sleep needed", "Stalled (refreshes blocked at the cap)")
         assert len(phase["trajectory"]) == phase["wave"]["injected"]
     assert result["phases"][0]["wave"]["injected"] == 9 and result["phases"][1]["wave"]["injected"] == 3
     assert set(result["convergence"]) >= {"phase_A_initial_recall", "phase_A_cycles_run", "phase_A_final_recall", "phase_B_result"}
     assert set(result["perplexity"]) >= {"baseline", "post_injection", "post_sleep_A", "drift_post_sleep_A", "peak"}
+    assert strip_volatile(rebuilt) == strip_volatile(result), "the log alone gives back the same result"
+    last = result["phases"][-1]["cycles"][-1]
+    assert last["injected"] == 12 and last["recall_injected"] == (last["active_facts"] - last["degraded"]) / 12
     refreshed = sum(c["refreshed"] for p in result["phases"] for c in p["cycles"])
     assert refreshed > 0, "the fake editor degrades some facts, so sleep must refresh some"
     if mode == "in-place":
@@ -88,6 +94,7 @@ def test_wake_capacity_with_the_fake_editor(tmp_path):
     try:
         result = run_wake_capacity(mem, fact_pool(8, seed=1), ppl_every=3).to_dict()
         kinds = [type(item.event).__name__ for item in mem.logged]
+        rebuilt = wake_capacity_from_log(mem.logged).to_dict()
     finally:
         mem.close()
     rows = result["rows"]
@@ -96,6 +103,23 @@ def test_wake_capacity_with_the_fake_editor(tmp_path):
     assert kinds.count("FactInjected") == 8 and kinds.count("RecallAudited") == 8
     assert kinds.count("PerplexityMeasured") == 3
     assert set(result) >= {"wake_capacity", "tipping_point", "first_below", "largest_jump", "base_ppl"}
+    assert strip_volatile(rebuilt) == strip_volatile(result)
+
+
+def _wave(recall: float, degraded: int) -> WaveSummary:
+    return WaveSummary(injected=10, active_facts=10, recall=recall, degraded=degraded, ledger_size=10, ppl=None, seconds=0.0, seq=0)
+
+
+def _cycle(recall: float, degraded: int, refreshed: int = 0, blocked: int = 0) -> dict:
+    return {"recall": recall, "degraded": degraded, "refreshed": refreshed, "blocked": blocked}
+
+
+def test_phase_labels():
+    assert phase_label(_wave(1.0, 0), [_cycle(1.0, 0), _cycle(1.0, 0)], True) == "No sleep needed"
+    assert phase_label(_wave(0.6, 4), [_cycle(0.9, 1, 3), _cycle(1.0, 0, 1), _cycle(1.0, 0)], True) == "Converged"
+    assert phase_label(_wave(0.97, 1), [_cycle(0.97, 1, 1), _cycle(0.6, 4)], False) == "Diverged"
+    assert phase_label(_wave(0.6, 4), [_cycle(0.9, 1, 3), _cycle(0.9, 1, 0, 1)], False) == "Stalled (refreshes blocked at the cap)"
+    assert phase_label(_wave(0.6, 4), [_cycle(0.9, 1, 3), _cycle(0.9, 1, 1)], False) == "Not converged"
 
 
 # -- end to end through the CLI on a tiny random Llama ----------------------------------------
@@ -147,6 +171,10 @@ def test_cli_phase_ab_on_tiny(tmp_path, tiny_dir, capsys):
     code, rep, err = run(capsys, "replay", "--until", "cycle=1", "--verify", "--store", store, "--format", "json")
     assert code == 0, err
     assert rep["verified"] is True
+    code, summary, err = run(capsys, "experiment", "summary", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert summary["experiment"] == "phase-ab" and summary["facts"] == 3 and summary["second_wave"] == 1
+    assert strip_volatile(summary["phases"]) == strip_volatile(data["phases"])
 
 
 def test_cli_rejects_a_bad_refresh_mode(tmp_path, tiny_dir, capsys):

@@ -60,6 +60,16 @@ def _pct(value) -> str:
     return "" if value is None else f"{100 * value:+.2f}%"
 
 
+def _run_label(d: dict) -> str:
+    seed = d.get("setup", {}).get("seed")
+    return f"{d['model']}, layers {d['layers']}" + (f", seed {seed}" if seed is not None else "")
+
+
+def _store_line(d: dict) -> str:
+    wall = f", {d['wall_seconds']:.0f} s" if d.get("wall_seconds") is not None else " (rebuilt from the log)"
+    return f"store {d['store']} (head seq {d['seq']}){wall}"
+
+
 # -- wake-capacity -------------------------------------------------------------------------------
 
 
@@ -74,7 +84,7 @@ def render_wake(c, d: dict) -> None:
             + ([_f(paper[1]), paper[2], _f(paper[3])] if paper else ["", "", ""])
         )
     cols = ["facts", "recall", "degraded", "newly broken", "PPL", "new fact recalled", "inject s", "paper recall", "paper degraded", "paper PPL"]
-    c.print(table(f"wake capacity ({d['model']}, layers {d['layers']}, seed {d['setup']['seed']})", cols, rows))
+    c.print(table(f"wake capacity ({_run_label(d)})", cols, rows))
     c.print(f"base PPL {_f(d['base_ppl'])}")
     c.print(f"wake capacity (last count with recall ≥ {d['min_recall']}): {d['wake_capacity']}   (paper 8B: 13)")
     c.print(f"first count below {d['min_recall']}: {d['first_below']}")
@@ -82,7 +92,7 @@ def render_wake(c, d: dict) -> None:
     if d["largest_jump"]:
         j = d["largest_jump"]
         c.print(f"largest jump: at {j['facts']} facts, degraded {j['before']} → {j['after']}")
-    c.print(f"store {d['store']} (head seq {d['seq']}), {d['wall_seconds']:.0f} s")
+    c.print(_store_line(d))
 
 
 @experiment_app.command("wake-capacity")
@@ -142,7 +152,7 @@ def phase_rows(phase: dict) -> list[list]:
 
 
 def render_phase_ab(c, d: dict) -> None:
-    title = f"{d['facts']}+{d['second_wave']} facts, {d['refresh_mode']} mode, cap {d['cap']} ({d['model']}, layers {d['layers']}, seed {d['setup']['seed']})"
+    title = f"{d['facts']}+{d['second_wave']} facts, {d['refresh_mode']} mode, cap {d['cap']} ({_run_label(d)})"
     for phase in d["phases"]:
         c.print(table(f"Phase {phase['name']}: {title}", PHASE_COLUMNS, phase_rows(phase)))
         c.print(f"Phase {phase['name']}: {phase['result']} after {phase['cycles_run']} cycle(s); first clean cycle {phase['first_clean_cycle']}; final recall {_f(phase['final_recall'])}; max ledger {phase['max_ledger_size']}")
@@ -154,7 +164,7 @@ def render_phase_ab(c, d: dict) -> None:
             [[_f(p["baseline"]), _f(p["post_injection"]), _f(p["post_sleep_A"]), _f(p["post_injection_B"]), _f(p["final"]), _f(p["peak"]), _pct(p["drift_post_sleep_A"]), _pct(p["drift_final"]), _pct(p["drift_peak"])]],
         )
     )
-    c.print(f"store {d['store']} (head seq {d['seq']}), {d['wall_seconds']:.0f} s")
+    c.print(_store_line(d))
 
 
 @experiment_app.command("phase-ab")
@@ -182,6 +192,23 @@ def phase_ab(
     with progress_bars(True) as progress:
         data = phase_ab_experiment(store_path(store), setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
     emit(data, fmt, render_phase_ab)
+
+
+# -- summary -------------------------------------------------------------------------------------
+
+
+@experiment_app.command("summary")
+def summary(store: Path = StoreOpt, fmt: Format = FormatOpt):
+    """Rebuild an experiment's tables from its store's log alone (no model is loaded)."""
+    from memlog.experiments.fromlog import document_from_store
+    from memlog.store.store import is_store
+    from memlog.errors import UserError
+
+    path = store_path(store)
+    if not is_store(path):
+        raise UserError(f"{path} holds no memlog store; pass the --store an experiment wrote")
+    data = document_from_store(path)
+    emit(data, fmt, render_wake if data["experiment"] == "wake-capacity" else render_phase_ab)
 
 
 def register(app: typer.Typer) -> None:

@@ -85,18 +85,23 @@ class PhaseABResult:
         }
 
 
-def wave_summary(mem, rows: list[WakeRow]) -> WaveSummary:
+def wave_summary_of(rows: list[WakeRow], ledger_size: int, seq: int) -> WaveSummary:
+    """The post-injection state from a wave's rows, with the ledger size and head seq after it."""
     last = rows[-1]
     return WaveSummary(
         injected=len(rows),
         active_facts=last.facts,
         recall=last.recall,
         degraded=last.degraded,
-        ledger_size=mem.ledger.ledger_size(),
+        ledger_size=ledger_size,
         ppl=last.ppl,
         seconds=sum(r.seconds for r in rows),
-        seq=mem.head_seq,
+        seq=seq,
     )
+
+
+def wave_summary(mem, rows: list[WakeRow]) -> WaveSummary:
+    return wave_summary_of(rows, mem.ledger.ledger_size(), mem.head_seq)
 
 
 def phase_label(wave: WaveSummary, cycles: list[dict], converged: bool) -> str:
@@ -107,17 +112,30 @@ def phase_label(wave: WaveSummary, cycles: list[dict], converged: bool) -> str:
         return "Converged"
     final = cycles[-1]["recall"] if cycles else wave.recall
     best = max([wave.recall] + [c["recall"] for c in cycles])
-    if final < wave.recall or final <= best - DIVERGED_DROP:
+    if final < wave.recall or final < best - DIVERGED_DROP:
         return "Diverged"
+    if cycles and cycles[-1]["blocked"] > 0 and cycles[-1]["refreshed"] == 0:
+        return "Stalled (refreshes blocked at the cap)"
     return "Not converged"
 
 
-def run_phase(mem, name: str, facts: list[Fact], max_cycles: int, ppl_every: int, progress: ProgressFn) -> PhaseResult:
+def with_injected(cycle: dict, injected: int) -> dict:
+    """Add the paper's recall, over every fact injected so far (a pruned fact counts as lost).
+
+    ``recall`` is over the *active* facts; after pruning has removed a fact's only edit the
+    fact is no longer active, so it no longer counts against ``recall`` but does here.
+    """
+    hits = cycle["active_facts"] - cycle["degraded"]
+    return {**cycle, "injected": injected, "recall_injected": hits / injected if injected else 1.0}
+
+
+def run_phase(mem, name: str, facts: list[Fact], max_cycles: int, ppl_every: int, progress: ProgressFn, injected_before: int = 0) -> PhaseResult:
     """One phase: inject the wave, then sleep until converged (at most ``max_cycles``)."""
     rows = inject_wave(mem, facts, ppl_every=ppl_every, progress=progress, label=f"wave {name}")
     wave = wave_summary(mem, rows)
     report = mem.sleep(until_converged=True, max_cycles=max_cycles, progress=progress)
-    cycles = [{**c.to_dict(), "phase_cycle": i} for i, c in enumerate(report.cycles, start=1)]
+    injected = injected_before + len(facts)
+    cycles = [with_injected({**c.to_dict(), "phase_cycle": i}, injected) for i, c in enumerate(report.cycles, start=1)]
     clean = next((c["phase_cycle"] for c in cycles if c["degraded"] == 0), None)
     return PhaseResult(
         name=name,
@@ -144,7 +162,7 @@ def run_phase_ab(
     """Phase A (first wave, sleep) then Phase B (second wave, sleep), into ``mem``'s store."""
     phases = [run_phase(mem, "A", first_wave, max_cycles, ppl_every, progress)]
     if second_wave:
-        phases.append(run_phase(mem, "B", second_wave, max_cycles, ppl_every, progress))
+        phases.append(run_phase(mem, "B", second_wave, max_cycles, ppl_every, progress, injected_before=len(first_wave)))
     return PhaseABResult(phases=phases, base_ppl=base_ppl(mem), refresh_mode=mem.config.refresh_mode, cap=mem.config.cap)
 
 
