@@ -7,6 +7,9 @@ each fact the v* it would get alone; then each fact's layer updates are solved a
 * efficacy: the fact's prompt completes with its object (raw greedy, word boundary);
 * "The capital of France is" still completes with " Paris";
 * leakage: the fraction of the *other* facts' prompts that now complete with this object;
+* surname leakage: whether "{another first name} {same surname} {relation}" now completes
+  with this object (keys sit on the subject's last token, so early layers generalise along
+  the surname);
 * PPL change of the reference slice, for the first ``--ppl-facts`` edits;
 * sequential recall: ``--seq-facts`` facts injected one after another (each v* on the edited
   model, no constraints) and the recall of all of them at a few checkpoints.
@@ -35,7 +38,7 @@ from memlog.core.memit import (
 )
 from memlog.core.model import ModelSpec, load_model, parse_layers
 from memlog.core.perplexity import perplexity
-from memlog.core.pool import fact_pool
+from memlog.core.pool import FIRST_NAMES, fact_pool
 from memlog.core.recall import audit, complete, is_recalled, object_tokens
 
 PARIS = "The capital of France is"
@@ -43,6 +46,13 @@ PARIS = "The capital of France is"
 
 def log(message: str) -> None:
     print(message, flush=True)
+
+
+def _namesake(fact) -> str:
+    """The fact's prompt for someone else with the same surname."""
+    first, _, last = fact.subject.partition(" ")
+    other = next(name for name in FIRST_NAMES if name != first)
+    return fact.prompt.replace(fact.subject, f"{other} {last}", 1)
 
 
 def batched_v_star(lm, facts, cfg):
@@ -57,11 +67,12 @@ def single_edits(lm, facts, cfg, covs, ppl_facts: int, base_ppl: float, v_star=N
     """Each fact injected alone into the base model (``v_star``: precomputed ``batched_v_star``)."""
     targets, nll, v_seconds = v_star or batched_v_star(lm, facts, cfg)
     max_new = max(object_tokens(lm, f.object) for f in facts) + 2
+    namesakes = [_namesake(f) for f in facts]
     rows = []
     for i, fact in enumerate(facts):
         deltas, norms = solve_layers(lm, [fact], cfg, covs, targets[:, i : i + 1])
         with applied(lm, deltas):
-            completions = complete(lm, [g.prompt for g in facts] + [PARIS], max_new)
+            completions = complete(lm, [g.prompt for g in facts] + [namesakes[i], PARIS], max_new)
             others = [j for j, g in enumerate(facts) if j != i and g.object != fact.object]
             leak = sum(is_recalled(completions[j], fact.object) for j in others) / max(1, len(others))
             ppl = perplexity(lm)[0] if i < ppl_facts else None
@@ -72,6 +83,7 @@ def single_edits(lm, facts, cfg, covs, ppl_facts: int, base_ppl: float, v_star=N
                 "completion": completions[i],
                 "paris": is_recalled(completions[-1], "Paris"),
                 "leakage": leak,
+                "surname_leak": is_recalled(completions[-2], fact.object),
                 "ppl_change_pct": None if ppl is None else 100 * (ppl / base_ppl - 1),
                 "v_nll": float(nll[i]),
                 "v_norm": norms[0],
@@ -83,6 +95,7 @@ def single_edits(lm, facts, cfg, covs, ppl_facts: int, base_ppl: float, v_star=N
         "efficacy": sum(r["recalled"] for r in rows) / len(rows),
         "paris_kept": sum(r["paris"] for r in rows) / len(rows),
         "leakage": statistics.mean(r["leakage"] for r in rows),
+        "surname_leakage": statistics.mean(r["surname_leak"] for r in rows),
         "ppl_change_pct_mean": statistics.mean(ppl_changes) if ppl_changes else None,
         "ppl_change_pct_max": max(ppl_changes, key=abs) if ppl_changes else None,
         "v_nll_mean": float(nll.mean()),
@@ -121,6 +134,7 @@ def run_setting(lm, facts, cfg, args, base_ppl, label: str, do_sequential: bool,
     result["label"] = label
     log(
         f"{label}: efficacy {result['efficacy']:.2f}, Paris kept {result['paris_kept']:.2f}, leakage {result['leakage']:.3f}, "
+        f"surname leakage {result['surname_leakage']:.2f}, "
         f"PPL change mean {result['ppl_change_pct_mean']}, v* NLL {result['v_nll_mean']:.3f}, clamped {result['clamped']}/{len(facts)}, "
         f"sequential {result.get('sequential_recall')}, {result['seconds']:.0f}s"
     )
@@ -129,14 +143,14 @@ def run_setting(lm, facts, cfg, args, base_ppl, label: str, do_sequential: bool,
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| setting | efficacy | Paris kept | leakage | PPL Δ% mean (max) | v* NLL | clamped | sequential recall |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | efficacy | Paris kept | leakage | surname leakage | PPL Δ% mean (max) | v* NLL | clamped | sequential recall |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ppl = "-" if r["ppl_change_pct_mean"] is None else f"{r['ppl_change_pct_mean']:+.3f} ({r['ppl_change_pct_max']:+.3f})"
         seq = ", ".join(f"{k}: {v:.2f}" for k, v in r.get("sequential_recall", {}).items()) or "-"
         lines.append(
-            f"| {r['label']} | {r['efficacy']:.2f} | {r['paris_kept']:.2f} | {r['leakage']:.3f} | {ppl} | "
+            f"| {r['label']} | {r['efficacy']:.2f} | {r['paris_kept']:.2f} | {r['leakage']:.3f} | {r['surname_leakage']:.2f} | {ppl} | "
             f"{r['v_nll_mean']:.3f} | {r['clamped']}/{len(r['rows'])} | {seq} |"
         )
     return "\n".join(lines)

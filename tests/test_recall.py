@@ -65,6 +65,7 @@ def test_complete_is_deterministic_and_batch_independent(tiny):
     batched = complete(tiny, prompts, max_new_tokens=4, batch_size=8)
     single = [complete(tiny, [p], max_new_tokens=4)[0] for p in prompts]
     assert batched == single == complete(tiny, prompts, max_new_tokens=4, batch_size=2)
+    assert complete(tiny, prompts, max_new_tokens=0) == [""] * len(prompts)
     assert complete(tiny, []) == []
 
 

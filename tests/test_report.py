@@ -177,6 +177,17 @@ def test_demo_flow_with_the_fake_editor(tmp_path):
     assert travel["recall_recorded_then"] == pytest.approx(doc["wake"][-1]["recall"])
     assert (tmp_path / "demo" / "report" / "index.html").is_file() and (tmp_path / "demo" / DEMO_MARKER).is_file()
     assert any("report" in str(s) for s in said)
+    # the narration fits an 80-column terminal unfolded, cycle rows as "before→after"
+    from rich.console import Console
+
+    console = Console(width=80, record=True, color_system=None)
+    for item in said:
+        console.print(item)
+    text = console.export_text()
+    first = doc["sleep"]["cycles"][0]
+    assert f"{first['recall_before']:.3f}→{first['recall']:.3f}" in text
+    for header in ("degraded", "refreshed", "pruned", "then (log)", "then (replayed)"):
+        assert header in text  # rich folds cells that do not fit, which would split the header
     # a second run replaces the old demo store; a directory the demo did not make is refused
     again = run_demo(tmp_path / "demo", settings, create, said.append, lambda *_: None)
     assert again["wake"] == [{**row, "seconds": again["wake"][i]["seconds"]} for i, row in enumerate(doc["wake"])]

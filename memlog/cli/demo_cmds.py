@@ -86,9 +86,11 @@ def demo_configs(settings: DemoSettings):
 
 def create_embedded(settings: DemoSettings, progress: Progress):
     """A ``create(path)`` for ``run_demo``: a fresh store on the embedded model."""
+    from memlog.cli.common import quiet_model_loading
     from memlog.core.model import ModelSpec
     from memlog.engine.open import init_memory
 
+    quiet_model_loading()
     memit, engine = demo_configs(settings)
 
     def create(path: Path):
@@ -212,12 +214,21 @@ def run_demo(store: Path, settings: DemoSettings, create: Callable, say: Say, pr
 
 
 def cycle_table(cycles: list[dict]):
+    """One row per sleep cycle: recall and PPL before → after, the counts and the wall seconds."""
     rows = [
-        [c["cycle"], c["recall_before"], c["recall"], c["degraded"], c["refreshed"], c["pruned"], f"{c['ppl_before']:.3f}", f"{c['ppl_after']:.3f}", f"{c['seconds']:.0f}"]
+        [
+            c["cycle"],
+            f"{_fmt_recall(c['recall_before'])}→{_fmt_recall(c['recall'])}",
+            c["degraded"],
+            c["refreshed"],
+            c["pruned"],
+            f"{c['ppl_before']:.3f}→{c['ppl_after']:.3f}",
+            f"{c['seconds']:.0f}",
+        ]
         for c in cycles
     ]
-    columns = ["cycle", "recall in", "recall out", "degraded", "refreshed", "pruned", "ppl in", "ppl out", "seconds"]
-    return table(None, columns, rows)
+    columns = ["cycle", "recall", "degraded", "refreshed", "pruned", "ppl", "s"]
+    return table(None, columns, rows, compact=True)
 
 
 def _fmt_recall(value) -> str:
@@ -229,8 +240,9 @@ def travel_summary(travel: dict):
     t = table(
         f"cycle=0 (seq {travel['seq']}): recall recorded then {_fmt_recall(travel['recall_recorded_then'])}, "
         f"recomputed on the rebuilt weights {_fmt_recall(travel['recall_recomputed_then'])}; now {_fmt_recall(travel['recall_now'])}",
-        ["fact", "then, recorded", "then, recomputed", "now"],
+        ["fact", "then (log)", "then (replayed)", "now"],
         rows,
+        compact=True,
     )
     lines = [t, "   replay verified: the rebuilt weights reproduce the recorded audit" if travel["verified"] else "   [red]replay NOT verified[/]"]
     ex = travel["example"]

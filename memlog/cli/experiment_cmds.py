@@ -35,9 +35,11 @@ PplBoundOpt = typer.Option(0.05, "--ppl-bound", help="Roll back a refresh that r
 
 
 def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound):
+    from memlog.cli.common import quiet_model_loading
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
 
+    quiet_model_loading()
     return ExperimentSetup(
         seed=seed,
         refresh_mode=refresh_mode,

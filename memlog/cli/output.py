@@ -51,8 +51,9 @@ def emit(data: Any, fmt: Format, render: Callable[[Console, Any], None]) -> None
         render(stdout(), data)
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
-    t = Table(title=title, show_lines=False, header_style="bold")
+def table(title: str | None, columns: list[str], rows: list[list[Any]], compact: bool = False) -> Table:
+    """A rich table; ``compact`` drops the outer border so wide tables fit an 80-column terminal."""
+    t = Table(title=title, show_lines=False, header_style="bold", show_edge=not compact)
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:

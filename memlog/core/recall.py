@@ -138,6 +138,8 @@ def complete(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 8, batch
     """Greedy raw completions of ``prompts`` (deterministic; special tokens dropped)."""
     if not prompts:
         return []
+    if max_new_tokens < 1:
+        return [""] * len(prompts)
     rows = [list(lm.tokenizer(p)["input_ids"]) for p in prompts]
     return _complete_ids(lm, rows, max_new_tokens, batch_size)
 
@@ -168,6 +170,8 @@ def chat_complete(lm: LoadedModel, prompts: list[str], max_new_tokens: int = 24,
     """Greedy replies when each prompt is asked as "Complete: {prompt}" through the chat template."""
     if not prompts:
         return []
+    if max_new_tokens < 1:
+        return [""] * len(prompts)
     return _complete_ids(lm, [chat_prompt(lm, p) for p in prompts], max_new_tokens, batch_size)
 
 
