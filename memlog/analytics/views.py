@@ -1,64 +1,15 @@
-"""Stable SQL views over a store's event log, and the read-only connection ``memlog sql`` uses.
+"""Stable SQL views over a store's event log: running queries and exporting them.
 
-The log (``<store>/log.duckdb``, see ``memlog.store.log``) holds the raw tables ``events``,
-``edit_versions`` and ``header``; each event's fields sit in the ``payload`` JSON. The views
-below decode it with DuckDB's JSON functions, so they are plain SQL and work on any DuckDB
-connection in which the log is attached as ``log``:
-
-``events``
-    one row per event: ``seq, ts, kind, schema, edit_id, version, fact_id, cycle`` (``fact_id``
-    is filled in for reverts and prunes from the edit's owner), the common payload fields
-    ``phase, recall, degraded, ppl, reason, mode, v_loss, subject, relation, object, copy_of,
-    n_constraint_keys, seconds``, and the raw ``payload``.
-``edits``
-    one row per edit version (each ``FactInjected`` and ``EditRefreshed``): ``edit_id, version,
-    fact_id, subject, relation, object, layers`` (list), ``ranks`` (rank per layer, aligned with
-    ``layers``), ``rank`` (the largest), ``scale, mode`` (``wake`` or ``update`` for an injection,
-    the refresh mode ``in-place``/``copy`` for a refresh), ``created_by, created_seq,
-    superseded_seq`` (a later version of the same edit was created), ``reverted_seq`` (the first
-    ``EditReverted`` of this version), ``rolled_back_seq, pruned_seq, cycle`` (of a refresh),
-    ``copy_of, v_loss, n_constraint_keys, supersedes_version``.
-``facts``
-    one row per fact ever injected: ``fact_id, subject, relation, object`` (the latest record),
-    ``first_seq, active`` (at the head of the log), ``pruned_seq`` (when it left the ledger; null
-    while active), ``audits`` (audit results naming it), ``times_degraded`` (audits that found it
-    not recalled), ``cycles_degraded`` (sleep cycles whose pre-refresh audit found it not
-    recalled), ``last_recalled`` (the latest audit's verdict), ``last_recalled_seq`` (the latest
-    audit that found it recalled), ``last_audit_seq, last_completion, refreshes, injections,
-    updates, edit_id, version`` (the edit holding it now; null once pruned).
-``cycles``
-    one row per completed sleep cycle (``SleepEnded``): ``cycle, started_seq, ended_seq,
-    recall_before, recall_after, degraded_before, degraded_after, refreshed, reverted, pruned,
-    rolled_back, blocked, ledger_size, active_facts, ppl_before, ppl_after, ppl_drift`` (relative),
-    ``wall_seconds, refresh_mode, cap, tau, facts_injected`` (before the cycle ended),
-    ``step_seconds`` (JSON).
-``audits``
-    one row per fact per audit: ``seq, ts, cycle, phase, fact_id, edit_id, recalled, completion,
-    result_index`` (the fact's place in that audit).
-``wake``
-    one row per injection (the paper's Table 3): ``injection`` (1, 2, …), ``seq, fact_id, edit_id,
-    version, subject, relation, object, v_loss, seconds, cycles_before`` (sleep cycles completed
-    before it), then the wake audit that followed it: ``audit_seq, audited`` (facts audited),
-    ``recall, degraded, recalled`` (the injected fact itself), and ``ppl`` when a wake-phase
-    perplexity was measured before the next injection.
-
-The raw tables stay reachable as ``log.events``, ``log.edit_versions`` and ``log.header``.
-
-Queries from users run on a connection in which *every* database is read-only: the views
-live in a small DuckDB file made for the connection and opened read-only, the log is
-attached read-only, the instance is read-only (so a second ``ATTACH`` of the log is read-only
-too), external access (files, ``COPY … TO``, extensions) is disabled and the configuration is
-locked. ``DELETE``, ``UPDATE``, ``INSERT``, ``DROP`` and ``CREATE`` (outside ``temp``) are all
-refused by DuckDB itself, with its own message.
+This is the public face of the views: ``run_sql`` and ``query`` run SQL over a store,
+``execute`` runs it on an open connection, ``export_parquet`` writes every view to Parquet.
+The view definitions (and what each view's columns mean) live in
+``memlog.analytics.view_sql``; the locked-down read-only connection (in which no query can
+change the log) in ``memlog.analytics.connection``. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime, time as dtime
 from decimal import Decimal
 from pathlib import Path
@@ -66,381 +17,25 @@ from uuid import UUID
 
 import duckdb
 
-from memlog.errors import StoreLockedError, UserError
+from memlog.analytics.connection import ATTACH_WAIT_S, LOG_ALIAS, LOG_FILE, connect, log_path, quote
+from memlog.analytics.view_sql import EXAMPLE_QUERIES, VIEW_NAMES, VIEWS, create_views
+from memlog.errors import UserError
 
-LOG_ALIAS = "log"
-LOG_FILE = "log.duckdb"  # as memlog.store.store.LOG_NAME
-ATTACH_WAIT_S = 15.0
-
-_EVENTS_SQL = """
-SELECT e.seq, e.ts, e.kind, e.schema, e.edit_id, e.version,
-       coalesce(e.fact_id, o.fact_id) AS fact_id,
-       e.cycle,
-       e.payload->>'$.phase' AS phase,
-       TRY_CAST(e.payload->>'$.recall' AS DOUBLE) AS recall,
-       TRY_CAST(e.payload->>'$.degraded' AS INTEGER) AS degraded,
-       TRY_CAST(e.payload->>'$.ppl' AS DOUBLE) AS ppl,
-       e.payload->>'$.reason' AS reason,
-       e.payload->>'$.mode' AS mode,
-       TRY_CAST(e.payload->>'$.v_loss' AS DOUBLE) AS v_loss,
-       e.payload->>'$.fact.subject' AS subject,
-       e.payload->>'$.fact.relation' AS relation,
-       e.payload->>'$.fact.object' AS object,
-       e.payload->>'$.copy_of' AS copy_of,
-       TRY_CAST(e.payload->>'$.n_constraint_keys' AS INTEGER) AS n_constraint_keys,
-       TRY_CAST(e.payload->>'$.seconds' AS DOUBLE) AS seconds,
-       e.payload
-FROM log.events e
-LEFT JOIN (
-    SELECT edit_id, any_value(fact_id) AS fact_id
-    FROM log.events WHERE kind IN ('FactInjected', 'EditRefreshed')
-    GROUP BY edit_id
-) o ON o.edit_id = e.edit_id
-ORDER BY e.seq
-"""
-
-_AUDITS_SQL = """
-SELECT a.seq, a.ts, a.cycle, a.phase,
-       a.r->>'$.fact_id' AS fact_id,
-       a.r->>'$.edit_id' AS edit_id,
-       TRY_CAST(a.r->>'$.recalled' AS BOOLEAN) AS recalled,
-       a.r->>'$.completion' AS completion
-FROM (
-    SELECT seq, ts, cycle, payload->>'$.phase' AS phase,
-           unnest(json_extract(payload, '$.results[*]')) AS r
-    FROM log.events WHERE kind = 'RecallAudited'
-) a
-"""
-
-_EDITS_SQL = """
-WITH created AS (
-    SELECT seq, kind, edit_id, version, fact_id, cycle, payload
-    FROM log.events WHERE kind IN ('FactInjected', 'EditRefreshed')
-),
-marks AS (
-    SELECT kind, edit_id, version, min(seq) AS seq
-    FROM log.events WHERE kind IN ('EditReverted', 'EditPruned', 'RefreshRolledBack')
-    GROUP BY kind, edit_id, version
-)
-SELECT c.edit_id, c.version, c.fact_id,
-       c.payload->>'$.fact.subject' AS subject,
-       c.payload->>'$.fact.relation' AS relation,
-       c.payload->>'$.fact.object' AS object,
-       TRY_CAST(json_extract(c.payload, '$.deltas[*].layer') AS INTEGER[]) AS layers,
-       TRY_CAST(json_extract(c.payload, '$.deltas[*].u.shape[1]') AS INTEGER[]) AS ranks,
-       list_max(TRY_CAST(json_extract(c.payload, '$.deltas[*].u.shape[1]') AS INTEGER[])) AS rank,
-       TRY_CAST(c.payload->>'$.scale' AS DOUBLE) AS scale,
-       CASE
-           WHEN c.kind = 'EditRefreshed' THEN c.payload->>'$.mode'
-           WHEN c.payload->>'$.supersedes_version' IS NOT NULL THEN 'update'
-           ELSE 'wake'
-       END AS mode,
-       c.kind AS created_by,
-       c.seq AS created_seq,
-       (SELECT min(n.seq) FROM created n
-         WHERE n.edit_id = c.edit_id AND n.version > c.version AND n.seq > c.seq) AS superseded_seq,
-       rv.seq AS reverted_seq,
-       rb.seq AS rolled_back_seq,
-       pr.seq AS pruned_seq,
-       c.cycle,
-       c.payload->>'$.copy_of' AS copy_of,
-       TRY_CAST(c.payload->>'$.v_loss' AS DOUBLE) AS v_loss,
-       TRY_CAST(c.payload->>'$.n_constraint_keys' AS INTEGER) AS n_constraint_keys,
-       TRY_CAST(c.payload->>'$.supersedes_version' AS INTEGER) AS supersedes_version
-FROM created c
-LEFT JOIN marks rv ON rv.kind = 'EditReverted' AND rv.edit_id = c.edit_id AND rv.version = c.version AND rv.seq > c.seq
-LEFT JOIN marks rb ON rb.kind = 'RefreshRolledBack' AND rb.edit_id = c.edit_id AND rb.version = c.version AND rb.seq > c.seq
-LEFT JOIN marks pr ON pr.kind = 'EditPruned' AND pr.edit_id = c.edit_id AND pr.version = c.version AND pr.seq > c.seq
-ORDER BY c.seq
-"""
-
-_FACTS_SQL = """
-WITH created AS (
-    SELECT seq, kind, edit_id, version, fact_id,
-           payload->>'$.fact.subject' AS subject,
-           payload->>'$.fact.relation' AS relation,
-           payload->>'$.fact.object' AS object,
-           payload->>'$.copy_of' AS copy_of,
-           payload->>'$.supersedes_version' AS supersedes_version
-    FROM log.events WHERE kind IN ('FactInjected', 'EditRefreshed')
-),
-rolled AS (
-    SELECT edit_id, version, min(seq) AS seq FROM log.events
-    WHERE kind = 'RefreshRolledBack' GROUP BY edit_id, version
-),
-pruned AS (
-    SELECT edit_id, min(seq) AS seq FROM log.events WHERE kind = 'EditPruned' GROUP BY edit_id
-),
-entries AS (
-    -- a ledger entry is an edit_id; it leaves the ledger when pruned, or, for a copy-mode
-    -- refresh, when that refresh is rolled back
-    SELECT c.edit_id, any_value(c.fact_id) AS fact_id, min(c.seq) AS created_seq,
-           any_value(p.seq) AS pruned_seq,
-           bool_or(c.copy_of IS NOT NULL AND r.seq IS NOT NULL) AS dropped_copy
-    FROM created c
-    LEFT JOIN pruned p ON p.edit_id = c.edit_id
-    LEFT JOIN rolled r ON r.edit_id = c.edit_id AND r.version = c.version
-    GROUP BY c.edit_id
-),
-holder AS (
-    SELECT fact_id,
-           bool_or(pruned_seq IS NULL AND NOT dropped_copy) AS active,
-           max(pruned_seq) AS last_pruned_seq,
-           arg_max(edit_id, created_seq) FILTER (WHERE pruned_seq IS NULL AND NOT dropped_copy) AS edit_id
-    FROM entries GROUP BY fact_id
-),
-live_version AS (
-    SELECT c.edit_id, max(c.version) AS version FROM created c
-    WHERE NOT EXISTS (SELECT 1 FROM rolled r WHERE r.edit_id = c.edit_id AND r.version = c.version)
-    GROUP BY c.edit_id
-),
-described AS (
-    SELECT fact_id,
-           arg_max(subject, seq) AS subject,
-           arg_max(relation, seq) AS relation,
-           arg_max(object, seq) AS object,
-           min(seq) AS first_seq,
-           count(*) FILTER (WHERE kind = 'FactInjected') AS injections,
-           count(*) FILTER (WHERE kind = 'FactInjected' AND supersedes_version IS NOT NULL) AS updates,
-           count(*) FILTER (WHERE kind = 'EditRefreshed') AS refreshes
-    FROM created GROUP BY fact_id
-),
-audit_stats AS (
-    SELECT fact_id,
-           count(*) AS audits,
-           count(*) FILTER (WHERE NOT recalled) AS times_degraded,
-           count(DISTINCT cycle) FILTER (WHERE NOT recalled AND phase = 'sleep-pre') AS cycles_degraded,
-           arg_max(recalled, seq) AS last_recalled,
-           max(seq) FILTER (WHERE recalled) AS last_recalled_seq,
-           max(seq) AS last_audit_seq,
-           arg_max(completion, seq) AS last_completion
-    FROM audits GROUP BY fact_id
-)
-SELECT d.fact_id, d.subject, d.relation, d.object, d.first_seq,
-       h.active,
-       CASE WHEN h.active THEN NULL ELSE h.last_pruned_seq END AS pruned_seq,
-       coalesce(a.audits, 0) AS audits,
-       coalesce(a.times_degraded, 0) AS times_degraded,
-       coalesce(a.cycles_degraded, 0) AS cycles_degraded,
-       a.last_recalled, a.last_recalled_seq, a.last_audit_seq, a.last_completion,
-       d.refreshes, d.injections, d.updates,
-       h.edit_id,
-       v.version
-FROM described d
-JOIN holder h USING (fact_id)
-LEFT JOIN audit_stats a USING (fact_id)
-LEFT JOIN live_version v ON v.edit_id = h.edit_id
-ORDER BY d.first_seq
-"""
-
-_CYCLES_SQL = """
-WITH started AS (
-    SELECT cycle, max(seq) AS seq, arg_max(payload, seq) AS payload
-    FROM log.events WHERE kind = 'SleepStarted' GROUP BY cycle
-)
-SELECT e.cycle,
-       s.seq AS started_seq,
-       e.seq AS ended_seq,
-       TRY_CAST(e.payload->>'$.recall_before' AS DOUBLE) AS recall_before,
-       TRY_CAST(e.payload->>'$.recall_after' AS DOUBLE) AS recall_after,
-       TRY_CAST(e.payload->>'$.degraded_before' AS INTEGER) AS degraded_before,
-       TRY_CAST(e.payload->>'$.degraded_after' AS INTEGER) AS degraded_after,
-       TRY_CAST(e.payload->>'$.refreshed' AS INTEGER) AS refreshed,
-       TRY_CAST(e.payload->>'$.reverted' AS INTEGER) AS reverted,
-       TRY_CAST(e.payload->>'$.pruned' AS INTEGER) AS pruned,
-       TRY_CAST(e.payload->>'$.rolled_back' AS INTEGER) AS rolled_back,
-       TRY_CAST(e.payload->>'$.step_seconds.blocked' AS INTEGER) AS blocked,
-       TRY_CAST(e.payload->>'$.ledger_size' AS INTEGER) AS ledger_size,
-       TRY_CAST(e.payload->>'$.active_facts' AS INTEGER) AS active_facts,
-       TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE) AS ppl_before,
-       TRY_CAST(e.payload->>'$.ppl_after' AS DOUBLE) AS ppl_after,
-       (TRY_CAST(e.payload->>'$.ppl_after' AS DOUBLE) - TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE))
-           / nullif(TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE), 0) AS ppl_drift,
-       TRY_CAST(e.payload->>'$.seconds' AS DOUBLE) AS wall_seconds,
-       s.payload->>'$.refresh_mode' AS refresh_mode,
-       TRY_CAST(s.payload->>'$.cap' AS INTEGER) AS cap,
-       TRY_CAST(s.payload->>'$.tau' AS DOUBLE) AS tau,
-       (SELECT count(*) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_injected,
-       e.payload->'$.step_seconds' AS step_seconds
-FROM log.events e
-LEFT JOIN started s ON s.cycle = e.cycle AND s.seq < e.seq
-WHERE e.kind = 'SleepEnded'
-ORDER BY e.seq
-"""
-
-_WAKE_SQL = """
-WITH inj AS (
-    SELECT seq, edit_id, version, fact_id, payload,
-           row_number() OVER (ORDER BY seq) AS injection,
-           lead(seq) OVER (ORDER BY seq) AS next_seq
-    FROM log.events WHERE kind = 'FactInjected'
-),
-wake_audits AS (
-    SELECT seq, payload FROM log.events
-    WHERE kind = 'RecallAudited' AND payload->>'$.phase' = 'wake'
-),
-wake_ppl AS (
-    SELECT seq, TRY_CAST(payload->>'$.ppl' AS DOUBLE) AS ppl FROM log.events
-    WHERE kind = 'PerplexityMeasured' AND payload->>'$.phase' = 'wake'
-),
-picked AS (
-    SELECT i.seq AS inject_seq,
-           (SELECT min(a.seq) FROM wake_audits a
-             WHERE a.seq > i.seq AND (i.next_seq IS NULL OR a.seq < i.next_seq)) AS audit_seq,
-           (SELECT arg_min(p.ppl, p.seq) FROM wake_ppl p
-             WHERE p.seq > i.seq AND (i.next_seq IS NULL OR p.seq < i.next_seq)) AS ppl
-    FROM inj i
-)
-SELECT i.injection, i.seq, i.fact_id, i.edit_id, i.version,
-       i.payload->>'$.fact.subject' AS subject,
-       i.payload->>'$.fact.relation' AS relation,
-       i.payload->>'$.fact.object' AS object,
-       TRY_CAST(i.payload->>'$.v_loss' AS DOUBLE) AS v_loss,
-       TRY_CAST(i.payload->>'$.seconds' AS DOUBLE) AS seconds,
-       (SELECT count(*) FROM log.events s WHERE s.kind = 'SleepEnded' AND s.seq < i.seq) AS cycles_before,
-       p.audit_seq,
-       json_array_length(w.payload, '$.results') AS audited,
-       TRY_CAST(w.payload->>'$.recall' AS DOUBLE) AS recall,
-       TRY_CAST(w.payload->>'$.degraded' AS INTEGER) AS degraded,
-       au.recalled,
-       p.ppl
-FROM inj i
-JOIN picked p ON p.inject_seq = i.seq
-LEFT JOIN wake_audits w ON w.seq = p.audit_seq
-LEFT JOIN audits au ON au.seq = p.audit_seq AND au.fact_id = i.fact_id
-ORDER BY i.seq
-"""
-
-# Creation order matters: ``facts`` and ``wake`` read the ``audits`` view.
-VIEWS: tuple[tuple[str, str], ...] = (
-    ("events", _EVENTS_SQL),
-    ("audits", _AUDITS_SQL),
-    ("edits", _EDITS_SQL),
-    ("facts", _FACTS_SQL),
-    ("cycles", _CYCLES_SQL),
-    ("wake", _WAKE_SQL),
-)
-VIEW_NAMES: tuple[str, ...] = tuple(name for name, _ in VIEWS)
-
-# Queries for the documentation (each is run by the tests): (question, SQL).
-EXAMPLE_QUERIES: tuple[tuple[str, str], ...] = (
-    (
-        "Which facts were degraded in more than two sleep cycles?",
-        "SELECT fact_id, subject, object, cycles_degraded, refreshes FROM facts "
-        "WHERE cycles_degraded > 2 ORDER BY cycles_degraded DESC, fact_id",
-    ),
-    (
-        "PPL drift per cycle",
-        "SELECT cycle, ppl_before, ppl_after, round(100 * ppl_drift, 3) AS drift_pct FROM cycles ORDER BY cycle",
-    ),
-    (
-        "The wake trajectory (the paper's Table 3)",
-        "SELECT injection, audited AS facts, recall, degraded, ppl FROM wake ORDER BY injection",
-    ),
-    (
-        "Refreshes and prunes per cycle (the paper's Table 6)",
-        "SELECT cycle, recall_after AS recall, degraded_after AS degraded, refreshed, pruned FROM cycles ORDER BY cycle",
-    ),
-    (
-        "Working edits that were pruned (applied, never reverted, fact recalled at the audit before)",
-        "SELECT e.edit_id, e.version, e.subject, e.pruned_seq FROM edits e "
-        "WHERE e.pruned_seq IS NOT NULL AND e.reverted_seq IS NULL AND e.superseded_seq IS NULL "
-        "AND (SELECT arg_max(a.recalled, a.seq) FROM audits a WHERE a.fact_id = e.fact_id AND a.seq < e.pruned_seq) "
-        "ORDER BY e.pruned_seq",
-    ),
-    (
-        "Facts refreshed most often",
-        "SELECT subject, relation, object, refreshes, active FROM facts ORDER BY refreshes DESC, first_seq LIMIT 10",
-    ),
-    (
-        "Events per kind",
-        "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY n DESC, kind",
-    ),
-)
-
-
-# ------------------------------------------------------------------ connections
-
-
-def log_path(store_dir: Path | str) -> Path:
-    """The event log file of a store; UserError when there is none."""
-    path = Path(store_dir) / LOG_FILE
-    if not path.is_file():
-        raise UserError(f"no memlog store at {store_dir} (no {LOG_FILE}); pass --store DIR or create one with `memlog init`")
-    return path
-
-
-def _is_lock_conflict(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
-
-
-def _attach_log(conn: duckdb.DuckDBPyConnection, path: Path, wait_s: float = ATTACH_WAIT_S) -> None:
-    """ATTACH the log read-only as ``log``, retrying while a writer holds it."""
-    deadline = time.monotonic() + wait_s
-    delay = 0.005
-    while True:
-        try:
-            conn.execute(f"ATTACH {_quote(str(path))} AS {LOG_ALIAS} (READ_ONLY)")
-            return
-        except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
-                if _is_lock_conflict(exc):
-                    raise StoreLockedError(f"event log {path} stayed busy for {wait_s:.0f} s (a writer has it open): {exc}") from exc
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def create_views(conn: duckdb.DuckDBPyConnection, temp: bool = False) -> None:
-    """Create the views in ``conn``'s default database (or as TEMP views); ``log`` must be attached."""
-    kind = "TEMP VIEW" if temp else "VIEW"
-    for name, sql in VIEWS:
-        conn.execute(f"CREATE OR REPLACE {kind} {name} AS {sql}")
-
-
-def _build_views_file(views_file: Path, log_file: Path) -> None:
-    conn = duckdb.connect(str(views_file))
-    try:
-        _attach_log(conn, log_file)
-        create_views(conn)
-        conn.execute(f"DETACH {LOG_ALIAS}")
-    finally:
-        conn.close()
-
-
-@contextmanager
-def connect(store_dir: Path | str, export_dir: Path | str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to a store's log in which every database is read-only, with the views.
-
-    The views live in a DuckDB file made for this connection (in a temporary directory) and
-    opened read-only; the log is attached read-only as ``log``. External access is then
-    disabled (no files read or written, no other databases attached) and the configuration
-    locked, so nothing a query says can change the log. ``export_dir`` is the one directory
-    that ``COPY … TO`` may then write into.
-    """
-    log_file = log_path(store_dir).resolve()
-    with tempfile.TemporaryDirectory(prefix="memlog-sql-") as tmp:
-        views_file = Path(tmp) / "views.duckdb"
-        _build_views_file(views_file, log_file)
-        conn = duckdb.connect(str(views_file), read_only=True)
-        try:
-            _attach_log(conn, log_file)
-            if export_dir is not None:
-                allowed = str(Path(export_dir).resolve()).rstrip("/") + "/"
-                conn.execute(f"SET allowed_directories = [{_quote(allowed)}]")
-            conn.execute("SET enable_external_access = false")
-            conn.execute("SET lock_configuration = true")
-            yield conn
-        finally:
-            conn.close()
-
-
-# ---------------------------------------------------------------------- queries
+__all__ = [
+    "ATTACH_WAIT_S",
+    "EXAMPLE_QUERIES",
+    "LOG_ALIAS",
+    "LOG_FILE",
+    "VIEWS",
+    "VIEW_NAMES",
+    "connect",
+    "create_views",
+    "execute",
+    "export_parquet",
+    "log_path",
+    "query",
+    "run_sql",
+]
 
 
 def _plain(value):
@@ -511,7 +106,7 @@ def export_parquet(store_dir: Path | str, out_dir: Path | str, sql: str | None =
         for name, select in jobs:
             path = out / f"{name}.parquet"
             try:
-                conn.execute(f"COPY ({select.strip().rstrip(';')}) TO {_quote(str(path))} (FORMAT parquet)")
+                conn.execute(f"COPY ({select.strip().rstrip(';')}) TO {quote(str(path))} (FORMAT parquet)")
             except duckdb.Error as exc:
                 raise UserError(f"export of {name} failed: {' '.join(str(exc).split())}") from exc
             written[name] = path

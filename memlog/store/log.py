@@ -21,47 +21,41 @@ Rules this module keeps:
 * Rows are only ever inserted; nothing here updates or deletes events.
 * ``append`` writes a whole batch in one transaction (DuckDB's appender, one flush per
   table), or nothing.
-* The file is never held open between calls. Each operation attaches it to a private
-  in-memory DuckDB instance, works, and detaches it (closing the file and checkpointing
-  after writes), so a long-running writer (a sleep cycle computing for minutes) never
-  keeps ``memlog status`` in another process from reading. DuckDB refuses to open a file
-  that another process holds in a conflicting mode; such opens are retried for a few
-  seconds (``LOCK_WAIT_S``).
+* The file is never held open between calls: every operation attaches it, works and
+  detaches it, so a long-running writer (a sleep cycle computing for minutes) never keeps
+  ``memlog status`` in another process from reading; opens that meet a conflicting lock
+  are retried for a few seconds (``LOCK_WAIT_S``). The connection helpers live in
+  ``memlog.store.duck``, the event/row conversions in ``memlog.store.rows``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 import uuid
-from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import duckdb
 import msgspec
 
-from memlog.errors import IntegrityError, StoreLockedError, UserError
+from memlog.errors import IntegrityError, UserError
+from memlog.store.duck import LOCK_WAIT_S, Duck, transaction
 from memlog.store.events import (
     EVENT_KINDS,
-    SCHEMA_VERSION,
     AnyEvent,
     Event,
-    EventSchemaError,
     StoreCreated,
     blob_refs,
     decode_event,
     edit_key,
-    encode_event,
     event_kind,
 )
+from memlog.store.rows import decode_row, encode_checked, event_row, utc_from_epoch_us
+
+__all__ = ["FORMAT_VERSION", "LOCK_WAIT_S", "EventLog", "LoggedEvent", "RawRow"]
 
 FORMAT_VERSION = 1
-LOCK_WAIT_S = 15.0
-_ALIAS = "memlog_log"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _DDL = """
 CREATE TABLE header (
@@ -106,138 +100,7 @@ class RawRow(msgspec.Struct, frozen=True):
 
     def decode(self) -> Event:
         """The event; EventSchemaError (naming the seq) if it cannot be decoded."""
-        return _decode_row(self.seq, self.schema, self.kind, self.payload)
-
-
-# ------------------------------------------------------------------ connections
-
-
-def _is_lock_conflict(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
-
-
-def _attach(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait_s: float) -> None:
-    """ATTACH the log file, retrying while another process holds it in a conflicting mode
-    (a writer in the middle of an append, or readers while we want to write)."""
-    mode = " (READ_ONLY)" if read_only else ""
-    quoted = str(path).replace("'", "''")
-    deadline = time.monotonic() + wait_s
-    delay = 0.002
-    while True:
-        try:
-            conn.execute(f"ATTACH '{quoted}' AS {_ALIAS}{mode}")
-            return
-        except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise StoreLockedError(
-                    f"event log {path} stayed busy for {wait_s:.0f} s (another process has it open): {exc}"
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-
-class _Duck:
-    """An in-memory DuckDB instance that attaches the log file for one operation at a time.
-
-    Starting a DuckDB instance costs ~20 ms (catalog setup); attaching a file to a live
-    instance costs ~2 ms. The file itself is opened by ATTACH and closed by DETACH
-    around every operation, so nothing keeps the file (or its OS lock) open between
-    calls. One operation at a time per instance (a mutex guards the shared alias).
-
-    Detaching a file attached for writing checkpoints it (folds the write-ahead log into
-    the database file), so readers never pay for replaying a write-ahead log.
-    """
-
-    def __init__(self) -> None:
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._mutex = threading.Lock()
-
-    @contextmanager
-    def attached(self, path: Path, read_only: bool, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._mutex:
-            if self._conn is None:
-                self._conn = duckdb.connect(":memory:")
-            conn = self._conn
-            _attach(conn, path, read_only, wait_s)
-            try:
-                conn.execute(f"USE {_ALIAS}")
-                yield conn
-            finally:
-                conn.execute("USE memory")
-                conn.execute(f"DETACH {_ALIAS}")
-
-
-@contextmanager
-def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    conn.begin()
-    try:
-        yield
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-
-
-# ------------------------------------------------------------ row conversions
-
-
-def _utc_from_epoch_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def _fact_id(event: Event) -> str | None:
-    fact = getattr(event, "fact", None)
-    if fact is not None and hasattr(fact, "fact_id"):
-        return fact.fact_id
-    return getattr(event, "fact_id", None)
-
-
-def _encode_checked(event: Event) -> str:
-    """The event's JSON, after making sure it decodes back to the very same bytes.
-
-    An event that cannot be read back (NaN or inf floats encode as null, for instance)
-    would make the log unreadable, so it is refused before anything is written.
-    """
-    if not isinstance(event, Event):
-        raise TypeError(f"not an event: {event!r}")
-    raw = encode_event(event)
-    try:
-        back = encode_event(decode_event(raw))
-    except EventSchemaError as exc:
-        raise ValueError(f"{event_kind(event)} event would not decode back from the log: {exc}") from exc
-    if back != raw:
-        raise ValueError(f"{event_kind(event)} event does not survive an encode/decode round trip")
-    return raw.decode()
-
-
-def _event_row(seq: int, ts: datetime, event: Event, payload: str) -> tuple:
-    return (
-        seq,
-        ts,
-        event_kind(event),
-        event.schema,
-        getattr(event, "edit_id", None),
-        getattr(event, "version", None),
-        _fact_id(event),
-        getattr(event, "cycle", None),
-        payload,
-    )
-
-
-def _decode_row(seq: int, schema: int, kind: str, payload: str) -> Event:
-    """Decode one payload; errors name the seq (and the schema version when it is newer)."""
-    if schema > SCHEMA_VERSION:
-        raise EventSchemaError(
-            f"event seq {seq} ({kind}) was written with schema version {schema}, but this memlog "
-            f"understands up to version {SCHEMA_VERSION}; upgrade memlog"
-        )
-    try:
-        return decode_event(payload)
-    except EventSchemaError as exc:
-        raise EventSchemaError(f"event seq {seq}: {exc}") from exc
+        return decode_row(self.seq, self.schema, self.kind, self.payload)
 
 
 # ----------------------------------------------------------- batch validation
@@ -321,7 +184,7 @@ class EventLog:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._duck = _Duck()
+        self._duck = Duck()
 
     def __repr__(self) -> str:
         return f"EventLog({str(self.path)!r})"
@@ -340,7 +203,7 @@ class EventLog:
             raise TypeError("the header of a log is a StoreCreated event")
         if path.exists():
             raise UserError(f"{path} already exists; refusing to overwrite an event log")
-        payload = _encode_checked(header_event)
+        payload = encode_checked(header_event)
         log = cls(path)
         tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
         try:
@@ -367,13 +230,13 @@ class EventLog:
             "created_at": ts.isoformat(),
         }
         with self._duck.attached(tmp, read_only=False) as conn:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute(_DDL)
                 appender = conn.appender("header")
                 appender.append_rows([(key, msgspec.json.encode(value).decode()) for key, value in header.items()])
                 appender.flush()
                 appender = conn.appender("events")
-                appender.append_rows([_event_row(1, ts, header_event, payload)])
+                appender.append_rows([event_row(1, ts, header_event, payload)])
                 appender.flush()
             conn.execute("CHECKPOINT")
 
@@ -412,14 +275,14 @@ class EventLog:
         for event in events:
             if isinstance(event, StoreCreated):
                 raise ValueError("StoreCreated is written once, by EventLog.create")
-        payloads = [_encode_checked(event) for event in events]
+        payloads = [encode_checked(event) for event in events]
         keys = _batch_edit_keys(events)
         if blobs is not None:
             _require_blobs(events, blobs)
         ts = datetime.now(timezone.utc)
         with self._duck.attached(self.path, read_only=False) as conn:
             try:
-                with _transaction(conn):
+                with transaction(conn):
                     head = _head(conn)
                     logged = [LoggedEvent(head + i + 1, ts, e) for i, e in enumerate(events)]
                     _insert(conn, logged, payloads)
@@ -446,7 +309,7 @@ class EventLog:
         with self._duck.attached(self.path, read_only=True) as conn:
             rows = conn.execute(sql, params).fetchall()
         return [
-            LoggedEvent(seq, _utc_from_epoch_us(us), _decode_row(seq, schema, kind, payload))
+            LoggedEvent(seq, utc_from_epoch_us(us), decode_row(seq, schema, kind, payload))
             for seq, us, schema, kind, payload in rows
         ]
 
@@ -494,7 +357,7 @@ def _head(conn: duckdb.DuckDBPyConnection) -> int:
 def _insert(conn: duckdb.DuckDBPyConnection, logged: list[LoggedEvent], payloads: list[str]) -> None:
     """Batched inserts through DuckDB's appender: one statement per table per flush."""
     appender = conn.appender("events")
-    appender.append_rows([_event_row(le.seq, le.ts, le.event, p) for le, p in zip(logged, payloads)])
+    appender.append_rows([event_row(le.seq, le.ts, le.event, p) for le, p in zip(logged, payloads)])
     appender.flush()
     versions = [(*edit_key(le.event), le.seq) for le in logged if edit_key(le.event) is not None]
     if versions:

@@ -1,0 +1,100 @@
+"""The read-only DuckDB connection ``memlog sql`` (and the report) runs queries on.
+
+Queries from users run on a connection in which *every* database is read-only: the views
+live in a small DuckDB file made for the connection and opened read-only, the log is
+attached read-only, the instance is read-only (so a second ``ATTACH`` of the log is read-only
+too), external access (files, ``COPY … TO``, extensions) is disabled and the configuration is
+locked. ``DELETE``, ``UPDATE``, ``INSERT``, ``DROP`` and ``CREATE`` (outside ``temp``) are all
+refused by DuckDB itself, with its own message.
+
+``connect`` yields such a connection for a store; ``log_path`` finds the store's log file;
+``quote`` makes a SQL string literal.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from memlog.analytics.view_sql import create_views
+from memlog.errors import StoreLockedError, UserError
+
+LOG_ALIAS = "log"
+LOG_FILE = "log.duckdb"  # as memlog.store.store.LOG_NAME
+ATTACH_WAIT_S = 15.0
+
+
+def log_path(store_dir: Path | str) -> Path:
+    """The event log file of a store; UserError when there is none."""
+    path = Path(store_dir) / LOG_FILE
+    if not path.is_file():
+        raise UserError(f"no memlog store at {store_dir} (no {LOG_FILE}); pass --store DIR or create one with `memlog init`")
+    return path
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def _attach_log(conn: duckdb.DuckDBPyConnection, path: Path, wait_s: float = ATTACH_WAIT_S) -> None:
+    """ATTACH the log read-only as ``log``, retrying while a writer holds it."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute(f"ATTACH {quote(str(path))} AS {LOG_ALIAS} (READ_ONLY)")
+            return
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
+                if _is_lock_conflict(exc):
+                    raise StoreLockedError(f"event log {path} stayed busy for {wait_s:.0f} s (a writer has it open): {exc}") from exc
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _build_views_file(views_file: Path, log_file: Path) -> None:
+    conn = duckdb.connect(str(views_file))
+    try:
+        _attach_log(conn, log_file)
+        create_views(conn)
+        conn.execute(f"DETACH {LOG_ALIAS}")
+    finally:
+        conn.close()
+
+
+@contextmanager
+def connect(store_dir: Path | str, export_dir: Path | str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to a store's log in which every database is read-only, with the views.
+
+    The views live in a DuckDB file made for this connection (in a temporary directory) and
+    opened read-only; the log is attached read-only as ``log``. External access is then
+    disabled (no files read or written, no other databases attached) and the configuration
+    locked, so nothing a query says can change the log. ``export_dir`` is the one directory
+    that ``COPY … TO`` may then write into.
+    """
+    log_file = log_path(store_dir).resolve()
+    with tempfile.TemporaryDirectory(prefix="memlog-sql-") as tmp:
+        views_file = Path(tmp) / "views.duckdb"
+        _build_views_file(views_file, log_file)
+        conn = duckdb.connect(str(views_file), read_only=True)
+        try:
+            _attach_log(conn, log_file)
+            if export_dir is not None:
+                allowed = str(Path(export_dir).resolve()).rstrip("/") + "/"
+                conn.execute(f"SET allowed_directories = [{quote(allowed)}]")
+            conn.execute("SET enable_external_access = false")
+            conn.execute("SET lock_configuration = true")
+            yield conn
+        finally:
+            conn.close()
