@@ -120,6 +120,17 @@ def test_init_status_inject_recall_replay(store, capsys):
     code, ver, _ = run(capsys, "verify", "--store", store, "--format", "json")
     assert code == 0 and ver == {"ok": True, "problems": []}
 
+    code, why, err = run(capsys, "why", "Aria Nakamura", "--from", "seq=1", "--to", "head", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert why["fact_id"] == data["facts"][0]["fact_id"] and why["window"]["from_seq"] == 1
+    assert why["history"][0]["kind"] == "FactInjected"
+    replayed = [s["seq"] for s in why["steps"]]
+    assert replayed[0] == 1 and replayed[1] == why["history"][0]["seq"]  # the start, then the injection
+    code, head, _ = run(capsys, "replay", "--until", "head", "--verify", "--store", store, "--format", "json")
+    assert code == 0 and why["window"]["recalled_to"] == head["facts"][0]["recalled_now"]
+    code, _, err = run(capsys, "why", "Nobody Anywhere", "--store", store)
+    assert code == 1 and "no fact" in err
+
 
 @pytest.mark.parametrize(
     "args, message",

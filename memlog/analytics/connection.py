@@ -14,7 +14,6 @@ refused by DuckDB itself, with its own message.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,8 @@ from pathlib import Path
 import duckdb
 
 from memlog.analytics.view_sql import create_views
-from memlog.errors import StoreLockedError, UserError
+from memlog.errors import UserError
+from memlog.store.duck import attach
 
 LOG_ALIAS = "log"
 LOG_FILE = "log.duckdb"  # as memlog.store.store.LOG_NAME
@@ -37,26 +37,9 @@ def log_path(store_dir: Path | str) -> Path:
     return path
 
 
-def _is_lock_conflict(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
-
-
 def _attach_log(conn: duckdb.DuckDBPyConnection, path: Path, wait_s: float = ATTACH_WAIT_S) -> None:
     """ATTACH the log read-only as ``log``, retrying while a writer holds it."""
-    deadline = time.monotonic() + wait_s
-    delay = 0.005
-    while True:
-        try:
-            conn.execute(f"ATTACH {quote(str(path))} AS {LOG_ALIAS} (READ_ONLY)")
-            return
-        except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
-                if _is_lock_conflict(exc):
-                    raise StoreLockedError(f"event log {path} stayed busy for {wait_s:.0f} s (a writer has it open): {exc}") from exc
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+    attach(conn, path, read_only=True, wait_s=wait_s, alias=LOG_ALIAS)
 
 
 def quote(text: str) -> str:

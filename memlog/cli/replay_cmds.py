@@ -1,4 +1,4 @@
-"""The ``replay`` command: rebuild the weights at a point and show each fact's state there."""
+"""``replay`` (the weights and every fact at a point) and ``why`` (what changed one fact's recall)."""
 
 from __future__ import annotations
 
@@ -50,5 +50,86 @@ def replay(
         raise typer.Exit(2)
 
 
+
+
+def _history_rows(history: list[dict]) -> list[list]:
+    """History rows, with runs of audits that agree folded into one row."""
+    rows: list[list] = []
+    run: list[dict] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        seqs = str(first["seq"]) if len(run) == 1 else f"{first['seq']}–{last['seq']}"
+        label = "audit" if len(run) == 1 else f"{len(run)} audits"
+        rows.append([seqs, label, last["cycle"], last["recalled"], repr(last["completion"])])
+        run.clear()
+
+    for row in history:
+        if row["kind"] == "audit":
+            if run and run[-1]["recalled"] != row["recalled"]:
+                flush()
+            run.append(row)
+            continue
+        flush()
+        rows.append([row["seq"], row["kind"], row["cycle"], None, row["edit"] + (f" ({row['reason']})" if row["reason"] else "")])
+    flush()
+    return rows
+
+
+def render_why(c, d: dict) -> None:
+    c.print(f"[bold]{d['subject']} {d['relation']} {d['object']}[/] ({d['fact_id']}, {'active' if d['active'] else 'pruned'})")
+    c.print(table("history", ["seq", "event", "cycle", "recalled", "completion / edit"], _history_rows(d["history"]), compact=True))
+    if d["window"] is None:
+        c.print(f"   {d.get('note', 'nothing to explain')}")
+        return
+    w = d["window"]
+    yes_no = lambda r: "recalled" if r else "not recalled"  # noqa: E731
+    rows = [
+        [s["seq"], s["what"] + (" [dim](its own edit)[/]" if s["own"] else ""), s["recalled"], repr(s["completion"]), "←" if s["changed"] else ""]
+        for s in d["steps"]
+    ]
+    title = f"replayed seq {w['from_seq']} → {w['to_seq']} ({yes_no(w['recalled_from'])} → {yes_no(w['recalled_to'])})"
+    c.print(table(title, ["seq", "event", "recalled", "completion", ""], rows, compact=True))
+    changed = [s for s in d["steps"] if s["changed"]]
+    if changed:
+        first = changed[0]
+        c.print(f"   changed at seq {first['seq']}: {first['what']}" + (f" (and {len(changed) - 1} more flips)" if len(changed) > 1 else ""))
+    else:
+        c.print("   no single event in the window changed it: the result at the start already matches the end")
+    if d["suspects"] is not None:
+        c.print(
+            f"   suspects at seq {w['to_seq']}: {len(d['suspects'])} of the {d['suspects_tested']} other applied edits, "
+            f"each removed alone, make it {yes_no(not w['recalled_to'])} again"
+        )
+        for s in d["suspects"]:
+            c.print(f"   without {s['edit_id']} v{s['version']} ({s['fact']}) it is {yes_no(s['recalled_without'])}: {s['completion_without']!r}")
+
+
+def why(
+    fact: str = typer.Argument(..., help="The fact: its fact_id, its subject, or 'subject relation'."),
+    from_point: str = typer.Option(None, "--from", help="Start of the window (cycle=N, seq=N, time=ISO); default: the audit before the fact's last change."),
+    to_point: str = typer.Option(None, "--to", help="End of the window; default: the audit that saw the fact's last change."),
+    change: str = typer.Option("last", "--change", help="Which change to explain by default: last, degraded (recalled → not) or recovered."),
+    suspects: bool = typer.Option(False, "--suspects", help="Also remove each other edit at the window's end in turn and list those whose removal flips the fact."),
+    store: Path = StoreOpt,
+    device: str = DeviceOpt,
+    fmt: Format = FormatOpt,
+):
+    """Why did a fact's recall change? Its history, then the weights replayed after every event in between."""
+    from memlog.cli.output import progress_bars
+    from memlog.replay.why import why_report
+
+    mem = open_ro(store, device)
+    try:
+        with progress_bars(True) as progress:
+            data = why_report(mem, fact, from_point, to_point, leave_one_out=suspects, change=change, progress=progress)
+    finally:
+        mem.close()
+    emit(data, fmt, render_why)
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="replay")(replay)
+    app.command(name="why")(why)

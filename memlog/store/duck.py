@@ -28,16 +28,16 @@ def _is_lock_conflict(exc: Exception) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
-def attach(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait_s: float) -> None:
-    """ATTACH the log file, retrying while another process holds it in a conflicting mode
-    (a writer in the middle of an append, or readers while we want to write)."""
+def attach(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait_s: float, alias: str = _ALIAS) -> None:
+    """ATTACH the log file as ``alias``, retrying while another process holds it in a conflicting
+    mode (a writer in the middle of an append, or readers while we want to write)."""
     mode = " (READ_ONLY)" if read_only else ""
     quoted = str(path).replace("'", "''")
     deadline = time.monotonic() + wait_s
     delay = 0.002
     while True:
         try:
-            conn.execute(f"ATTACH '{quoted}' AS {_ALIAS}{mode}")
+            conn.execute(f"ATTACH '{quoted}' AS {alias}{mode}")
             return
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
