@@ -175,6 +175,13 @@ def test_demo_flow_with_the_fake_editor(tmp_path):
     travel = doc["time_travel"]
     assert travel["recall_recorded_then"] == pytest.approx(travel["recall_recomputed_then"])
     assert travel["recall_recorded_then"] == pytest.approx(doc["wake"][-1]["recall"])
+    example = travel["example"]  # a fact that recovered; the event that broke it comes from replaying the log
+    assert example is not None and example["broken_by"].startswith("FactInjected")
+    from memlog.replay.why import why_report
+
+    with fake_memory(tmp_path / "demo", EngineConfig(ppl_bound=None)) as again:
+        steps = why_report(again, example["fact_id"], change="degraded")["steps"]
+    assert example["broken_at_seq"] == next(s["seq"] for s in steps if s["changed"])
     assert (tmp_path / "demo" / "report" / "index.html").is_file() and (tmp_path / "demo" / DEMO_MARKER).is_file()
     assert any("report" in str(s) for s in said)
     # the narration fits an 80-column terminal unfolded, cycle rows as "before→after"

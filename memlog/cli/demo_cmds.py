@@ -159,14 +159,28 @@ def time_travel(mem) -> dict:
 
 
 def _recovered_example(mem, facts: list[dict]) -> dict | None:
-    """One fact that was not recalled at cycle=0 and is now: its completion then and now."""
+    """One fact that was not recalled at cycle=0 and is now: its completion then and now, and
+    which event broke it (``why_report``: the weights replayed after each event before its
+    first failed audit)."""
+    from memlog.replay.why import why_report
+
     for f in facts:
         if f["recorded_then"] is False and f["now"]:
             state = mem.ledger.facts[f["fact_id"]]
             prompt = f"{state.fact.subject} {state.fact.relation}"
             then = mem.recall(prompt, at="cycle=0")
             now = mem.recall(prompt)
-            return {"prompt": prompt, "object": state.fact.object, "then": then["completion"], "now": now["completion"]}
+            why = why_report(mem, f["fact_id"], change="degraded")
+            broke = next((s for s in why["steps"] if s["changed"]), None)
+            return {
+                "fact_id": f["fact_id"],
+                "prompt": prompt,
+                "object": state.fact.object,
+                "then": then["completion"],
+                "now": now["completion"],
+                "broken_at_seq": broke["seq"] if broke else None,
+                "broken_by": broke["what"] if broke else None,
+            }
     return None
 
 
@@ -249,6 +263,8 @@ def travel_summary(travel: dict):
     ex = travel["example"]
     if ex:
         lines.append(f"   e.g. \"{ex['prompt']}\" → then {ex['then']!r}, now {ex['now']!r} (object: {ex['object']})")
+        if ex.get("broken_by"):
+            lines.append(f"   why it broke (memlog why, replayed): seq {ex['broken_at_seq']}, {ex['broken_by']}")
     return _Group(lines)
 
 
