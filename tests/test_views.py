@@ -141,6 +141,7 @@ def test_cycles_view_one_row_per_sleep(store, logged):
         assert row["refresh_mode"] == started[e.cycle].event.refresh_mode
         assert row["ppl_drift"] == pytest.approx((e.ppl_after - e.ppl_before) / e.ppl_before)
         assert row["facts_injected"] == sum(1 for i in _of(logged, FactInjected) if i.seq < item.seq)
+        assert row["facts_known"] == len({i.event.fact.fact_id for i in _of(logged, FactInjected) if i.seq < item.seq})
     # every prune and every refresh of the log happened inside a cycle
     assert sum(r["pruned"] for r in rows) == len(_of(logged, EditPruned))
     sleep_refreshes = [i for i in _of(logged, EditRefreshed) if i.event.cycle is not None]

@@ -30,7 +30,8 @@ connection in which the log is attached as ``log``:
     one row per completed sleep cycle (``SleepEnded``): ``cycle, started_seq, ended_seq,
     recall_before, recall_after, degraded_before, degraded_after, refreshed, reverted, pruned,
     rolled_back, blocked, ledger_size, active_facts, ppl_before, ppl_after, ppl_drift`` (relative),
-    ``wall_seconds, refresh_mode, cap, tau, facts_injected`` (before the cycle ended),
+    ``wall_seconds, refresh_mode, cap, tau, facts_injected`` (injections before the cycle ended),
+    ``facts_known`` (distinct facts injected before it ended, pruned ones included),
     ``step_seconds`` (JSON).
 ``audits``
     one row per fact per audit: ``seq, ts, cycle, phase, fact_id, edit_id, recalled, completion,
@@ -241,6 +242,7 @@ SELECT e.cycle,
        TRY_CAST(s.payload->>'$.cap' AS INTEGER) AS cap,
        TRY_CAST(s.payload->>'$.tau' AS DOUBLE) AS tau,
        (SELECT count(*) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_injected,
+       (SELECT count(DISTINCT i.fact_id) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_known,
        e.payload->'$.step_seconds' AS step_seconds
 FROM log.events e
 LEFT JOIN started s ON s.cycle = e.cycle AND s.seq < e.seq

@@ -97,7 +97,42 @@ def diff(
     emit(diff_report(logged, from_point, to_point), fmt, render_diff)
 
 
+def render_comparison(c, d: dict) -> None:
+    runs = d["runs"]
+    columns = ["cycle", "facts"]
+    for run in runs:
+        columns += [f"{run['label']} recall (all)", f"{run['label']} ledger/active"]
+    by_cycle = [{r["cycle"]: r for r in run["cycles"]} for run in runs]
+    rows = []
+    for cycle in sorted({n for cycles in by_cycle for n in cycles}):
+        present = [cycles.get(cycle) for cycles in by_cycle]
+        known = sorted({r["facts_known"] for r in present if r})
+        row = [cycle, " / ".join(map(str, known))]
+        for r in present:
+            if r is None:
+                row += ["", ""]
+                continue
+            everyone = "—" if r["recall_injected"] is None else f"{r['recall_injected']:.3f}"
+            row += [f"{r['recall_active']:.3f} ({everyone})", f"{r['ledger_size']}/{r['active_facts']}"]
+        rows.append(row)
+    c.print(table("recall after each cycle over active facts (over all facts injected so far)", columns, rows, compact=True))
+    c.print(f"figure: {d['figure']}\ntable:  {d['table']}")
+
+
+def compare(
+    stores: list[Path] = typer.Argument(..., help="Two or more store directories (e.g. the same experiment in copy and in-place mode)."),
+    out: Path = typer.Option(..., "--out", help="Directory for compare.png and compare.md (created if missing)."),
+    labels: list[str] = typer.Option(None, "--label", help="A name per store, in order (default: its refresh mode)."),
+    fmt: Format = FormatOpt,
+):
+    """Sleep cycles of several stores side by side: recall, ledger size against active facts, one figure."""
+    from memlog.analytics.compare import write_comparison
+
+    emit(write_comparison(stores, out, labels or None), fmt, render_comparison)
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="sql")(sql)
     app.command(name="report")(report)
     app.command(name="diff")(diff)
+    app.command(name="compare")(compare)
