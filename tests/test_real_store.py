@@ -78,7 +78,8 @@ def test_corrupt_delta_is_named_and_exits_2(populated_store, tmp_path, capsys):
     code, events, _ = run(capsys, "log", "--kind", "FactInjected", "--store", str(copy), "--format", "json")
     assert code == 0
     target = events[2]
-    sha = target["deltas"][0]["u"]["sha256"]
+    first = target["deltas"][0]
+    sha = (first.get("packed") or first["u"])["sha256"]
     chunks = [p for p in (copy / "deltas.zarr").rglob("*") if p.is_file() and sha in str(p) and p.name != "zarr.json"]
     assert chunks, "no chunk file found for the blob"
     data = bytearray(chunks[0].read_bytes())

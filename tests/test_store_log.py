@@ -22,6 +22,7 @@ from memlog.store.events import (
     FactInjected,
     FactRecord,
     LayerDelta,
+    SCHEMA_VERSION,
     PerplexityMeasured,
     RecallAudited,
     SleepStarted,
@@ -105,7 +106,7 @@ def test_query_columns_filled(store):
     with duckdb.connect(str(store.path / "log.duckdb"), read_only=True) as conn:
         rows = conn.execute("SELECT seq, kind, schema, edit_id, version, fact_id, cycle FROM events ORDER BY seq").fetchall()
         versions = conn.execute("SELECT edit_id, version, seq FROM edit_versions").fetchall()
-    assert rows[1:] == [(2, "FactInjected", 1, "e00001", 1, "f0000", None), (3, "SleepStarted", 1, None, None, None, 3)]
+    assert rows[1:] == [(2, "FactInjected", SCHEMA_VERSION, "e00001", 1, "f0000", None), (3, "SleepStarted", SCHEMA_VERSION, None, None, None, 3)]
     assert versions == [("e00001", 1, 2)]
 
 
@@ -175,7 +176,7 @@ def test_newer_schema_row_gives_clear_error(store):
         conn.execute(
             "INSERT INTO events VALUES (3, now(), 'PerplexityMeasured', 7, NULL, NULL, NULL, NULL, ?)", [future]
         )
-    with pytest.raises(EventSchemaError, match=r"seq 3 .*schema version 7.*up to version 1; upgrade memlog"):
+    with pytest.raises(EventSchemaError, match=rf"seq 3 .*schema version 7.*up to version {SCHEMA_VERSION}; upgrade memlog"):
         store.log.read()
     assert [le.seq for le in store.log.read(until_seq=2)] == [1, 2]
     problems = verify_store(store)

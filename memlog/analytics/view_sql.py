@@ -108,8 +108,10 @@ SELECT c.edit_id, c.version, c.fact_id,
        c.payload->>'$.fact.relation' AS relation,
        c.payload->>'$.fact.object' AS object,
        TRY_CAST(json_extract(c.payload, '$.deltas[*].layer') AS INTEGER[]) AS layers,
-       TRY_CAST(json_extract(c.payload, '$.deltas[*].u.shape[1]') AS INTEGER[]) AS ranks,
-       list_max(TRY_CAST(json_extract(c.payload, '$.deltas[*].u.shape[1]') AS INTEGER[])) AS rank,
+       TRY_CAST(list_concat(json_extract(c.payload, '$.deltas[*].packed.shape[1]'),
+                            json_extract(c.payload, '$.deltas[*].u.shape[1]')) AS INTEGER[]) AS ranks,
+       list_max(TRY_CAST(list_concat(json_extract(c.payload, '$.deltas[*].packed.shape[1]'),
+                                     json_extract(c.payload, '$.deltas[*].u.shape[1]')) AS INTEGER[])) AS rank,
        TRY_CAST(c.payload->>'$.scale' AS DOUBLE) AS scale,
        CASE
            WHEN c.kind = 'EditRefreshed' THEN c.payload->>'$.mode'

@@ -42,6 +42,7 @@ from memlog.store.events import (
     SleepTriggered,
     StoreCreated,
 )
+from memlog.store.deltas import write_layer_delta
 from memlog.store.store import Store
 
 if TYPE_CHECKING:
@@ -149,18 +150,11 @@ class Memory:
             raise
 
     def write_deltas(self, result: "EditResult") -> list[LayerDelta]:
-        deltas = []
-        for layer in sorted(result.deltas):
-            factors = result.deltas[layer]
-            deltas.append(
-                LayerDelta(
-                    layer=layer,
-                    u=self.store.blobs.put(factors.u),
-                    v=self.store.blobs.put(factors.v),
-                    keys=self.store.blobs.put(factors.keys),
-                )
-            )
-        return deltas
+        """One packed blob per layer (written before the event that names it)."""
+        return [
+            write_layer_delta(self.store.blobs, layer, result.deltas[layer].u, result.deltas[layer].v, result.deltas[layer].keys)
+            for layer in sorted(result.deltas)
+        ]
 
     # -- wake ----------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ import torch
 
 from memlog.core.adapter import LayerAdapter
 from memlog.projections.ledger import LedgerEntry
-from memlog.store.events import BlobRef
+from memlog.store.deltas import read_uv
+from memlog.store.events import BlobRef, LayerDelta
 
 BlobLoader = Callable[[BlobRef], np.ndarray]
 
@@ -33,7 +34,7 @@ class WeightProjector:
         self.adapter = adapter
         self.layers = list(layers)
         self._load_blob = load_blob
-        self._factor_cache: dict[str, torch.Tensor] = {}  # per instance: sha256 -> tensor on the weight's device
+        self._factor_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}  # per instance: blob shas -> (U, V) on the weight's device
         self._base: dict[int, torch.Tensor] = {}
         for layer in self.layers:
             view = adapter.edit_weight_view(model, layer)
@@ -42,12 +43,15 @@ class WeightProjector:
     def base_weight(self, layer: int) -> torch.Tensor:
         return self._base[layer]
 
-    def _factor(self, ref: BlobRef, device: torch.device) -> torch.Tensor:
-        tensor = self._factor_cache.get(ref.sha256)
-        if tensor is None:
-            tensor = torch.from_numpy(np.ascontiguousarray(self._load_blob(ref))).to(device=device, dtype=torch.float32)
-            self._factor_cache[ref.sha256] = tensor
-        return tensor
+    def _factors(self, delta: LayerDelta, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = tuple(ref.sha256 for _, ref in delta.refs())
+        cached = self._factor_cache.get(key)
+        if cached is None:
+            cached = tuple(
+                torch.from_numpy(np.ascontiguousarray(f)).to(device=device, dtype=torch.float32) for f in read_uv(delta, self._load_blob)
+            )
+            self._factor_cache[key] = cached
+        return cached
 
     def layer_sum(self, layer: int, entries: Sequence[LedgerEntry]) -> torch.Tensor:
         """``W_base + Σ s·U Vᵀ`` for one layer in float32 (not written anywhere)."""
@@ -57,8 +61,9 @@ class WeightProjector:
             for delta in entry.current.deltas:
                 if delta.layer != layer:
                     continue
-                us.append(self._factor(delta.u, base.device) * entry.scale)
-                vs.append(self._factor(delta.v, base.device))
+                u, v = self._factors(delta, base.device)
+                us.append(u * entry.scale)
+                vs.append(v)
         if not us:
             return base.clone()
         return torch.addmm(base, torch.cat(us, dim=1), torch.cat(vs, dim=1).T)

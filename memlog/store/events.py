@@ -18,7 +18,7 @@ import msgspec
 
 from memlog.errors import IntegrityError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: LayerDelta.packed (one blob per layer); 1: separate u, v, keys blobs
 
 
 class EventSchemaError(IntegrityError, ValueError):
@@ -33,16 +33,40 @@ class BlobRef(msgspec.Struct, frozen=True):
     dtype: str
 
 
-class LayerDelta(msgspec.Struct, frozen=True):
+class LayerDelta(msgspec.Struct, frozen=True, omit_defaults=True):
     """One edit's low-rank update at one layer: ΔW = U Vᵀ, plus the keys it was solved for.
 
     U is (d_out × N), V is (d_in × N), keys is (d_in × N) where N is the number of keys.
+    Written since schema 2 as one ``packed`` blob, [U; V; keys] stacked by rows
+    ((d_out + 2·d_in) × N, ``d_out`` recorded to split it): one file per layer and edit
+    instead of three, which is what dominates the disk use of small models. Schema-1 logs
+    hold ``u``, ``v`` and ``keys`` as separate blobs and stay readable
+    (``memlog.store.deltas`` reads both layouts).
     """
 
     layer: int
-    u: BlobRef
-    v: BlobRef
-    keys: BlobRef
+    u: BlobRef | None = None
+    v: BlobRef | None = None
+    keys: BlobRef | None = None
+    packed: BlobRef | None = None
+    d_out: int = 0
+
+    def __post_init__(self) -> None:
+        separate = (self.u, self.v, self.keys)
+        if self.packed is None and any(ref is None for ref in separate):
+            raise ValueError(f"layer {self.layer} delta needs either packed or all of u, v and keys")
+        if self.packed is not None:
+            if any(ref is not None for ref in separate):
+                raise ValueError(f"layer {self.layer} delta has both packed and separate factors")
+            rows = self.packed.shape[0] if self.packed.shape else 0
+            if len(self.packed.shape) != 2 or self.d_out <= 0 or (rows - self.d_out) <= 0 or (rows - self.d_out) % 2:
+                raise ValueError(f"layer {self.layer} delta: packed shape {self.packed.shape} does not split with d_out={self.d_out}")
+
+    def refs(self) -> list[tuple[str, BlobRef]]:
+        """The blobs this delta names, with what each holds."""
+        if self.packed is not None:
+            return [("packed", self.packed)]
+        return [("u", self.u), ("v", self.v), ("keys", self.keys)]
 
 
 class FactRecord(msgspec.Struct, frozen=True):
@@ -271,7 +295,7 @@ def blob_refs(event: Event) -> list[BlobRef]:
     refs: list[BlobRef] = []
     if isinstance(event, (FactInjected, EditRefreshed)):
         for d in event.deltas:
-            refs.extend((d.u, d.v, d.keys))
+            refs.extend(ref for _, ref in d.refs())
     elif isinstance(event, CovarianceComputed):
         refs.append(event.cov)
     return refs

@@ -220,7 +220,7 @@ def _blob_problems(events: list[tuple[int, Event]], blobs: BlobStore) -> list[st
     for seq, event in events:
         if isinstance(event, (FactInjected, EditRefreshed)):
             for delta in event.deltas:
-                for factor, ref in (("u", delta.u), ("v", delta.v), ("keys", delta.keys)):
+                for factor, ref in delta.refs():
                     problem = check(ref)
                     if problem:
                         problems.append(
