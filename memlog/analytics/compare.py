@@ -93,7 +93,8 @@ def plot_comparison(runs: list[Run], path: Path) -> Path:
     caps = set()
     spare = iter(COLOURS * (len(runs) // len(COLOURS) + 1))
     for run in runs:
-        colour = MODE_COLOURS.get(run.label) or next(spare)
+        modes = {c["refresh_mode"] for c in run.cycles}
+        colour = (MODE_COLOURS.get(modes.pop()) if len(modes) == 1 else None) or next(spare)
         x = [c["cycle"] for c in run.cycles]
         first = run.cycles[0]
         # cycle 0: the recall the first sleep started from (its pre-audit)
