@@ -11,8 +11,8 @@
 6. write the HTML report and print its path.
 
 Measured on an idle 2-core CPU machine with the defaults (layers 2-9): 17 injections until
-3 facts were not recalled, 2 sleep cycles (0.824 → 1.000), 3 min 58 s of wall time with a fresh
-covariance cache and 3 min 28 s with it in place; most of it is MEMIT's v* optimisation (~7 s
+3 facts were not recalled, 2 sleep cycles (0.824 → 1.000), 3.5 to 4 minutes of wall time in
+three runs, with and without cached covariances; most of it is MEMIT's v* optimisation (~7 s
 per fact). ``--fast`` trades fidelity for time on slow or shared machines: a narrower window of
 edit layers (4-7 instead of 2-9), whose capacity is smaller, and 3 context prefixes per fact
 instead of 5.
