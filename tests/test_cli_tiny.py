@@ -200,11 +200,11 @@ def test_verify_exits_2_naming_the_corrupt_edit(tmp_path, capsys):
     mem.inject([Fact("Aria Nakamura", "lives in", "Porto"), Fact("Bo Lindqvist", "lives in", "Lyon")])
     mem.close()
     code, events, _ = run(capsys, "log", "--kind", "FactInjected", "--store", tmp_path / "s", "--format", "json")
-    sha = events[1]["deltas"][0]["v"]["sha256"]
+    sha = events[1]["deltas"][0]["packed"]["sha256"]
     chunk = next(p for p in (tmp_path / "s" / "deltas.zarr").rglob("c.0.0") if sha in str(p))
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF
     chunk.write_bytes(bytes(data))
     code, report, _ = run(capsys, "verify", "--store", tmp_path / "s", "--format", "json")
     assert code == 2 and report["ok"] is False
-    assert any(p.startswith(f"edit {events[1]['edit_id']} v1") for p in report["problems"]), report
+    assert any(p.startswith(f"edit {events[1]['edit_id']} v1") and "[packed, seq" in p for p in report["problems"]), report

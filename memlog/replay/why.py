@@ -169,21 +169,24 @@ def _steps(mem, state: FactState, a_seq: int, b_seq: int, progress: Progress) ->
     points = [(a_seq, None)] + [(item.seq, item.event) for item in events]
     own_ids = fact_edit_ids(mem.logged, state.fact.fact_id)
     rows = []
-    for i, (seq, event) in enumerate(points):
-        progress("why", i, len(points))
-        with mem.weights_at(seq):
+    try:
+        for i, (seq, event) in enumerate(points):
+            progress("why", i, len(points))
+            mem.projector.project(mem.ledger_at(seq).applied_entries())  # the head is restored once, below
             recalled, completion = _audit_fact(mem, state)
-        rows.append(
-            {
-                "seq": seq,
-                "kind": event_kind(event) if event is not None else "start",
-                "what": _describe(event) if event is not None else "weights at the window's start",
-                "cycle": getattr(event, "cycle", None) if event is not None else None,
-                "own": event is not None and _is_own(event, state.fact.fact_id, own_ids),
-                "recalled": recalled,
-                "completion": completion,
-            }
-        )
+            rows.append(
+                {
+                    "seq": seq,
+                    "kind": event_kind(event) if event is not None else "start",
+                    "what": _describe(event) if event is not None else "weights at the window's start",
+                    "cycle": getattr(event, "cycle", None) if event is not None else None,
+                    "own": event is not None and _is_own(event, state.fact.fact_id, own_ids),
+                    "recalled": recalled,
+                    "completion": completion,
+                }
+            )
+    finally:
+        mem.project()
     progress("why", len(points), len(points))
     for prev, row in zip(rows, rows[1:]):
         row["changed"] = row["recalled"] != prev["recalled"]
