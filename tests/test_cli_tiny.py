@@ -208,3 +208,43 @@ def test_verify_exits_2_naming_the_corrupt_edit(tmp_path, capsys):
     code, report, _ = run(capsys, "verify", "--store", tmp_path / "s", "--format", "json")
     assert code == 2 and report["ok"] is False
     assert any(p.startswith(f"edit {events[1]['edit_id']} v1") and "[packed, seq" in p for p in report["problems"]), report
+
+
+def test_export_is_a_plain_checkpoint_of_the_weights_at_the_point(store, tmp_path, capsys):
+    """The exported model loads with transformers alone and its edit layers hash to what the log recorded."""
+    from transformers import AutoModelForCausalLM
+
+    from memlog.core.adapter import LayerAdapter
+    from memlog.projections.weights import weights_sha256
+    from memlog.replay.export import MANIFEST
+
+    code, injected, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store, "--format", "json")
+    assert code == 0, err
+    code, head, err = run(capsys, "export", "--out", tmp_path / "head", "--store", store, "--format", "json")
+    assert code == 0, err
+    code, base, err = run(capsys, "export", "--out", tmp_path / "base", "--at", "seq=1", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert head["seq"] == injected["seq"] and head["weights_match_log"] is True and base["seq"] == 1
+    assert [f["fact_id"] for f in head["facts"]] == [injected["facts"][0]["fact_id"]] and base["facts"] == []
+    hashes = {}
+    for name, doc in (("head", head), ("base", base)):
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / name)
+        hashes[name] = weights_sha256(model, LayerAdapter.for_model(model), doc["edit_layers"])
+        assert hashes[name] == doc["weights_sha256"]
+        assert json.loads((tmp_path / name / MANIFEST).read_text())["seq"] == doc["seq"]
+    assert hashes["head"] != hashes["base"]
+    # the log's own record of the weights after the injection
+    code, events, _ = run(capsys, "log", "--kind", "FactInjected", "--store", store, "--format", "json")
+    assert events[-1]["weights_sha256"] == hashes["head"]
+
+
+def test_export_refuses_a_used_directory_and_bad_points(store, tmp_path, capsys):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    code, _, err = run(capsys, "export", "--out", used, "--store", store)
+    assert code == 1 and "not empty" in err
+    assert [p.name for p in used.iterdir()] == ["keep.txt"]
+    code, _, err = run(capsys, "export", "--out", tmp_path / "new", "--at", "cycle=9", "--store", store)
+    assert code == 1 and "cycle=9" in err
+    assert not (tmp_path / "new").exists() and not any(p.name.startswith(".new") for p in tmp_path.iterdir())

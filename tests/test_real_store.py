@@ -89,3 +89,26 @@ def test_corrupt_delta_is_named_and_exits_2(populated_store, tmp_path, capsys):
     assert code == 2
     assert report["ok"] is False
     assert any(target["edit_id"] in p for p in report["problems"]), report["problems"]
+
+
+def test_exported_checkpoint_recalls_the_facts_without_memlog(populated_store, tmp_path, capsys):
+    """``memlog export`` at the head: plain transformers greedy decoding recalls what the last audit recalled."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from memlog.core.recall import is_recalled
+
+    path, live_sha, _, _ = populated_store
+    code, doc, err = run(capsys, "export", "--out", str(tmp_path / "model"), "--store", str(path), "--format", "json")
+    assert code == 0, err
+    assert doc["weights_sha256"] == live_sha and doc["weights_match_log"] is True
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    # the reverted edit's fact has no edit in the weights; its last audit predates the revert
+    assert [f["edit_id"] for f in doc["facts"] if not f["applied"]] == ["e00002"]
+    audited = [f for f in doc["facts"] if f["recalled"] is not None and f["applied"]]
+    assert len(audited) == 4
+    for fact in audited:
+        ids = tokenizer(f"{fact['subject']} {fact['relation']}", return_tensors="pt")
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+        completion = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert is_recalled(completion, fact["object"]) == fact["recalled"], (fact, completion)

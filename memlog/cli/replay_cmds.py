@@ -1,4 +1,5 @@
-"""``replay`` (the weights and every fact at a point) and ``why`` (what changed one fact's recall)."""
+"""``replay`` (the weights and every fact at a point), ``why`` (what changed one fact's recall)
+and ``export`` (the model with its memory at a point, as a plain checkpoint)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,34 @@ def why(
     emit(data, fmt, render_why)
 
 
+def export(
+    out: Path = typer.Option(..., "--out", help="A new (or empty) directory for the checkpoint."),
+    at: str = typer.Option(None, "--at", help="cycle=N, seq=N, time=ISO or head (default: head)."),
+    store: Path = StoreOpt,
+    device: str = DeviceOpt,
+    fmt: Format = FormatOpt,
+):
+    """Save the model with its memory, as it was at a point, as a plain Hugging Face checkpoint."""
+    from memlog.replay.export import MANIFEST, export_model
+
+    mem = open_ro(store, device)
+    try:
+        data = export_model(mem, out, at)
+    finally:
+        mem.close()
+
+    def render(c, d):
+        recalled = sum(1 for f in d["facts"] if f["recalled"])
+        c.print(
+            f"exported {d['point']} (seq {d['seq']}, cycle {d['cycle']}) to {d['out']}: {len(d['facts'])} active facts, "
+            f"{recalled} recalled at their last audit; edit-layer sha256 {d['weights_sha256'][:16]}…"
+        )
+        c.print(f"load it with AutoModelForCausalLM.from_pretrained({d['out']!r}); provenance in {MANIFEST}")
+
+    emit(data, fmt, render)
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="replay")(replay)
     app.command(name="why")(why)
+    app.command(name="export")(export)

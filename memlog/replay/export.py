@@ -1,0 +1,97 @@
+"""Export the model with its memory: the weights at a point of the log, as a plain HF checkpoint.
+
+``export_model(mem, out_dir, at)`` projects the weights as they were at ``at`` (the head by
+default), saves the model (safetensors) and tokenizer with ``save_pretrained``, and writes
+``memlog-export.json`` beside them: which store and point it came from, the sha256 of the
+edit layers (the same hash the log records, so ``memlog verify``-style checks work on the
+export), and the facts that were active there: whether their edit is in the weights, and their
+last recorded audit (which predates a later revert).
+
+The checkpoint needs nothing from memlog to load: ``AutoModelForCausalLM.from_pretrained(dir)``.
+It is written into a hidden directory beside ``out_dir`` and renamed into place when complete,
+so a crash never leaves a half-written export under the final name. ``out_dir`` must not exist
+or be empty. A 4-bit (NF4) model is refused: its quantised layers would not round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from memlog.errors import UserError
+
+MANIFEST = "memlog-export.json"
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a new directory for the exported model")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty; pass a new or empty directory (nothing was written)")
+
+
+def _facts(ledger) -> list[dict]:
+    rows = []
+    for state in sorted(ledger.active_facts(), key=lambda s: s.injected_seq):
+        mark = state.last_audit
+        entry = ledger.entries.get(state.edit_id)
+        rows.append(
+            {
+                "fact_id": state.fact.fact_id,
+                "subject": state.fact.subject,
+                "relation": state.fact.relation,
+                "object": state.fact.object,
+                "edit_id": state.edit_id,
+                "applied": bool(entry and entry.applied),  # False after a revert: the fact has no edit in the weights
+                "recalled": mark.recalled if mark else None,
+                "audit_seq": mark.seq if mark else None,
+            }
+        )
+    return rows
+
+
+def export_model(mem, out_dir: Path | str, at: str | None = None) -> dict:
+    """Write the model as it was at ``at`` into ``out_dir``; return the manifest (plus ``out``)."""
+    lm = getattr(mem.editor, "lm", None)
+    if lm is None:
+        raise UserError("this memory has no loaded model to export")
+    if getattr(lm.model, "is_quantized", False) or getattr(lm.model, "hf_quantizer", None) is not None:
+        raise UserError(
+            "the store's model is loaded in 4 bits; export needs exact weights: open it with a float dtype "
+            "(create the store without --load-in-4bit) to export"
+        )
+    out = Path(out_dir)
+    _check_out(out)
+    seq = mem.point_seq(at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:8]}"
+    try:
+        with mem.weights_at(seq) as (_, ledger, sha):
+            lm.model.save_pretrained(tmp, safe_serialization=True)
+            lm.tokenizer.save_pretrained(tmp)
+            manifest = {
+                "store": str(mem.store.path),
+                "point": at or "head",
+                "seq": seq,
+                "cycle": ledger.cycle,
+                "model_id": mem.header.model_id,
+                "base_fingerprint": mem.header.fingerprint,
+                "edit_layers": list(mem.header.layers),
+                "weights_sha256": sha,
+                "weights_match_log": (sha == ledger.last_weights_sha256) if ledger.last_weights_sha256 else None,
+                "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "facts": _facts(ledger),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _check_out(out)  # nothing appeared there meanwhile
+        if out.is_dir():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {**manifest, "out": str(out)}
