@@ -57,11 +57,18 @@ def _cycle_row(c: dict) -> dict:
         "pruned": c["pruned"],
         "blocked": c.get("blocked") or 0,
         "refresh_mode": c.get("refresh_mode"),
+        "refresh_strategy": c.get("refresh_strategy"),
     }
 
 
 def _label(store: Path, cycles: list[dict], taken: set[str]) -> str:
-    modes = sorted({c["refresh_mode"] for c in cycles if c.get("refresh_mode")})
+    modes = sorted(
+        {
+            c["refresh_mode"] + (f" ({c['refresh_strategy']})" if c.get("refresh_strategy") not in (None, "reinject") else "")
+            for c in cycles
+            if c.get("refresh_mode")
+        }
+    )
     label = "/".join(modes) or store.name
     if label in taken:
         label = f"{label} ({store.name})"

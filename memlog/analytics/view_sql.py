@@ -30,7 +30,7 @@ connection in which the log is attached as ``log``:
     one row per completed sleep cycle (``SleepEnded``): ``cycle, started_seq, ended_seq,
     recall_before, recall_after, degraded_before, degraded_after, refreshed, reverted, pruned,
     rolled_back, blocked, ledger_size, active_facts, ppl_before, ppl_after, ppl_drift`` (relative),
-    ``wall_seconds, refresh_mode, cap, tau, facts_injected`` (injections before the cycle ended),
+    ``wall_seconds, refresh_mode, refresh_strategy, cap, tau, facts_injected`` (injections before the cycle ended),
     ``facts_known`` (distinct facts injected before it ended, pruned ones included),
     ``step_seconds`` (JSON).
 ``audits``
@@ -241,6 +241,7 @@ SELECT e.cycle,
            / nullif(TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE), 0) AS ppl_drift,
        TRY_CAST(e.payload->>'$.seconds' AS DOUBLE) AS wall_seconds,
        s.payload->>'$.refresh_mode' AS refresh_mode,
+       coalesce(s.payload->>'$.refresh_strategy', 'reinject') AS refresh_strategy,
        TRY_CAST(s.payload->>'$.cap' AS INTEGER) AS cap,
        TRY_CAST(s.payload->>'$.tau' AS DOUBLE) AS tau,
        (SELECT count(*) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_injected,

@@ -23,6 +23,9 @@ experiment_app = typer.Typer(
 )
 
 RefreshModeOpt = typer.Option("in-place", "--refresh-mode", help="in-place (the fix) or copy (reproduces the paper's death spiral).")
+RefreshStrategyOpt = typer.Option(
+    "reinject", "--refresh-strategy", help="reinject (revert, then solve again: the paper) or correct (keep the edit, add a constrained correction; in-place only)."
+)
 CapOpt = typer.Option(50, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning.")
 SeedOpt = typer.Option(0, "--seed", help="Fixes the fact order, MEMIT's context prefixes and every RNG.")
 ModelOpt = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M-Instruct), an HF id or a local path.")
@@ -34,7 +37,7 @@ MaxCyclesOpt = typer.Option(10, "--max-cycles", help="Most sleep cycles per phas
 PplBoundOpt = typer.Option(0.05, "--ppl-bound", help="Roll back a refresh that raises PPL by more than this fraction; 0 turns the check off.")
 
 
-def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound):
+def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, refresh_strategy="reinject"):
     from memlog.cli.common import quiet_model_loading
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
@@ -43,6 +46,7 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
     return ExperimentSetup(
         seed=seed,
         refresh_mode=refresh_mode,
+        refresh_strategy=refresh_strategy,
         cap=cap,
         max_cycles=max_cycles,
         threads=threads,
@@ -175,6 +179,7 @@ def phase_ab(
     second_wave: int = typer.Option(5, "--second-wave", help="Phase B: facts injected into the maintained model."),
     ppl_every: int = typer.Option(0, "--ppl-every", help="Measure perplexity every K injected facts (0: after each wave only)."),
     refresh_mode: str = RefreshModeOpt,
+    refresh_strategy: str = RefreshStrategyOpt,
     cap: int = CapOpt,
     seed: int = SeedOpt,
     model: str = ModelOpt,
@@ -190,7 +195,7 @@ def phase_ab(
     """Tables 4, 6, 7: Phase A (inject, sleep until converged), Phase B (second wave, sleep again)."""
     from memlog.experiments.runner import phase_ab_experiment
 
-    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound)
+    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, refresh_strategy)
     with progress_bars(True) as progress:
         data = phase_ab_experiment(store_path(store), setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
     emit(data, fmt, render_phase_ab)

@@ -22,6 +22,9 @@ def sleep(
     until_converged: bool = typer.Option(False, "--until-converged", help="Stop after two consecutive cycles with zero degraded facts."),
     max_cycles: int = typer.Option(None, "--max-cycles", help="Most cycles with --until-converged (default 10)."),
     refresh_mode: str = typer.Option(None, "--refresh-mode", help="in-place (default) or copy (reproduces the paper's death spiral)."),
+    refresh_strategy: str = typer.Option(
+        None, "--refresh-strategy", help="reinject (default: revert, then solve again) or correct (keep the edit, add a constrained correction; in-place only)."
+    ),
     cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
@@ -32,7 +35,7 @@ def sleep(
 
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    mem = open_rw(store, device, refresh_mode=refresh_mode, cap=cap, max_cycles=max_cycles)
+    mem = open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles)
     try:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from memlog.errors import UserError
 
 REFRESH_MODES = ("in-place", "copy")
+REFRESH_STRATEGIES = ("reinject", "correct")
 PRUNE_POLICIES = ("least-recently-healthy", "oldest")
 
 
@@ -15,6 +16,10 @@ class EngineConfig:
     tau: float = 0.5  # a fact is degraded when its recall is below tau (greedy recall: not recalled)
     cap: int = 50  # most active facts (in-place) / ledger entries (copy) before pruning
     refresh_mode: str = "in-place"
+    # reinject: revert the degraded edit, then solve it again on the reverted weights (the paper's
+    # Algorithm 1); correct: keep the edit and add a constrained correction solved on the current
+    # weights, stored as the next version (in-place only)
+    refresh_strategy: str = "reinject"
     prune_policy: str = "least-recently-healthy"
     copy_prune_count: int = 3  # copy mode (the paper's bug): entries pruned per cycle while over the cap
     ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
@@ -25,6 +30,10 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
             raise UserError(f"unknown refresh mode {self.refresh_mode!r}; choose {' or '.join(REFRESH_MODES)}")
+        if self.refresh_strategy not in REFRESH_STRATEGIES:
+            raise UserError(f"unknown refresh strategy {self.refresh_strategy!r}; choose {' or '.join(REFRESH_STRATEGIES)}")
+        if self.refresh_strategy == "correct" and self.refresh_mode != "in-place":
+            raise UserError("--refresh-strategy correct needs --refresh-mode in-place (copy mode reproduces the paper as written)")
         if self.prune_policy not in PRUNE_POLICIES:
             raise UserError(f"unknown prune policy {self.prune_policy!r}; choose one of {', '.join(PRUNE_POLICIES)}")
         if self.cap < 1:

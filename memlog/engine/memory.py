@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import torch
 
 from typing import TYPE_CHECKING
@@ -42,7 +43,8 @@ from memlog.store.events import (
     SleepTriggered,
     StoreCreated,
 )
-from memlog.store.deltas import write_layer_delta
+from memlog.store.blobs import to_numpy
+from memlog.store.deltas import read_factors, write_layer_delta
 from memlog.store.store import Store
 
 if TYPE_CHECKING:
@@ -155,6 +157,18 @@ class Memory:
             write_layer_delta(self.store.blobs, layer, result.deltas[layer].u, result.deltas[layer].v, result.deltas[layer].keys)
             for layer in sorted(result.deltas)
         ]
+
+    def write_stacked_deltas(self, previous: list[LayerDelta], result: "EditResult") -> list[LayerDelta]:
+        """The previous version's factors with ``result``'s appended column-wise, per layer: the
+        projection of the new version is the previous delta plus the correction, exactly."""
+        old = {d.layer: read_factors(d, self.store.blobs.get) for d in previous}
+        out = []
+        for layer in sorted(result.deltas):
+            new = (to_numpy(result.deltas[layer].u), to_numpy(result.deltas[layer].v), to_numpy(result.deltas[layer].keys))
+            if layer in old:
+                new = tuple(np.concatenate([before, after], axis=1) for before, after in zip(old[layer], new))
+            out.append(write_layer_delta(self.store.blobs, layer, *new))
+        return out
 
     # -- wake ----------------------------------------------------------------------------------
 

@@ -106,7 +106,9 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
     start = time.perf_counter()
     with mem.unit():
         cycle = ledger.cycle + 1
-        mem.emit(SleepStarted(cycle=cycle, refresh_mode=config.refresh_mode, cap=config.cap, tau=config.tau))
+        mem.emit(
+            SleepStarted(cycle=cycle, refresh_mode=config.refresh_mode, cap=config.cap, tau=config.tau, refresh_strategy=config.refresh_strategy)
+        )
 
         t = time.perf_counter()
         ppl_before = mem.editor.perplexity()
@@ -136,8 +138,10 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                 blocked += 1
                 continue
             fact = fact_of(state.fact)
-            mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle), project=True)
-            reverted += 1
+            correct = config.refresh_strategy == "correct"
+            if not correct:
+                mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle), project=True)
+                reverted += 1
             try:
                 result = mem.editor.edit([fact], constraint_keys=constraints)
             except UserError as exc:  # e.g. the constraint set leaves no room
@@ -152,13 +156,14 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     edit_id=edit_id,
                     version=version,
                     fact=record_of(fact),
-                    deltas=mem.write_deltas(result),
+                    deltas=mem.write_stacked_deltas(entry.current.deltas, result) if correct else mem.write_deltas(result),
                     v_loss=float(result.v_loss),
                     n_constraint_keys=0 if constraints is None else int(next(iter(constraints.values())).shape[1]),
                     mode=config.refresh_mode,
                     cycle=cycle,
                     copy_of=copy_of,
                     seconds=float(getattr(result, "seconds", 0.0)),
+                    strategy=config.refresh_strategy,
                 ),
                 project=True,
             )

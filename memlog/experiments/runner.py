@@ -29,6 +29,7 @@ EXPERIMENTS = ("wake-capacity", "phase-ab")
 class ExperimentSetup:
     seed: int = 0
     refresh_mode: str = "in-place"
+    refresh_strategy: str = "reinject"
     cap: int = 50
     max_cycles: int = 10
     threads: int | None = None
@@ -40,7 +41,13 @@ class ExperimentSetup:
     ppl_bound: float | None = EngineConfig.ppl_bound  # roll back a refresh that raises PPL by more; None: no check
 
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(cap=self.cap, refresh_mode=self.refresh_mode, max_cycles=self.max_cycles, ppl_bound=self.ppl_bound)
+        return EngineConfig(
+            cap=self.cap,
+            refresh_mode=self.refresh_mode,
+            refresh_strategy=self.refresh_strategy,
+            max_cycles=self.max_cycles,
+            ppl_bound=self.ppl_bound,
+        )
 
     def to_dict(self) -> dict:
         data = asdict(self)

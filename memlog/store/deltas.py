@@ -2,7 +2,8 @@
 
 ``write_layer_delta`` stores an edit's factors at one layer as a single array, [U; V; keys]
 stacked by rows, and returns the ``LayerDelta`` that names it. ``read_uv`` returns (U, V) for a
-``LayerDelta`` of either layout: packed (schema 2) or three separate blobs (schema 1).
+``LayerDelta`` of either layout: packed (schema 2) or three separate blobs (schema 1), and
+``read_factors`` all three.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def split_packed(delta: LayerDelta, array: np.ndarray) -> tuple[np.ndarray, np.n
     """(U, V, keys) views of a packed array."""
     d_in = (array.shape[0] - delta.d_out) // 2
     return array[: delta.d_out], array[delta.d_out : delta.d_out + d_in], array[delta.d_out + d_in :]
+
+
+def read_factors(delta: LayerDelta, load: BlobLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(U, V, keys) of the delta, whichever layout it was written in."""
+    if delta.packed is not None:
+        return split_packed(delta, load(delta.packed))
+    return load(delta.u), load(delta.v), load(delta.keys)
 
 
 def read_uv(delta: LayerDelta, load: BlobLoader) -> tuple[np.ndarray, np.ndarray]:

@@ -152,6 +152,9 @@ class EditRefreshed(Event, tag="EditRefreshed"):
 
     In-place mode: same ``edit_id``, ``version`` = previous + 1, replacing it.
     Copy mode: a new ``edit_id`` with ``copy_of`` naming the original, beside it in the ledger.
+    ``strategy``: ``reinject`` (the edit was reverted first and solved again; its deltas are the
+    new solution) or ``correct`` (no revert; the deltas are the previous version's factors with a
+    constrained correction's factors appended, so the version still holds the whole edit).
     """
 
     edit_id: str
@@ -166,6 +169,7 @@ class EditRefreshed(Event, tag="EditRefreshed"):
     scale: float = 1.0
     seconds: float = 0.0
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+    strategy: str = "reinject"
 
 
 class RefreshRolledBack(Event, tag="RefreshRolledBack"):
@@ -199,6 +203,7 @@ class SleepStarted(Event, tag="SleepStarted"):
     refresh_mode: str
     cap: int
     tau: float
+    refresh_strategy: str = "reinject"
 
 
 class PerplexityMeasured(Event, tag="PerplexityMeasured"):
