@@ -7,7 +7,9 @@ a real store, and after every step the ledger is checked against a plain referen
   every seq of the log, not only at the end;
 - after a sleep, active facts ≤ cap; pruning happened only when over the cap and removed
   exactly the excess, never to make room for a refresh;
-- a refresh keeps the fact's edit_id and bumps its version by one;
+- a refresh keeps the fact's edit_id and bumps its version by one; with the ``correct``
+  strategy it never reverts, and the new version's factors are the previous ones with the
+  correction's columns appended;
 - the reference model's facts (subject/relation → object) equal the ledger's.
 """
 
@@ -18,13 +20,18 @@ import tempfile
 from pathlib import Path
 
 import hypothesis.strategies as st
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from memlog.core.facts import Fact
-from memlog.engine.config import EngineConfig
+from memlog.core.pool import fact_pool
+from memlog.engine.config import REFRESH_STRATEGIES, EngineConfig
+from memlog.errors import UserError
 from memlog.projections.ledger import Ledger
-from memlog.store.events import EditPruned, EditRefreshed, FactInjected, SleepEnded, SleepStarted
+from memlog.store.deltas import read_factors
+from memlog.store.events import EditPruned, EditRefreshed, EditReverted, FactInjected, SleepEnded, SleepStarted
 from tests.fakes import fake_memory
 
 SUBJECTS = [f"Person{i} Example" for i in range(12)]
@@ -32,11 +39,12 @@ CITIES = ["Porto", "Lyon", "Kyoto", "Oslo", "Lima", "Cairo"]
 
 
 class InPlaceLedgerMachine(RuleBasedStateMachine):
-    @initialize(cap=st.integers(min_value=2, max_value=6))
-    def setup(self, cap):
+    @initialize(cap=st.integers(min_value=2, max_value=6), strategy=st.sampled_from(REFRESH_STRATEGIES))
+    def setup(self, cap, strategy):
         self.tmp = Path(tempfile.mkdtemp(prefix="memlog-inv-"))
-        self.mem = fake_memory(self.tmp / "store", EngineConfig(cap=cap, ppl_bound=None))
+        self.mem = fake_memory(self.tmp / "store", EngineConfig(cap=cap, ppl_bound=None, refresh_strategy=strategy))
         self.cap = cap
+        self.strategy = strategy
         self.reference: dict[str, str] = {}  # fact_id -> object, for active facts
 
     def teardown(self):
@@ -87,9 +95,18 @@ class InPlaceLedgerMachine(RuleBasedStateMachine):
         for item in events:
             e = item.event
             if isinstance(e, EditRefreshed):
-                assert e.mode == "in-place"
-                assert e.version == prefix.entries[e.edit_id].version + 1
-                assert prefix.entries[e.edit_id].fact_id == e.fact.fact_id
+                assert e.mode == "in-place" and e.strategy == self.strategy
+                previous = prefix.entries[e.edit_id]
+                assert e.version == previous.version + 1
+                assert previous.fact_id == e.fact.fact_id
+                if self.strategy == "correct":  # the previous factors, then the correction's columns
+                    for old, new in zip(previous.current.deltas, e.deltas, strict=True):
+                        before = read_factors(old, self.mem.store.blobs.get)
+                        after = read_factors(new, self.mem.store.blobs.get)
+                        for a, b in zip(before, after):
+                            assert b.shape[1] > a.shape[1] and np.array_equal(b[:, : a.shape[1]], a)
+            if isinstance(e, EditReverted) and e.reason == "degraded":
+                assert self.strategy == "reinject", "the correct strategy never reverts"
             if isinstance(e, EditPruned):
                 cap = self._cap_of_cycle(e.cycle)
                 assert len(prefix.active_facts()) > cap, "pruned while not over the cap"
@@ -213,5 +230,48 @@ def test_status_pressure_matches_latest_audit(tmp_path):
         assert status["pressure"] == audit.degraded / len(audit.results)
         assert status["degraded"] == sum(not r.recalled for r in audit.results)
         assert status["active_facts"] == 5 and status["seq"] == mem.head_seq
+    finally:
+        mem.close()
+
+
+def test_correct_strategy_needs_in_place():
+    with pytest.raises(UserError, match="needs --refresh-mode in-place"):
+        EngineConfig(refresh_mode="copy", refresh_strategy="correct")
+    with pytest.raises(UserError, match="unknown refresh strategy"):
+        EngineConfig(refresh_strategy="rewrite")
+
+
+def test_cycles_view_records_the_strategy(tmp_path):
+    from memlog.analytics.views import run_sql
+
+    for strategy in REFRESH_STRATEGIES:
+        mem = fake_memory(tmp_path / strategy, EngineConfig(ppl_bound=None, refresh_strategy=strategy), interference=2)
+        try:
+            mem.inject(fact_pool(6, seed=4))
+            mem.sleep(cycles=2)
+        finally:
+            mem.close()
+        rows = run_sql(tmp_path / strategy, "SELECT DISTINCT refresh_strategy FROM cycles")
+        assert rows == [{"refresh_strategy": strategy}]
+
+
+def test_correct_strategy_stacks_the_correction_on_the_previous_version(tmp_path):
+    """Deterministic companion of the state machine: refreshes happen, none reverts, factors stack."""
+    mem = fake_memory(tmp_path / "c", EngineConfig(ppl_bound=None, refresh_strategy="correct"))
+    try:
+        mem.inject(fact_pool(10, seed=1))
+        report = mem.sleep(cycles=3)
+        assert sum(c.refreshed for c in report.cycles) >= 3 and sum(c.reverted for c in report.cycles) == 0
+        ledger = Ledger()
+        for item in mem.logged:
+            e = item.event
+            assert not isinstance(e, EditReverted)
+            if isinstance(e, EditRefreshed):
+                assert e.strategy == "correct"
+                previous = ledger.entries[e.edit_id].current
+                for old, new in zip(previous.deltas, e.deltas, strict=True):
+                    for a, b in zip(read_factors(old, mem.store.blobs.get), read_factors(new, mem.store.blobs.get)):
+                        assert b.shape[1] == a.shape[1] + 1 and np.array_equal(b[:, : a.shape[1]], a)
+            ledger.apply(item.seq, e)
     finally:
         mem.close()
