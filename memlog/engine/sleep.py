@@ -16,6 +16,11 @@ A cycle:
 ``copy`` mode reproduces the paper's bug (see docs/COPY_MODE.md): a refresh adds a new
 ledger entry beside the reverted original, refreshes are blocked while the ledger is at
 the cap, and each cycle over the cap prunes the ``copy_prune_count`` oldest entries.
+
+``refresh_strategy`` ``reinject`` (default) is step 5 as written. ``correct`` (in-place only)
+skips the revert: v* and the constrained solve run on the current weights, with the degraded
+edit still applied, and the new version stores the old factors with the correction's appended
+(``Memory.write_stacked_deltas``), so its projection is the old delta plus the correction.
 """
 
 from __future__ import annotations
