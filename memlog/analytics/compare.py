@@ -92,20 +92,28 @@ def compare_runs(stores: list[Path | str], labels: list[str] | None = None) -> l
 
 
 def plot_comparison(runs: list[Run], path: Path) -> Path:
-    """Left: recall per cycle (solid over active facts, dashed over all injected). Right: ledger size
-    (solid) against active facts (dotted), with the cap."""
+    """Left: recall over active facts before (hollow) and after (filled) each cycle, and after each
+    cycle over all facts injected so far (dashed). Right: ledger size (solid) against active facts
+    (dotted), with the cap."""
     fig = Figure(figsize=(11.0, 4.0), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     recall_ax, ledger_ax = fig.subplots(1, 2)
     caps = set()
     spare = iter(COLOURS * (len(runs) // len(COLOURS) + 1))
+    used: set[str] = set()
     for run in runs:
         modes = {c["refresh_mode"] for c in run.cycles}
-        colour = (MODE_COLOURS.get(modes.pop()) if len(modes) == 1 else None) or next(spare)
+        colour = MODE_COLOURS.get(modes.pop()) if len(modes) == 1 else None
+        if colour is None or colour in used:  # two runs of one mode: tell them apart
+            colour = next(spare)
+        used.add(colour)
         x = [c["cycle"] for c in run.cycles]
-        first = run.cycles[0]
-        # cycle 0: the recall the first sleep started from (its pre-audit)
-        recall_ax.plot([0] + x, [first["recall_before"]] + [c["recall_active"] for c in run.cycles], marker="o", color=colour, label=f"{run.label}: active facts")
+        # a sawtooth over active facts: each cycle's pre-audit (hollow, half a cycle before) then its result
+        saw_x = [v for c in run.cycles for v in (c["cycle"] - 0.5, c["cycle"])]
+        saw_y = [v for c in run.cycles for v in (c["recall_before"], c["recall_active"])]
+        recall_ax.plot(saw_x, saw_y, color=colour, linewidth=1.2, label=f"{run.label}: active facts (before → after)")
+        recall_ax.plot(saw_x[0::2], saw_y[0::2], linestyle="none", marker="o", markerfacecolor="white", color=colour)
+        recall_ax.plot(x, [c["recall_active"] for c in run.cycles], linestyle="none", marker="o", color=colour)
         recall_ax.plot(x, [c["recall_injected"] for c in run.cycles], linestyle="--", color=colour, label=f"{run.label}: all injected")
         ledger_ax.plot(x, [c["ledger_size"] for c in run.cycles], marker="o", color=colour, label=f"{run.label}: ledger entries")
         ledger_ax.plot(x, [c["active_facts"] for c in run.cycles], linestyle=":", color=colour, label=f"{run.label}: active facts")
@@ -117,7 +125,7 @@ def plot_comparison(runs: list[Run], path: Path) -> Path:
     for cap in sorted(caps):
         ledger_ax.axhline(cap, color="#555555", linewidth=1, linestyle="-.", label=f"cap {cap}")
     recall_ax.set_ylim(-0.02, 1.05)
-    recall_ax.set_ylabel("recall after the cycle (0: before the first)")
+    recall_ax.set_ylabel("recall (hollow: the cycle's pre-audit)")
     recall_ax.set_title("Recall per sleep cycle")
     ledger_ax.set_ylabel("count")
     ledger_ax.set_title("Ledger entries vs active facts")
