@@ -187,8 +187,11 @@ def test_second_writer_gets_locked_error_exit_2(store, capsys):
 
 def test_different_base_model_exits_2(store, tiny_dir, capsys, embedded_tokenizer):
     make_tiny_llama(seed=1).save_pretrained(tiny_dir)  # the path the store was made for now holds another model
-    code, _, err = run(capsys, "recall", "Aria Nakamura lives in", "--store", store)
-    assert code == 2 and "fingerprint" in err
+    try:
+        code, _, err = run(capsys, "recall", "Aria Nakamura lives in", "--store", store)
+        assert code == 2 and "fingerprint" in err
+    finally:
+        make_tiny_llama(seed=0).save_pretrained(tiny_dir)  # the module's other tests use the original
 
 
 def test_verify_exits_2_naming_the_corrupt_edit(tmp_path, capsys):
