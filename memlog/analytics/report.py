@@ -237,14 +237,14 @@ CAPTIONS = {
 CYCLE_COLUMNS = (
     "cycle", "recall_before", "recall_after", "degraded_before", "degraded_after", "refreshed", "reverted",
     "pruned", "rolled_back", "blocked", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",
-    "refresh_mode", "cap",
+    "refresh_mode", "refresh_strategy", "cap",
 )
 WAKE_COLUMNS = ("injection", "seq", "subject", "object", "audited", "recall", "degraded", "recalled", "ppl", "cycles_before")
 FACT_COLUMNS = (
     "fact_id", "subject", "relation", "object", "active", "first_seq", "pruned_seq", "edit_id", "version",
     "audits", "times_degraded", "cycles_degraded", "refreshes", "last_recalled", "last_completion",
 )
-TEXT_COLUMNS = {"fact_id", "subject", "relation", "object", "edit_id", "refresh_mode", "last_completion"}
+TEXT_COLUMNS = {"fact_id", "subject", "relation", "object", "edit_id", "refresh_mode", "refresh_strategy", "last_completion"}
 
 
 def _cell(value) -> str:
