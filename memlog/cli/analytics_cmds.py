@@ -22,7 +22,7 @@ EXPORT_FORMATS = ("parquet",)
 
 
 def _render_rows(console, columns: list[str], rows: list[list]) -> None:
-    console.print(table(None, columns, rows))
+    console.print(table(None, columns, rows, compact=True))
     console.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
