@@ -43,7 +43,7 @@ class Run:
 
 def _cycle_row(c: dict) -> dict:
     injected = c.get("facts_known") or 0
-    recalled = round((c["recall_after"] or 0.0) * (c["active_facts"] or 0))
+    recalled = (c["active_facts"] or 0) - (c["degraded_after"] or 0)
     return {
         "cycle": c["cycle"],
         "facts_known": injected,
@@ -144,17 +144,26 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def aligned_cycles(cycles_per_run: list[list[dict]]) -> list[tuple[int, str, list[dict | None]]]:
+    """(cycle, facts known so far, each run's row or None) for every cycle any run reached; the facts
+    column holds one value when the runs agree, else each distinct value."""
+    by_cycle = [{c["cycle"]: c for c in cycles} for cycles in cycles_per_run]
+    aligned = []
+    for cycle in sorted({n for cycles in by_cycle for n in cycles}):
+        rows = [cycles.get(cycle) for cycles in by_cycle]
+        known = sorted({r["facts_known"] for r in rows if r})
+        aligned.append((cycle, " / ".join(map(str, known)), rows))
+    return aligned
+
+
 def markdown_table(runs: list[Run]) -> str:
     """Cycle by cycle: per run, recall (active / all injected), ledger / active, refreshed, pruned, blocked."""
     header = ["cycle", "facts injected"]  # distinct facts so far (one value when the runs agree)
     for run in runs:
         header += [f"{run.label} recall (active / all)", f"{run.label} ledger / active", f"{run.label} refreshed / pruned / blocked"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    by_cycle = [{c["cycle"]: c for c in run.cycles} for run in runs]
-    for cycle in sorted({c for cycles in by_cycle for c in cycles}):
-        rows = [cycles.get(cycle) for cycles in by_cycle]
-        known = sorted({r["facts_known"] for r in rows if r})
-        cells = [str(cycle), " / ".join(map(str, known))]
+    for cycle, known, rows in aligned_cycles([run.cycles for run in runs]):
+        cells = [str(cycle), known]
         for r in rows:
             if r is None:
                 cells += ["", "", ""]

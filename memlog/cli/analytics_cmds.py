@@ -98,16 +98,15 @@ def diff(
 
 
 def render_comparison(c, d: dict) -> None:
+    from memlog.analytics.compare import aligned_cycles
+
     runs = d["runs"]
     columns = ["cycle", "facts"]
     for run in runs:
         columns += [f"{run['label']} recall (all)", f"{run['label']} ledger/active"]
-    by_cycle = [{r["cycle"]: r for r in run["cycles"]} for run in runs]
     rows = []
-    for cycle in sorted({n for cycles in by_cycle for n in cycles}):
-        present = [cycles.get(cycle) for cycles in by_cycle]
-        known = sorted({r["facts_known"] for r in present if r})
-        row = [cycle, " / ".join(map(str, known))]
+    for cycle, known, present in aligned_cycles([run["cycles"] for run in runs]):
+        row = [cycle, known]
         for r in present:
             if r is None:
                 row += ["", ""]

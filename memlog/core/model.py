@@ -172,8 +172,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             f"could not load model {spec.model!r}: it is not a local directory and could not be fetched "
             f"(offline, or no such id). Download it once and pass its local path: --model /path/to/model. ({exc.__class__.__name__})"
         ) from exc
-    if spec.device == "cuda" and quant is None:
-        model = model.to("cuda")
+    if spec.device == "cuda" and quant is None:  # "auto" is placed by accelerate's device_map
+        model = model.to(spec.device)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token is None:

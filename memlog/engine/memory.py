@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[str, int, int], None]
 
 
-def _no_progress(description: str, done: int, total: int) -> None:
+def no_progress(description: str, done: int, total: int) -> None:
+    """A ``ProgressFn`` that shows nothing."""
     return None
 
 
@@ -177,7 +178,7 @@ class Memory:
         facts: list[Fact],
         audit: bool | None = None,
         auto_sleep: float | None = None,
-        progress: ProgressFn = _no_progress,
+        progress: ProgressFn = no_progress,
     ) -> InjectReport:
         """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit."""
         audit = self.config.audit_after_inject if audit is None else audit
@@ -271,7 +272,7 @@ class Memory:
 
     # -- sleep ---------------------------------------------------------------------------------
 
-    def sleep(self, cycles: int | None = None, until_converged: bool = False, progress: ProgressFn = _no_progress, **overrides):
+    def sleep(self, cycles: int | None = None, until_converged: bool = False, progress: ProgressFn = no_progress, **overrides):
         from memlog.engine.sleep import run_sleep
 
         config = self.config.with_overrides(**overrides)

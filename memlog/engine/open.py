@@ -23,7 +23,7 @@ from memlog.core.memit import MemitConfig, compute_covariance, prepare_covarianc
 from memlog.core.model import LoadedModel, ModelSpec, cache_dir, fingerprint, load_model
 from memlog.engine.config import EngineConfig
 from memlog.engine.editor import MemitEditor
-from memlog.engine.memory import Memory, _no_progress, check_fingerprint, covariances_from_log, memit_config_of
+from memlog.engine.memory import Memory, no_progress, check_fingerprint, covariances_from_log, memit_config_of
 from memlog.errors import UserError
 from memlog.projections.weights import WeightProjector
 from memlog.store.events import CovarianceComputed, PerplexityMeasured, StoreCreated
@@ -62,7 +62,7 @@ def init_memory(
     engine: EngineConfig | None = None,
     lm: LoadedModel | None = None,
     corpus_path: str | None = None,
-    progress=_no_progress,
+    progress=no_progress,
 ) -> Memory:
     store_dir = Path(store_dir)
     if is_store(store_dir):

@@ -8,17 +8,12 @@ per fact; a perplexity reading is recorded as ``PerplexityMeasured`` with phase 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from memlog.core.facts import Fact
+from memlog.engine.memory import ProgressFn, no_progress
 from memlog.store.events import PerplexityMeasured, RecallAudited
 
-ProgressFn = Callable[[str, int, int], None]
-
-
-def no_progress(description: str, done: int, total: int) -> None:
-    return None
 
 
 @dataclass

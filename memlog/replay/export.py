@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from memlog.errors import UserError
+from memlog.replay.replay import fact_rows
 
 MANIFEST = "memlog-export.json"
 
@@ -32,26 +33,6 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out {out} is a file; pass a new directory for the exported model")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty; pass a new or empty directory (nothing was written)")
-
-
-def _facts(ledger) -> list[dict]:
-    rows = []
-    for state in sorted(ledger.active_facts(), key=lambda s: s.injected_seq):
-        mark = state.last_audit
-        entry = ledger.entries.get(state.edit_id)
-        rows.append(
-            {
-                "fact_id": state.fact.fact_id,
-                "subject": state.fact.subject,
-                "relation": state.fact.relation,
-                "object": state.fact.object,
-                "edit_id": state.edit_id,
-                "applied": bool(entry and entry.applied),  # False after a revert: the fact has no edit in the weights
-                "recalled": mark.recalled if mark else None,
-                "audit_seq": mark.seq if mark else None,
-            }
-        )
-    return rows
 
 
 def export_model(mem, out_dir: Path | str, at: str | None = None) -> dict:
@@ -84,7 +65,7 @@ def export_model(mem, out_dir: Path | str, at: str | None = None) -> dict:
                 "weights_sha256": sha,
                 "weights_match_log": (sha == ledger.last_weights_sha256) if ledger.last_weights_sha256 else None,
                 "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "facts": _facts(ledger),
+                "facts": [row for row in fact_rows(ledger) if row["active"]],
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _check_out(out)  # nothing appeared there meanwhile

@@ -15,7 +15,9 @@ from memlog.engine.memory import fact_of
 from memlog.replay.points import Point, parse_point, resolve_point
 
 
-def _facts_rows(ledger, seq: int) -> list[dict]:
+def fact_rows(ledger) -> list[dict]:
+    """Every fact the ledger knows (pruned ones too), oldest first: its edit, whether that edit is
+    in the weights, and its last recorded audit."""
     rows = []
     for state in sorted(ledger.facts.values(), key=lambda s: s.injected_seq):
         mark = state.last_audit
@@ -52,7 +54,7 @@ def replay_report(mem, until: str | Point, verify: bool = False) -> dict:
         "cycle": ledger.cycle,
         "weights_sha256": sha,
         "weights_match": weights_match,
-        "facts": _facts_rows(ledger, seq),
+        "facts": fact_rows(ledger),
         "verified": None,
     }
     if verify:

@@ -24,9 +24,8 @@ lists the candidates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
-from memlog.engine.memory import fact_of
+from memlog.engine.memory import ProgressFn, fact_of, no_progress
 from memlog.errors import UserError
 from memlog.projections.ledger import FactState, Ledger
 from memlog.replay.points import parse_point, resolve_point
@@ -42,11 +41,6 @@ from memlog.store.events import (
 WEIGHT_EVENTS = (FactInjected, EditRefreshed, EditReverted, RefreshRolledBack, EditPruned)
 MAX_STEPS = 200
 
-Progress = Callable[[str, int, int], None]
-
-
-def _no_progress(description: str, done: int, total: int) -> None:
-    return None
 
 
 # ------------------------------------------------------------------ finding the fact
@@ -159,7 +153,7 @@ def _audit_fact(mem, state: FactState) -> tuple[bool, str]:
     return bool(result.recalled), result.completion
 
 
-def _steps(mem, state: FactState, a_seq: int, b_seq: int, progress: Progress) -> list[dict]:
+def _steps(mem, state: FactState, a_seq: int, b_seq: int, progress: ProgressFn) -> list[dict]:
     events = [item for item in mem.logged if a_seq < item.seq <= b_seq and isinstance(item.event, WEIGHT_EVENTS)]
     if len(events) > MAX_STEPS:
         raise UserError(
@@ -194,7 +188,7 @@ def _steps(mem, state: FactState, a_seq: int, b_seq: int, progress: Progress) ->
     return rows
 
 
-def _suspects(mem, state: FactState, seq: int, recalled_at_end: bool, progress: Progress) -> tuple[list[dict], int]:
+def _suspects(mem, state: FactState, seq: int, recalled_at_end: bool, progress: ProgressFn) -> tuple[list[dict], int]:
     """At ``seq``: each other applied edit removed in turn; those whose removal flips the fact,
     and how many edits were tried."""
     ledger = mem.ledger_at(seq)
@@ -237,7 +231,7 @@ def why_report(
     to_point: str | None = None,
     leave_one_out: bool = False,
     change: str = "last",
-    progress: Progress = _no_progress,
+    progress: ProgressFn = no_progress,
 ) -> dict:
     """History, window, replayed steps and (optionally) suspects for one fact; see the module doc."""
     head = mem.ledger_at(mem.head_seq)

@@ -32,7 +32,7 @@ def pack_factors(u: Any, v: Any, keys: Any) -> np.ndarray:
 def write_layer_delta(blobs, layer: int, u: Any, v: Any, keys: Any) -> LayerDelta:
     """Store the packed factors (content-addressed) and return the delta that names them."""
     packed = blobs.put(pack_factors(u, v, keys))
-    return LayerDelta(layer=layer, packed=packed, d_out=int(to_numpy(u).shape[0]))
+    return LayerDelta(layer=layer, packed=packed, d_out=int(u.shape[0]))
 
 
 def split_packed(delta: LayerDelta, array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
