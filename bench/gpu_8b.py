@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     require_device(args.device)
     import torch
 
-    from memlog.core.memit import MemitConfig
+    from memlog.core.memit_hparams import MemitConfig
     from memlog.core.model import parse_layers
     from memlog.core.pool import fact_pool
     from memlog.engine.config import EngineConfig

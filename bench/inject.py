@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import print_ratio  # noqa: E402
 
-from memlog.core.memit import MemitConfig, compute_covariance, compute_v_star, memit_edit, prepare_covariances  # noqa: E402
+from memlog.core.covariance import compute_covariance  # noqa: E402
+from memlog.core.memit import memit_edit, prepare_covariances  # noqa: E402
+from memlog.core.memit_hparams import MemitConfig  # noqa: E402
+from memlog.core.vstar import compute_v_star  # noqa: E402
 from memlog.core.model import ModelSpec, load_model  # noqa: E402
 from memlog.core.pool import fact_pool  # noqa: E402
 from memlog.core.recall import audit  # noqa: E402

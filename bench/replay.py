@@ -46,11 +46,11 @@ def random_covariance(d: int, seed: int):
 
 def build_store(path: Path, lm, edits: int) -> None:
     """A store with covariances and ``edits`` FactInjected events of random rank-1 deltas."""
-    from memlog.core.memit import MemitConfig
+    from memlog.core.memit_hparams import MemitConfig
     from memlog.core.model import fingerprint
     from memlog.core.pool import fact_pool
     from memlog.engine.config import EngineConfig
-    from memlog.engine.memory import record_of
+    from memlog.projections.facts import record_of
     from memlog.projections.weights import WeightProjector
     from memlog.store.events import CovarianceComputed, FactInjected, LayerDelta, StoreCreated
     from memlog.store.store import Store
@@ -139,7 +139,7 @@ def main() -> None:
         opens = sorted(time_open(path, lm) for _ in range(args.repeats))
         open_s = opens[len(opens) // 2]
         parts = time_parts(path, lm)
-    from memlog.core.memit import MemitConfig
+    from memlog.core.memit_hparams import MemitConfig
 
     layers = list(MemitConfig().layers)
     print(f"replay: built a {args.edits}-edit store (layers {layers[0]}-{layers[-1]}, random rank-1 deltas) in {build_seconds:.1f} s; {threads} threads")

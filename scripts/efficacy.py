@@ -22,7 +22,8 @@ import time
 
 from _common import cached_covariance, setup_threads, write_json
 
-from memlog.core.memit import MemitConfig, applied, memit_edit, prepare_covariances
+from memlog.core.memit import applied, memit_edit, prepare_covariances
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import ModelSpec, load_model
 from memlog.core.perplexity import perplexity
 from memlog.core.pool import fact_pool

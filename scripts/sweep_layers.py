@@ -27,17 +27,11 @@ import time
 
 from _common import cached_covariance, setup_threads, write_json
 
-from memlog.core.memit import (
-    MemitConfig,
-    applied,
-    apply_factors,
-    compute_v_star,
-    memit_edit,
-    prepare_covariances,
-    solve_layers,
-)
+from memlog.core.memit import applied, apply_factors, memit_edit, prepare_covariances, solve_layers
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import ModelSpec, load_model, parse_layers
 from memlog.core.perplexity import perplexity
+from memlog.core.vstar import compute_v_star
 from memlog.core.pool import FIRST_NAMES, fact_pool
 from memlog.core.recall import audit, complete, is_recalled, object_tokens
 

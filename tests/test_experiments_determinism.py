@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from memlog.core.adapter import LayerAdapter
-from memlog.core.memit import MemitConfig
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel, ModelSpec
 from memlog.engine.open import open_memory
 from memlog.experiments.checks import comparable_events, first_difference, strip_volatile, verify_cycles

@@ -13,18 +13,12 @@ import pytest
 import torch
 
 from memlog.core.facts import Fact
-from memlog.core.memit import (
-    MemitConfig,
-    NullSpaceError,
-    applied,
-    compute_covariance,
-    compute_keys,
-    compute_v_star,
-    memit_edit,
-    solve_layers,
-    solve_update,
-)
-from memlog.core.solve import constraint_basis, dense_constrained_update, dense_update
+from memlog.core.covariance import compute_covariance
+from memlog.core.keys import compute_keys
+from memlog.core.memit import applied, memit_edit, prepare_covariances, solve_layers
+from memlog.core.memit_hparams import MemitConfig
+from memlog.core.solve import NullSpaceError, constraint_basis, dense_constrained_update, dense_update, solve_update
+from memlog.core.vstar import compute_v_star
 from memlog.errors import UserError
 
 F64 = torch.float64
@@ -261,8 +255,6 @@ def test_prepared_covariance_gives_the_same_update():
 
 
 def test_memit_edit_accepts_prepared_covariances(tiny64, covs64):
-    from memlog.core.memit import prepare_covariances
-
     cfg = _cfg()
     plain = memit_edit(tiny64, FACTS[:1], cfg, covs64)
     prepared = memit_edit(tiny64, FACTS[:1], cfg, prepare_covariances(covs64))

@@ -7,9 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from memlog.core.memit import MemitConfig, applied, compute_covariance, compute_v_star, memit_edit, solve_layers
+from memlog.core.covariance import compute_covariance
+from memlog.core.memit import applied, memit_edit, solve_layers
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.pool import fact_pool
 from memlog.core.recall import audit, complete, is_recalled
+from memlog.core.vstar import compute_v_star
 
 pytestmark = pytest.mark.real_model
 

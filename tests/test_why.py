@@ -7,7 +7,7 @@ import pytest
 from memlog.core.facts import Fact
 from memlog.core.pool import fact_pool
 from memlog.engine.config import EngineConfig
-from memlog.engine.memory import fact_of
+from memlog.projections.facts import fact_of
 from memlog.errors import UserError
 from memlog.replay.why import WEIGHT_EVENTS, default_window, find_fact, why_report
 from memlog.store.events import RecallAudited

@@ -22,11 +22,11 @@ import duckdb
 
 from memlog.analytics.view_sql import create_views
 from memlog.errors import UserError
-from memlog.store.duck import attach
+from memlog.store.duck import LOCK_WAIT_S, attach
+from memlog.store.store import LOG_NAME as LOG_FILE
 
 LOG_ALIAS = "log"
-LOG_FILE = "log.duckdb"  # as memlog.store.store.LOG_NAME
-ATTACH_WAIT_S = 15.0
+ATTACH_WAIT_S = LOCK_WAIT_S
 
 
 def log_path(store_dir: Path | str) -> Path:

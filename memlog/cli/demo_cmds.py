@@ -34,13 +34,13 @@ import typer
 from memlog.cli.common import FormatOpt
 from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, table
 from memlog.errors import UserError
+from memlog.progress import ProgressFn
 
 DEFAULT_DEMO_STORE = "memlog-demo"
 DEMO_MARKER = ".memlog-demo"  # a store directory made by the demo, safe to replace
 FAST_LAYERS = (4, 5, 6, 7)
 
 Say = Callable[[str], None]
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def prepare_store_dir(path: Path) -> None:
 
 def demo_configs(settings: DemoSettings):
     """(MemitConfig or None for the defaults, EngineConfig) for the demo."""
-    from memlog.core.memit import MemitConfig
+    from memlog.core.memit_hparams import MemitConfig
     from memlog.engine.config import EngineConfig
 
     engine = EngineConfig(max_cycles=settings.max_cycles)
@@ -85,7 +85,7 @@ def demo_configs(settings: DemoSettings):
     return MemitConfig(layers=FAST_LAYERS, n_prefixes=3, seed=settings.seed), engine
 
 
-def create_embedded(settings: DemoSettings, progress: Progress):
+def create_embedded(settings: DemoSettings, progress: ProgressFn):
     """A ``create(path)`` for ``run_demo``: a fresh store on the embedded model."""
     from memlog.cli.common import quiet_model_loading
     from memlog.core.model import ModelSpec
@@ -103,7 +103,7 @@ def create_embedded(settings: DemoSettings, progress: Progress):
 # ------------------------------------------------------------------- the steps
 
 
-def wake_until_degraded(mem, facts, stop_degraded: int, progress: Progress) -> list[dict]:
+def wake_until_degraded(mem, facts, stop_degraded: int, progress: ProgressFn) -> list[dict]:
     """Inject ``facts`` one at a time (each audited) until ``stop_degraded`` are not recalled."""
     rows: list[dict] = []
     for i, fact in enumerate(facts):
@@ -184,7 +184,7 @@ def _recovered_example(mem, facts: list[dict]) -> dict | None:
     return None
 
 
-def run_demo(store: Path, settings: DemoSettings, create: Callable, say: Say, progress: Progress, report_dir: Path | None = None) -> dict:
+def run_demo(store: Path, settings: DemoSettings, create: Callable, say: Say, progress: ProgressFn, report_dir: Path | None = None) -> dict:
     """The whole demo; returns one JSON-ready document."""
     from memlog.analytics.report import write_report
     from memlog.core.pool import fact_pool

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from memlog.progress import ProgressFn
+
 
 class Format(str, Enum):
     text = "text"
@@ -70,7 +72,7 @@ def _fmt(value: Any) -> str:
 
 
 @contextmanager
-def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bars(enabled: bool = True) -> Iterator[ProgressFn]:
     """A ``progress(description, done, total)`` callback drawing rich bars on stderr."""
     if not enabled:
         yield lambda *_: None

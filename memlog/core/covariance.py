@@ -14,19 +14,16 @@ Normalisation: C is the *mean* over tokens (not the sum, not a per-dimension var
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from memlog.core.corpus import corpus_sha256, covariance_chunks
 from memlog.core.forward import forward_until
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
-
-if TYPE_CHECKING:
-    from memlog.core.memit import MemitConfig
+from memlog.progress import StepFn
 
 SKIP_POSITIONS = 1  # leading positions of each chunk left out of C
 
@@ -52,7 +49,7 @@ def compute_covariance(
     layers,
     cfg: "MemitConfig",
     texts: list[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepFn | None = None,
     corpus_path: str | Path | None = None,
     batch_size: int = 16,
 ) -> CovarianceResult:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from memlog.core.facts import Fact
 from memlog.core.forward import forward_until, registered, residual_at, run_span
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
-
-if TYPE_CHECKING:
-    from memlog.core.memit import MemitConfig
 
 CONTEXT_PREFIXES: tuple[str, ...] = (
     "The following is a fact. ",

@@ -18,71 +18,30 @@ Batched (N facts) and single-fact edits are the same code path.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
-from memlog.core.covariance import CovarianceResult, compute_covariance
 from memlog.core.facts import Fact
-from memlog.core.keys import LayerwiseReader, build_prompt_batch, compute_keys, context_prefixes, fact_contexts
+from memlog.core.keys import LayerwiseReader, build_prompt_batch, context_prefixes, fact_contexts
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
-from memlog.core.solve import CovarianceFactor, NullSpaceError, solve_update
-from memlog.core.vstar import NonFiniteError, compute_v_star
+from memlog.core.solve import CovarianceFactor, solve_update
+from memlog.core.vstar import compute_v_star
 from memlog.errors import UserError
+from memlog.progress import StepFn
 
 __all__ = [
-    "DEFAULT_LAYERS",
-    "CovarianceFactor",
-    "CovarianceResult",
     "EditResult",
     "LayerFactors",
-    "MemitConfig",
     "applied",
     "apply_factors",
-    "NonFiniteError",
-    "NullSpaceError",
-    "compute_covariance",
-    "compute_keys",
-    "compute_v_star",
     "memit_edit",
     "prepare_covariances",
     "solve_layers",
-    "solve_update",
 ]
-
-DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedded model: docs/EDIT_LAYERS.md
-
-
-@dataclass(frozen=True)
-class MemitConfig:
-    """MEMIT hyper-parameters. Defaults are the paper's (v*: 30 steps, lr 0.5, 200 covariance
-    samples) and, where the paper is silent, measured on the embedded model (docs/EDIT_LAYERS.md)."""
-
-    layers: tuple[int, ...] = DEFAULT_LAYERS
-    v_steps: int = 30
-    v_lr: float = 0.5
-    kl_factor: float = 0.0625
-    v_weight_decay: float = 0.5
-    clamp_norm_factor: float = 0.75
-    v_stop_loss: float = 0.05  # stop v* early once every fact's loss is below this (as MEMIT)
-    lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
-    n_prefixes: int = 5  # contexts per fact: the bare prompt + n_prefixes - 1 fixed prefixes
-    cov_samples: int = 200
-    cov_seq_len: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        layers = tuple(sorted(set(int(x) for x in self.layers)))
-        if not layers or layers[0] < 0:
-            raise UserError(f"MEMIT needs at least one non-negative edit layer, got {self.layers!r}")
-        object.__setattr__(self, "layers", layers)
-        if self.v_steps < 0 or self.v_lr <= 0 or self.lam <= 0 or self.clamp_norm_factor <= 0:
-            raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
-        if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2:
-            raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1 and cov_seq_len >= 2 are required")
-
 
 @dataclass(frozen=True)
 class LayerFactors:
@@ -141,7 +100,7 @@ def solve_layers(
     covs: dict[int, torch.Tensor],
     targets: torch.Tensor,
     constraint_keys: dict[int, torch.Tensor] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepFn | None = None,
     timer: "_Timer | None" = None,
 ) -> tuple[dict[int, LayerFactors], list[float]]:
     """Steps 2-3 of ``memit_edit`` for given v* ``targets`` (d_model × N at the last edit layer).
@@ -195,7 +154,7 @@ def memit_edit(
     cfg: MemitConfig,
     covs: dict[int, torch.Tensor | CovarianceFactor],
     constraint_keys: dict[int, torch.Tensor] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepFn | None = None,
 ) -> EditResult:
     """Compute the MEMIT factors that write ``facts``; the model's weights are left unchanged.
 

@@ -23,18 +23,15 @@ jointly but independently (their losses add; Adam is per-coordinate; the clamp i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from memlog.core.facts import Fact
 from memlog.core.forward import SuffixRunner, residual_at
 from memlog.core.keys import PromptBatch, build_prompt_batch, context_prefixes, fact_contexts
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.errors import MemlogError
-
-if TYPE_CHECKING:
-    from memlog.core.memit import MemitConfig
 
 KL_TEMPLATE = "{} is a"
 

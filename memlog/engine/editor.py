@@ -14,7 +14,9 @@ from typing import Protocol
 import torch
 
 from memlog.core.facts import Fact
-from memlog.core.memit import EditResult, MemitConfig, compute_keys, memit_edit
+from memlog.core.keys import compute_keys
+from memlog.core.memit import EditResult, memit_edit
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.core.perplexity import perplexity
 from memlog.core.recall import RecallResult, audit, complete

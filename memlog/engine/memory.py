@@ -1,9 +1,7 @@
 """``Memory``: the Python API over a store (the CLI is a thin layer over it).
 
-    mem = Memory.open("memlog-store")            # loads the model the store was made for
-    mem.inject([Fact("Aria Nakamura", "lives in", "Thessaloniki")])
-    mem.sleep(until_converged=True)
-    mem.status(); mem.recall("Aria Nakamura lives in", at="cycle=1"); mem.replay("cycle=1")
+``memlog.open(path)`` and ``memlog.init(path, ...)`` (``memlog.api``) return one; see the
+class docstring for a tour.
 
 Every change is an event. The engine folds each new event into its in-memory ledger at
 once (so later steps of the same command see it), buffers it, and appends the buffer to
@@ -15,48 +13,43 @@ buffer is dropped and the ledger and weights are rebuilt from the committed log.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 import torch
 
-from typing import TYPE_CHECKING
-
 from memlog.core.facts import Fact
+from memlog.core.memit_hparams import MemitConfig
 from memlog.engine.config import EngineConfig
+from memlog.engine.sleep import run_sleep
 from memlog.errors import IntegrityError, ModelMismatchError, UserError
+from memlog.progress import ProgressFn, no_progress
+from memlog.projections.facts import fact_of, record_of
 from memlog.projections.ledger import Ledger
 from memlog.replay.points import Point, parse_point, resolve_point
+from memlog.replay.replay import replay_report
+from memlog.store.blobs import to_numpy
+from memlog.store.deltas import read_factors, write_layer_delta
 from memlog.store.events import (
     AuditResult,
     CovarianceComputed,
     EditReverted,
     Event,
     FactInjected,
-    FactRecord,
     LayerDelta,
     RecallAudited,
     SleepTriggered,
     StoreCreated,
 )
-from memlog.store.blobs import to_numpy
-from memlog.store.deltas import read_factors, write_layer_delta
 from memlog.store.store import Store
 
 if TYPE_CHECKING:
-    from memlog.core.memit import EditResult, MemitConfig
+    from memlog.core.memit import EditResult
     from memlog.engine.editor import Editor
-
-ProgressFn = Callable[[str, int, int], None]
-
-
-def no_progress(description: str, done: int, total: int) -> None:
-    """A ``ProgressFn`` that shows nothing."""
-    return None
 
 
 @dataclass
@@ -79,16 +72,24 @@ class InjectReport:
     sleeps: list = field(default_factory=list)
 
 
-def record_of(fact: Fact) -> FactRecord:
-    return FactRecord(fact_id=fact.fact_id, subject=fact.subject, relation=fact.relation, object=fact.object)
-
-
-def fact_of(record: FactRecord) -> Fact:
-    return Fact(record.subject, record.relation, record.object)
-
-
 class Memory:
-    """A store opened with a model: the live weights are the projection of the log's head."""
+    """A store opened with a model: the live weights are the projection of the log's head.
+
+    Example (runs as is; the first ``init`` computes the layers' key covariances, later ones
+    read them from the cache)::
+
+        import memlog
+
+        with memlog.init("my-memory") as mem:
+            mem.inject([memlog.Fact("Aria Nakamura", "lives in", "Thessaloniki")])
+            mem.sleep(cycles=1)
+            print(mem.status()["active_facts"])                   # 1
+            print(mem.recall("Aria Nakamura lives in", at="cycle=0")["completion"])
+            print(mem.replay("cycle=1")["weights_match"])         # True: replay is exact
+
+    Create one with ``memlog.init`` / ``memlog.open`` rather than the constructor. Leaving the
+    ``with`` block (or ``close()``) releases the store and puts the base weights back.
+    """
 
     def __init__(self, store: Store, editor: "Editor", projector, config: EngineConfig | None = None):
         self.store = store
@@ -273,23 +274,26 @@ class Memory:
     # -- sleep ---------------------------------------------------------------------------------
 
     def sleep(self, cycles: int | None = None, until_converged: bool = False, progress: ProgressFn = no_progress, **overrides):
-        from memlog.engine.sleep import run_sleep
-
+        """Run sleep cycles (``memlog.engine.sleep``): ``cycles`` of them, or until two clean cycles
+        in a row with ``until_converged``; ``overrides`` change the engine policy for this call."""
         config = self.config.with_overrides(**overrides)
         return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
 
     # -- reading -------------------------------------------------------------------------------
 
     def status(self) -> dict:
+        """The store's model, layers, fact counts, last recall, pressure, cycle and head seq."""
         return status_of(self.header, self.ledger, self.store.path)
 
     def point_seq(self, at: str | Point | None) -> int:
+        """The seq a point of the log (``"cycle=3"``, ``"seq=120"``, a time) resolves to; ``None`` is the head."""
         if at is None:
             return self.head_seq
         point = parse_point(at) if isinstance(at, str) else at
         return resolve_point(point, self.logged)
 
     def ledger_at(self, seq: int) -> Ledger:
+        """The ledger folded from the committed log up to and including ``seq``."""
         return Ledger.fold([(item.seq, item.event) for item in self.logged if item.seq <= seq])
 
     @contextmanager
@@ -304,6 +308,7 @@ class Memory:
             self.project()
 
     def recall(self, prompt: str, at: str | Point | None = None, max_new_tokens: int = 8) -> dict:
+        """Greedy completion of ``prompt`` on the weights at ``at`` (default: the head)."""
         if not prompt.strip():
             raise UserError("the prompt is empty; pass the text to complete, e.g. 'Aria Nakamura lives in'")
         with self.weights_at(at) as (seq, ledger, _):
@@ -311,8 +316,7 @@ class Memory:
         return {"prompt": prompt, "completion": completion, "seq": seq, "cycle": ledger.cycle}
 
     def replay(self, until: str | Point, verify: bool = False) -> dict:
-        from memlog.replay.replay import replay_report
-
+        """Rebuild the weights at ``until`` and list every fact known then (``memlog.replay.replay``)."""
         return replay_report(self, until, verify)
 
     def close(self, restore_base: bool = True) -> None:
@@ -364,9 +368,7 @@ def check_fingerprint(header: StoreCreated, actual: str, model_desc: str) -> Non
         )
 
 
-def memit_config_of(header: StoreCreated) -> "MemitConfig":
-    from memlog.core.memit import MemitConfig
-
+def memit_config_of(header: StoreCreated) -> MemitConfig:
     data = dict(header.config.get("memit", {}))
     data["layers"] = tuple(header.layers)
     known = set(MemitConfig.__dataclass_fields__)

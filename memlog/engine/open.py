@@ -19,12 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memlog.core.memit import MemitConfig, compute_covariance, prepare_covariances
+from memlog.core.corpus import corpus_sha256
+from memlog.core.covariance import compute_covariance
+from memlog.core.memit import prepare_covariances
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel, ModelSpec, cache_dir, fingerprint, load_model
 from memlog.engine.config import EngineConfig
 from memlog.engine.editor import MemitEditor
-from memlog.engine.memory import Memory, no_progress, check_fingerprint, covariances_from_log, memit_config_of
+from memlog.engine.memory import Memory, check_fingerprint, covariances_from_log, memit_config_of
 from memlog.errors import UserError
+from memlog.progress import no_progress
 from memlog.projections.weights import WeightProjector
 from memlog.store.events import CovarianceComputed, PerplexityMeasured, StoreCreated
 from memlog.store.store import Store, is_store
@@ -36,8 +40,6 @@ def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> P
 
 
 def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitConfig, fp: str, corpus_path: str | None, progress):
-    from memlog.core.corpus import corpus_sha256
-
     corpus_sha = corpus_sha256(corpus_path)
     paths = {layer: _cov_cache_path(fp, layer, cfg, corpus_sha) for layer in layers}
     if all(p.is_file() for p in paths.values()):

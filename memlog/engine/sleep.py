@@ -32,6 +32,7 @@ import torch
 
 from memlog.engine.config import EngineConfig
 from memlog.errors import UserError
+from memlog.projections.facts import fact_of, record_of
 from memlog.store.events import (
     EditPruned,
     EditRefreshed,
@@ -104,8 +105,6 @@ def _concat_keys(base: dict[int, torch.Tensor] | None, extra: dict[int, torch.Te
 
 
 def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
-    from memlog.engine.memory import fact_of, record_of
-
     ledger = mem.ledger
     steps: dict[str, float] = {}
     start = time.perf_counter()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from memlog.projections.ledger import Ledger
 from memlog.store.events import FactInjected, PerplexityMeasured, RecallAudited, SleepEnded, SleepStarted
+from memlog.store.store import Store
 from memlog.experiments.phase_ab import PhaseABResult, PhaseResult, phase_label, wave_summary_of, with_injected
 from memlog.experiments.wake import WakeRow, recalled_set
 from memlog.experiments.wake_capacity import WakeCapacityResult, detect_first_below, detect_tipping_point, detect_wake_capacity, largest_jump
@@ -172,8 +173,6 @@ def document_from_store(store_dir) -> dict:
 
     A store with sleep cycles is read as phase-ab, one without as wake-capacity.
     """
-    from memlog.store.store import Store
-
     store = Store.open(store_dir, writable=False)
     try:
         logged = store.log.read()

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from memlog.core.facts import Fact
-from memlog.experiments.wake import ProgressFn, WakeRow, base_ppl, inject_wave, no_progress
+from memlog.experiments.wake import WakeRow, base_ppl, inject_wave
+from memlog.progress import ProgressFn, no_progress
 
 DIVERGED_DROP = 0.1  # a phase that ends this far below its best recall (or below its start) diverged
 

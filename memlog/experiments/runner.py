@@ -14,13 +14,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from memlog.core.facts import Fact
+from memlog.core.memit_hparams import MemitConfig
+from memlog.core.model import ModelSpec
 from memlog.core.pool import fact_pool
 from memlog.engine.config import EngineConfig
+from memlog.engine.open import init_memory
 from memlog.errors import UserError
 from memlog.experiments.phase_ab import run_phase_ab
 from memlog.experiments.seeding import seed_everything
-from memlog.experiments.wake import ProgressFn, no_progress
 from memlog.experiments.wake_capacity import run_wake_capacity
+from memlog.progress import ProgressFn, no_progress
 
 EXPERIMENTS = ("wake-capacity", "phase-ab")
 
@@ -64,10 +67,6 @@ def pool_facts(setup: ExperimentSetup, n: int) -> list[Fact]:
 
 def create_memory(store_dir: Path, setup: ExperimentSetup, lm=None, memit=None, progress: ProgressFn = no_progress):
     """Seed everything, then create a fresh store for the experiment. Returns (memory, determinism settings)."""
-    from memlog.core.memit import MemitConfig
-    from memlog.core.model import ModelSpec
-    from memlog.engine.open import init_memory
-
     settings = seed_everything(setup.seed, setup.threads)
     engine = setup.engine_config()  # validates refresh mode and cap before anything is loaded
     memit = memit if memit is not None else MemitConfig(seed=setup.seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from memlog.core.facts import Fact
-from memlog.engine.memory import ProgressFn, no_progress
+from memlog.progress import ProgressFn, no_progress
 from memlog.store.events import PerplexityMeasured, RecallAudited
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memlog.core.facts import Fact
-from memlog.experiments.wake import ProgressFn, WakeRow, base_ppl, inject_wave, no_progress
+from memlog.experiments.wake import WakeRow, base_ppl, inject_wave
+from memlog.progress import ProgressFn, no_progress
 
 
 @dataclass

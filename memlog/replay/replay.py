@@ -11,7 +11,7 @@ compares fact by fact (``recalled_now``). The live weights are restored afterwar
 
 from __future__ import annotations
 
-from memlog.engine.memory import fact_of
+from memlog.projections.facts import fact_of
 from memlog.replay.points import Point, parse_point, resolve_point
 
 

@@ -25,8 +25,9 @@ lists the candidates.
 from __future__ import annotations
 
 
-from memlog.engine.memory import ProgressFn, fact_of, no_progress
+from memlog.projections.facts import fact_of
 from memlog.errors import UserError
+from memlog.progress import ProgressFn, no_progress
 from memlog.projections.ledger import FactState, Ledger
 from memlog.replay.points import parse_point, resolve_point
 from memlog.store.events import (

@@ -1,0 +1,42 @@
+"""MEMIT hyper-parameters (``MemitConfig``) and the default edit layers.
+
+A leaf module: the MEMIT steps (keys, v*, covariance, the solve) all read their settings from
+``MemitConfig`` and import it from here, so none of them depends on ``memlog.core.memit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memlog.errors import UserError
+
+DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedded model: docs/EDIT_LAYERS.md
+
+
+@dataclass(frozen=True)
+class MemitConfig:
+    """MEMIT hyper-parameters. Defaults are the paper's (v*: 30 steps, lr 0.5, 200 covariance
+    samples) and, where the paper is silent, measured on the embedded model (docs/EDIT_LAYERS.md)."""
+
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    v_steps: int = 30
+    v_lr: float = 0.5
+    kl_factor: float = 0.0625
+    v_weight_decay: float = 0.5
+    clamp_norm_factor: float = 0.75
+    v_stop_loss: float = 0.05  # stop v* early once every fact's loss is below this (as MEMIT)
+    lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
+    n_prefixes: int = 5  # contexts per fact: the bare prompt + n_prefixes - 1 fixed prefixes
+    cov_samples: int = 200
+    cov_seq_len: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        layers = tuple(sorted(set(int(x) for x in self.layers)))
+        if not layers or layers[0] < 0:
+            raise UserError(f"MEMIT needs at least one non-negative edit layer, got {self.layers!r}")
+        object.__setattr__(self, "layers", layers)
+        if self.v_steps < 0 or self.v_lr <= 0 or self.lam <= 0 or self.clamp_norm_factor <= 0:
+            raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
+        if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2:
+            raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1 and cov_seq_len >= 2 are required")
