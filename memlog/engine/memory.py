@@ -30,7 +30,8 @@ from memlog.errors import IntegrityError, ModelMismatchError, UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.facts import fact_of, record_of
 from memlog.projections.ledger import Ledger
-from memlog.replay.points import Point, parse_point, resolve_point
+from memlog.replay import timeline
+from memlog.replay.points import Point
 from memlog.replay.replay import replay_report
 from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
@@ -287,25 +288,17 @@ class Memory:
 
     def point_seq(self, at: str | Point | None) -> int:
         """The seq a point of the log (``"cycle=3"``, ``"seq=120"``, a time) resolves to; ``None`` is the head."""
-        if at is None:
-            return self.head_seq
-        point = parse_point(at) if isinstance(at, str) else at
-        return resolve_point(point, self.logged)
+        return timeline.point_seq(self.logged, at, self.head_seq)
 
     def ledger_at(self, seq: int) -> Ledger:
         """The ledger folded from the committed log up to and including ``seq``."""
-        return Ledger.fold([(item.seq, item.event) for item in self.logged if item.seq <= seq])
+        return timeline.ledger_at(self.logged, seq)
 
-    @contextmanager
     def weights_at(self, at: str | Point | int | None):
-        """Project the weights as they were at ``at`` for the duration of the block, then restore the head."""
+        """Project the weights as they were at ``at`` for the duration of a ``with`` block, then
+        restore the head; the block gets (seq, ledger there, weights sha256)."""
         seq = at if isinstance(at, int) else self.point_seq(at)
-        ledger = self.ledger_at(seq)
-        try:
-            sha = self.projector.project(ledger.applied_entries())
-            yield seq, ledger, sha
-        finally:
-            self.project()
+        return timeline.weights_at(self.projector, self.logged, seq, self.project)
 
     def recall(self, prompt: str, at: str | Point | None = None, max_new_tokens: int = 8) -> dict:
         """Greedy completion of ``prompt`` on the weights at ``at`` (default: the head)."""
