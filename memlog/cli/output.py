@@ -1,22 +1,21 @@
 """CLI output: one JSON document on stdout in ``--format json``, rich tables otherwise.
 
-Progress bars and logs always go to stderr, so stdout stays machine-readable.
+Progress (``memlog.cli.progress``: bars on a terminal, plain lines otherwise) and logs always go
+to stderr, so stdout stays machine-readable.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memlog.progress import ProgressFn
+from memlog.cli.progress import progress_bars  # noqa: F401 - the commands import it from here
 
 
 class Format(str, Enum):
@@ -69,28 +68,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
-
-
-@contextmanager
-def progress_bars(enabled: bool = True) -> Iterator[ProgressFn]:
-    """A ``progress(description, done, total)`` callback drawing rich bars on stderr."""
-    if not enabled:
-        yield lambda *_: None
-        return
-    bars = Progress(
-        TextColumn("[bold]{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr(),
-        transient=False,
-    )
-    tasks: dict[str, int] = {}
-
-    def update(description: str, done: int, total: int) -> None:
-        if description not in tasks:
-            tasks[description] = bars.add_task(description, total=total)
-        bars.update(tasks[description], completed=done, total=total)
-
-    with bars:
-        yield update
