@@ -16,7 +16,16 @@ DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedde
 @dataclass(frozen=True)
 class MemitConfig:
     """MEMIT hyper-parameters. Defaults are the paper's (v*: 30 steps, lr 0.5, 200 covariance
-    samples) and, where the paper is silent, measured on the embedded model (docs/EDIT_LAYERS.md)."""
+    samples) and, where the paper is silent, measured on the embedded model (docs/EDIT_LAYERS.md).
+
+    Example::
+
+        from memlog.core.memit_hparams import MemitConfig
+
+        MemitConfig().layers                                   # (2, 3, 4, 5, 6, 7, 8, 9)
+        MemitConfig(layers=[7, 4, 5, 6], n_prefixes=3).layers  # (4, 5, 6, 7): sorted, deduplicated
+        MemitConfig(layers=[])                                 # UserError: at least one edit layer
+    """
 
     layers: tuple[int, ...] = DEFAULT_LAYERS
     v_steps: int = 30
