@@ -163,13 +163,14 @@ def test_headless_chromium_loads_every_plot_and_renders_the_page(report_dir, tmp
 
 def test_demo_flow_with_the_fake_editor(tmp_path):
     """``memlog demo``'s flow (wake until degraded, sleep, time travel, report) on a fake Memory."""
-    from memlog.cli.demo_cmds import DEMO_MARKER, DemoSettings, run_demo
+    from memlog.cli.demo_cmds import RichNarrator
+    from memlog.experiments.demo import DEMO_MARKER, DemoSettings, run_demo
     from memlog.errors import UserError
 
     said: list = []
     create = lambda path: fake_memory(path, EngineConfig(ppl_bound=None, max_cycles=6))  # noqa: E731
     settings = DemoSettings(max_facts=12, stop_degraded=2)
-    doc = run_demo(tmp_path / "demo", settings, create, said.append, lambda *_: None)
+    doc = run_demo(tmp_path / "demo", settings, create, RichNarrator(said.append), lambda *_: None)
     assert doc["wake"] and doc["wake"][-1]["degraded"] >= 2 or len(doc["wake"]) == 12
     assert doc["sleep"]["cycles"] and doc["time_travel"]["verified"] is True
     travel = doc["time_travel"]
@@ -196,10 +197,10 @@ def test_demo_flow_with_the_fake_editor(tmp_path):
     for header in ("degraded", "refreshed", "pruned", "then (log)", "then (replayed)"):
         assert header in text  # rich folds cells that do not fit, which would split the header
     # a second run replaces the old demo store; a directory the demo did not make is refused
-    again = run_demo(tmp_path / "demo", settings, create, said.append, lambda *_: None)
+    again = run_demo(tmp_path / "demo", settings, create, RichNarrator(said.append), lambda *_: None)
     assert again["wake"] == [{**row, "seconds": again["wake"][i]["seconds"]} for i, row in enumerate(doc["wake"])]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="refusing"):
-        run_demo(tmp_path / "other", settings, create, said.append, lambda *_: None)
+        run_demo(tmp_path / "other", settings, create, RichNarrator(said.append), lambda *_: None)
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"

@@ -10,6 +10,8 @@ go to stderr; ``--format json`` prints one JSON document on stdout.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -37,6 +39,23 @@ MaxCyclesOpt = typer.Option(10, "--max-cycles", help="Most sleep cycles per phas
 PplBoundOpt = typer.Option(0.05, "--ppl-bound", help="Roll back a refresh that raises PPL by more than this fraction; 0 turns the check off.")
 
 
+# The options every protocol shares, in --help order: (name, type, typer option).
+SETUP_OPTIONS: list[tuple[str, type, object]] = [
+    ("refresh_mode", str, RefreshModeOpt),
+    ("cap", int, CapOpt),
+    ("seed", int, SeedOpt),
+    ("model", str, ModelOpt),
+    ("layers", str, LayersOpt),
+    ("threads", int, ThreadsOpt),
+    ("dtype", str, DtypeOpt),
+    ("device", str, DeviceOpt),
+    ("max_cycles", int, MaxCyclesOpt),
+    ("ppl_bound", float, PplBoundOpt),
+    ("store", Path, StoreOpt),
+    ("fmt", Format, FormatOpt),
+]
+
+
 def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, refresh_strategy="reinject"):
     from memlog.cli.common import quiet_model_loading
     from memlog.core.model import parse_layers
@@ -56,6 +75,30 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
         device=device,
         ppl_bound=ppl_bound if ppl_bound else None,
     )
+
+
+def protocol_command(name: str) -> Callable:
+    """Register ``run(setup, store, fmt, **own_options)`` as ``memlog experiment NAME``: its own
+    options come first, then ``SETUP_OPTIONS``, which are parsed into an ``ExperimentSetup``."""
+
+    def register(run: Callable) -> Callable:
+        own = [p for p in inspect.signature(run).parameters.values() if p.name not in ("setup", "store", "fmt")]
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=t) for n, t, opt in SETUP_OPTIONS]
+        setup_names = [n for n, _, _ in SETUP_OPTIONS if n not in ("store", "fmt")]
+
+        def command(**kwargs):
+            setup_args = {n: kwargs.pop(n) for n in setup_names}
+            if "refresh_strategy" in kwargs:
+                setup_args["refresh_strategy"] = kwargs["refresh_strategy"]
+            store, fmt = kwargs.pop("store"), kwargs.pop("fmt")
+            return run(_setup(**setup_args), store, fmt, **kwargs)
+
+        command.__name__, command.__doc__ = run.__name__, run.__doc__
+        command.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared)
+        experiment_app.command(name)(command)
+        return run
+
+    return register
 
 
 def _f(value, digits: int = 3) -> str:
@@ -101,29 +144,19 @@ def render_wake(c, d: dict) -> None:
     c.print(_store_line(d))
 
 
-@experiment_app.command("wake-capacity")
+@protocol_command("wake-capacity")
 def wake_capacity(
+    setup,
+    store: Path,
+    fmt: Format,
     facts: int = typer.Option(30, "--facts", help="Facts to inject, one at a time."),
     ppl_every: int = typer.Option(1, "--ppl-every", help="Measure perplexity every K facts (and after the last; 0: only after the last)."),
     min_recall: float = typer.Option(0.9, "--min-recall", help="Recall that still counts as within wake capacity."),
     jump: int = typer.Option(2, "--jump", help="A rise of the degraded count by at least this much in one inject is the tipping point."),
-    refresh_mode: str = RefreshModeOpt,
-    cap: int = CapOpt,
-    seed: int = SeedOpt,
-    model: str = ModelOpt,
-    layers: str = LayersOpt,
-    threads: int = ThreadsOpt,
-    dtype: str = DtypeOpt,
-    device: str = DeviceOpt,
-    max_cycles: int = MaxCyclesOpt,
-    ppl_bound: float = PplBoundOpt,
-    store: Path = StoreOpt,
-    fmt: Format = FormatOpt,
 ):
     """Table 3: inject pool facts one at a time, auditing after each; detect wake capacity and the tipping point."""
     from memlog.experiments.runner import wake_capacity_experiment
 
-    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound)
     with progress_bars(True) as progress:
         data = wake_capacity_experiment(store_path(store), setup, n_facts=facts, ppl_every=ppl_every, min_recall=min_recall, jump=jump, progress=progress)
     emit(data, fmt, render_wake)
@@ -173,29 +206,19 @@ def render_phase_ab(c, d: dict) -> None:
     c.print(_store_line(d))
 
 
-@experiment_app.command("phase-ab")
+@protocol_command("phase-ab")
 def phase_ab(
+    setup,
+    store: Path,
+    fmt: Format,
     facts: int = typer.Option(14, "--facts", help="Phase A: facts injected before the first sleep."),
     second_wave: int = typer.Option(5, "--second-wave", help="Phase B: facts injected into the maintained model."),
     ppl_every: int = typer.Option(0, "--ppl-every", help="Measure perplexity every K injected facts (0: after each wave only)."),
-    refresh_mode: str = RefreshModeOpt,
     refresh_strategy: str = RefreshStrategyOpt,
-    cap: int = CapOpt,
-    seed: int = SeedOpt,
-    model: str = ModelOpt,
-    layers: str = LayersOpt,
-    threads: int = ThreadsOpt,
-    dtype: str = DtypeOpt,
-    device: str = DeviceOpt,
-    max_cycles: int = MaxCyclesOpt,
-    ppl_bound: float = PplBoundOpt,
-    store: Path = StoreOpt,
-    fmt: Format = FormatOpt,
 ):
     """Tables 4, 6, 7: Phase A (inject, sleep until converged), Phase B (second wave, sleep again)."""
     from memlog.experiments.runner import phase_ab_experiment
 
-    setup = _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, refresh_strategy)
     with progress_bars(True) as progress:
         data = phase_ab_experiment(store_path(store), setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
     emit(data, fmt, render_phase_ab)

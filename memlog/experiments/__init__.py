@@ -6,7 +6,8 @@
 - ``runner``: seed everything, create a fresh store and run a protocol into it;
 - ``seeding``: seeds, thread count and deterministic algorithms;
 - ``checks``: compare two runs' event streams and replay a store at every cycle;
-- ``paper``: the paper's reported numbers; ``markdown``: tables beside them.
+- ``paper``: the paper's reported numbers; ``markdown``: tables beside them;
+- ``demo``: the ``memlog demo`` protocol (wake until recall drops, sleep, time travel, report).
 
 ``memlog experiment NAME`` (``memlog.cli.experiment_cmds``) is the command-line front.
 """
