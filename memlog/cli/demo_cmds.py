@@ -32,7 +32,7 @@ from pathlib import Path
 import typer
 
 from memlog.cli.common import FormatOpt
-from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, table
+from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, styled, table
 from memlog.errors import UserError
 
 DEFAULT_DEMO_STORE = "memlog-demo"
@@ -192,26 +192,26 @@ def run_demo(store: Path, settings: DemoSettings, create: Callable, say: Say, pr
     start = time.perf_counter()
     store = Path(store)
     prepare_store_dir(store)
-    say(f"[bold]1.[/] creating a fresh store in {store}")
+    say(styled(("1.", "bold"), f" creating a fresh store in {store}"))
     mem = create(store)
     try:
         say(f"   model {mem.header.model_id}, edit layers {list(mem.header.layers)}")
-        say(f"[bold]2.[/] wake: injecting facts one at a time until {settings.stop_degraded} are not recalled (at most {settings.max_facts})")
+        say(styled(("2.", "bold"), f" wake: injecting facts one at a time until {settings.stop_degraded} are not recalled (at most {settings.max_facts})"))
         wake = wake_until_degraded(mem, fact_pool(settings.max_facts, seed=settings.seed), settings.stop_degraded, progress)
         last = wake[-1] if wake else {}
         say(f"   {len(wake)} facts injected; recall {last.get('recall', 0):.3f}, {last.get('degraded')} degraded")
-        say("[bold]3.[/] sleep: audit, refresh degraded facts under null-space constraints, until converged")
+        say(styled(("3.", "bold"), " sleep: audit, refresh degraded facts under null-space constraints, until converged"))
         sleep = mem.sleep(until_converged=True, progress=progress)
         cycles = [c.to_dict() for c in sleep.cycles]
-        say("[bold]4.[/] sleep cycles")
+        say(styled(("4.", "bold"), " sleep cycles"))
         say(cycle_table(cycles))
         say("   converged" if sleep.converged else f"   not converged after {len(cycles)} cycles")
-        say("[bold]5.[/] time travel: replay to cycle=0 (before the sleep) and recompute recall there")
+        say(styled(("5.", "bold"), " time travel: replay to cycle=0 (before the sleep) and recompute recall there"))
         travel = time_travel(mem)
         say(travel_summary(travel))
     finally:
         mem.close()
-    say("[bold]6.[/] report")
+    say(styled(("6.", "bold"), " report"))
     report = write_report(store, report_dir or store / "report")
     say(f"   open {report['index']}")
     return {
@@ -259,7 +259,7 @@ def travel_summary(travel: dict):
         rows,
         compact=True,
     )
-    lines = [t, "   replay verified: the rebuilt weights reproduce the recorded audit" if travel["verified"] else "   [red]replay NOT verified[/]"]
+    lines = [t, "   replay verified: the rebuilt weights reproduce the recorded audit" if travel["verified"] else styled(("   replay NOT verified", "red"))]
     ex = travel["example"]
     if ex:
         lines.append(f"   e.g. \"{ex['prompt']}\" → then {ex['then']!r}, now {ex['now']!r} (object: {ex['object']})")

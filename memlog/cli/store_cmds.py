@@ -8,7 +8,7 @@ import msgspec
 import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, store_path
-from memlog.cli.output import Format, emit, progress_bars, table
+from memlog.cli.output import Format, emit, progress_bars, styled, table
 
 
 def _read_state(store: Path | None):
@@ -136,7 +136,13 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
             finally:
                 mem.close()
     data = {"ok": not problems, "problems": problems}
-    emit(data, fmt, lambda c, d: c.print("[green]ok[/]: store verified" if d["ok"] else "\n".join(f"[red]problem[/]: {p}" for p in d["problems"])))
+    def render(c, d):
+        if d["ok"]:
+            c.print(styled(("ok", "green"), ": store verified"))
+        for problem in d["problems"]:
+            c.print(styled(("problem", "red"), f": {problem}"))
+
+    emit(data, fmt, render)
     if problems:
         raise typer.Exit(2)
 
