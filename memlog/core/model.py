@@ -6,8 +6,8 @@ located with ``importlib.util.find_spec``). Dequantising the GGUF takes ~20 s, s
 first load converts it once into a safetensors directory under the cache
 (``$MEMLOG_CACHE``, default ``~/.cache/memlog``), which reloads in a few seconds.
 
-``fingerprint`` hashes the edit layers' base weights: a store records it at creation and
-refuses to open against a model whose fingerprint differs.
+``fingerprint`` hashes the edit layers' base weights: the older, narrower fingerprint that
+stores created before ``memlog.core.fingerprint`` (the whole model) record.
 """
 
 from __future__ import annotations
@@ -183,7 +183,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 
 def fingerprint(model: nn.Module, adapter: LayerAdapter, layers: list[int], model_id: str) -> str:
-    """sha256 over the model id, the edit layers and their base weights (as float32 bytes)."""
+    """sha256 over the model id, the edit layers and their base weights (as float32 bytes).
+
+    The older fingerprint, kept to open stores that recorded it; new stores record
+    ``memlog.core.fingerprint.model_fingerprint`` (every weight)."""
     h = hashlib.sha256()
     h.update(model_id.encode())
     h.update(repr(sorted(layers)).encode())

@@ -359,8 +359,8 @@ def covariances_from_log(store: Store, logged) -> dict[int, torch.Tensor]:
 def check_fingerprint(header: StoreCreated, actual: str, model_desc: str) -> None:
     if header.fingerprint != actual:
         raise ModelMismatchError(
-            f"the store was created for model {header.model_id!r} (fingerprint {header.fingerprint[:19]}…), "
-            f"but {model_desc} has fingerprint {actual[:19]}…; open it with the model it was made for"
+            f"the store was created for model {header.model_id!r} (fingerprint {header.fingerprint[:25]}…), "
+            f"but {model_desc} has fingerprint {actual[:25]}…; open it with the model it was made for"
         )
 
 
