@@ -120,9 +120,10 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
     try:
         problems = verify_store(st)
         recorded = st.log.header().fingerprint if not problems else ""
+        chained = st.log.chained()
     finally:
         st.close()
-    notes = []
+    notes = [] if chained else ["the log has no hash chain yet (it was written by an older memlog); its next write adds one"]
     if recorded and not is_whole_model(recorded):
         notes.append(
             "this store records the older, narrower base-model fingerprint (the edit layers' MLP output weights "
