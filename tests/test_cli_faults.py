@@ -126,3 +126,25 @@ def test_markup_in_facts_prints_literally_and_audit_exits_0(store, capsys):
     out = capsys.readouterr()
     assert code == 0 and "[bold]Oslo" in out.out and "a [/] b" in out.out
     assert before == 1
+
+
+# ----------------------------------------------------------------- limits on the CLI
+
+
+def test_layers_out_of_range_name_the_range_and_layer_count(tmp_path, tiny_dir, capsys):  # noqa: F811
+    code, _, err = run(capsys, "init", "--store", tmp_path / "s", "--model", tiny_dir, "--layers", "0-2000000000")
+    assert code == 1 and "0-2000000000 is out of range" in _one_error_line(err)
+    code, _, err = run(capsys, "init", "--store", tmp_path / "s", "--model", tiny_dir, "--layers", "99-200")
+    assert code == 1 and _one_error_line(err).endswith("--layers 99-200 is out of range: this model has 4 layers (0-3)")
+    assert not (tmp_path / "s").exists()
+
+
+def test_long_subject_is_refused_and_export_inside_the_store_is_refused(store, capsys):
+    code, events, _ = run(capsys, "log", "--store", store, "--format", "json")
+    code, _, err = run(capsys, "inject", "x" * 10_000, "lives in", "Porto", "--store", store)
+    assert code == 1 and "the limit is 200" in _one_error_line(err)
+    code, _, err = run(capsys, "export", "--out", store / "deltas.zarr" / "tmp" / "model", "--store", store)
+    assert code == 1 and "inside the store" in _one_error_line(err)
+    assert not (store / "deltas.zarr" / "tmp" / "model").exists()
+    code, after, _ = run(capsys, "log", "--store", store, "--format", "json")
+    assert len(after) == len(events)

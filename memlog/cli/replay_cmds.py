@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, store_path
 from memlog.cli.output import Format, emit, styled, table
 
 
@@ -139,8 +139,9 @@ def export(
     fmt: Format = FormatOpt,
 ):
     """Save the model with its memory, as it was at a point, as a plain Hugging Face checkpoint."""
-    from memlog.replay.export import MANIFEST, export_model
+    from memlog.replay.export import MANIFEST, check_out, export_model
 
+    check_out(out, store_path(store))  # before loading the model
     mem = open_ro(store, device)
     try:
         data = export_model(mem, out, at)

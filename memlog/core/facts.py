@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from memlog.errors import UserError
 
 MAX_OBJECT_CHARS = 200
+MAX_SUBJECT_CHARS = 200
+MAX_RELATION_CHARS = 200
 _WHITESPACE = re.compile(r"\s+")
 _POSSESSIVE = ("'", "\u2019")
 
@@ -55,6 +57,9 @@ class Fact:
         for name in ("subject", "relation", "object"):
             value = _check_part(name, getattr(self, name))
             object.__setattr__(self, name, _WHITESPACE.sub(" ", value.strip()))
+        for name, limit in (("subject", MAX_SUBJECT_CHARS), ("relation", MAX_RELATION_CHARS)):
+            if len(getattr(self, name)) > limit:
+                raise UserError(f"a fact's {name} is {len(getattr(self, name))} characters long; the limit is {limit}. Shorten it.")
         if len(self.object) > MAX_OBJECT_CHARS:
             raise UserError(
                 f"a fact's object is {len(self.object)} characters long; the limit is {MAX_OBJECT_CHARS}. "

@@ -180,7 +180,11 @@ class Memory:
         auto_sleep: float | None = None,
         progress: ProgressFn = no_progress,
     ) -> InjectReport:
-        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit."""
+        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit.
+
+        Refuses (UserError) before any MEMIT run or blob write when the store is read-only or closed.
+        """
+        self.store.require_writable("inject")
         audit = self.config.audit_after_inject if audit is None else audit
         auto_sleep = self.config.auto_sleep if auto_sleep is None else auto_sleep
         report = InjectReport()
@@ -254,12 +258,14 @@ class Memory:
         return self.emit(event)
 
     def audit(self) -> RecallAudited:
+        self.store.require_writable("audit")
         with self.unit():
             event = self.record_audit("manual", None)
         return event
 
     def revert(self, edit_id: str, reason: str = "manual") -> int:
         """Take an edit's current version out of the weights (an event; the fact stays, degraded)."""
+        self.store.require_writable("revert")
         entry = self.ledger.entries.get(edit_id)
         if entry is None:
             known = ", ".join(sorted(self.ledger.entries)[:10]) or "none"
@@ -275,6 +281,7 @@ class Memory:
     def sleep(self, cycles: int | None = None, until_converged: bool = False, progress: ProgressFn = no_progress, **overrides):
         from memlog.engine.sleep import run_sleep
 
+        self.store.require_writable("sleep")
         config = self.config.with_overrides(**overrides)
         return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
 

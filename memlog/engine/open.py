@@ -21,7 +21,7 @@ import torch
 
 from memlog.core.memit import MemitConfig, compute_covariance, prepare_covariances
 from memlog.core.fingerprint import cached_model_fingerprint, fingerprint_for
-from memlog.core.model import LoadedModel, ModelSpec, cache_dir, load_model
+from memlog.core.model import LoadedModel, ModelSpec, cache_dir, format_layers, load_model
 from memlog.engine.config import EngineConfig
 from memlog.engine.editor import MemitEditor
 from memlog.engine.memory import Memory, no_progress, check_fingerprint, covariances_from_log, memit_config_of
@@ -76,7 +76,7 @@ def init_memory(
     n_layers = lm.adapter.num_layers(lm.model)
     bad = [x for x in layers if not 0 <= x < n_layers]
     if bad:
-        raise UserError(f"--layers {bad} out of range: this model has layers 0-{n_layers - 1}")
+        raise UserError(f"--layers {format_layers(bad)} is out of range: this model has {n_layers} layers (0-{n_layers - 1})")
     engine = engine or EngineConfig()
     fp = cached_model_fingerprint(lm)
     covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus_path, progress)

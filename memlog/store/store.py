@@ -53,6 +53,7 @@ class Store:
         self._log = log
         self._blobs = blobs
         self._lock = lock
+        self._closed = False
 
     def __repr__(self) -> str:
         mode = "writable" if self.writable else "read-only"
@@ -109,6 +110,7 @@ class Store:
 
     def close(self) -> None:
         """Release the writer lock (if held). The log and blobs hold nothing else open."""
+        self._closed = True
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -137,7 +139,14 @@ class Store:
     def writable(self) -> bool:
         return self._lock is not None and self._lock.held
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def require_writable(self, what: str) -> None:
+        """UserError unless this store is open with the writer lock (checked before any work)."""
+        if self._closed:
+            raise UserError(f"{what} needs an open store, but {self._path} was closed; open it again")
         if not self.writable:
             raise UserError(f"{what} needs the store opened writable (the writer lock): {self._path}")
 
