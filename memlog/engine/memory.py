@@ -42,6 +42,7 @@ from memlog.store.events import (
     RecallAudited,
     SleepTriggered,
     StoreCreated,
+    blob_refs,
 )
 from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
@@ -144,13 +145,26 @@ class Memory:
 
     @contextmanager
     def unit(self):
-        """One unit of work: commit on success; on failure drop the buffer and rebuild from the log."""
+        """One unit of work: commit on success; on failure drop the buffer, rebuild from the log,
+        and remove the blobs the unit wrote that no committed event references (a writer that
+        gives up leaves nothing behind; after a crash, ``memlog gc`` removes them)."""
+        mark = self.store.blobs.mark()
         try:
             yield
             self.commit()
         except BaseException:
             self._reload()
+            self._drop_orphans(self.store.blobs.created_since(mark))
             raise
+
+    def _drop_orphans(self, written: list[str]) -> None:
+        referenced = {ref.sha256 for item in self.logged for ref in blob_refs(item.event)}
+        for sha in written:
+            if sha not in referenced:
+                try:
+                    self.store.blobs.remove(sha)
+                except OSError:
+                    return  # left for `memlog gc`
 
     def write_deltas(self, result: "EditResult") -> list[LayerDelta]:
         """One packed blob per layer (written before the event that names it)."""
