@@ -13,10 +13,11 @@ from memlog.errors import UserError
 
 
 def _utf8_lines(path: Path) -> list[str]:
-    """The file's lines; a line that is not UTF-8 is a UserError naming ``file:line``."""
+    """The file's lines, split at newlines only (as editors number them); a line that is not
+    UTF-8 is a UserError naming ``file:line``."""
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8").splitlines()
+        return [line.removesuffix("\r") for line in raw.decode("utf-8").split("\n")]
     except UnicodeDecodeError as exc:
         lineno = raw.count(b"\n", 0, exc.start) + 1
         raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None

@@ -38,6 +38,10 @@ def _check_part(name: str, value: object) -> str:
         raise UserError(f"a fact's {name} must be text, got {type(value).__name__}")
     if not value.strip():
         raise UserError(f"a fact's {name} is empty; give a non-blank {name}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(f"a fact's {name} is not valid Unicode text (unpaired surrogate {value[exc.start]!r}); pass UTF-8 text") from None
     return value
 
 
