@@ -21,13 +21,13 @@ import hashlib
 import json
 import os
 import tempfile
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import msgspec
 
 from memlog.errors import IntegrityError
+from memlog.store.rows import epoch_us
 
 GENESIS = "0" * 64
 HEAD_NAME = "HEAD"
@@ -35,15 +35,9 @@ ROW_COLUMNS = "seq, epoch_us(ts), kind, schema, edit_id, version, fact_id, cycle
 
 CHAIN_DDL = "CREATE TABLE chain (seq BIGINT PRIMARY KEY, hash VARCHAR NOT NULL);"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 
 class ChainBrokenError(IntegrityError):
     """The log's hash chain or head file shows that stored events were changed or removed."""
-
-
-def epoch_us(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
 def link(previous: str, row: tuple) -> str:
