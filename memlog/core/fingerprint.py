@@ -1,8 +1,9 @@
 """The base-model fingerprint a store records at creation and checks at every open.
 
 ``model_fingerprint`` is a streaming sha256 over *every* tensor of the model's state dict
-(embeddings, attention, MLPs, norms, head: name, dtype, shape and raw bytes, in name order),
-prefixed ``model-sha256:``. Any change to any weight changes it.
+(embeddings, attention, MLPs, norms, head: name, dtype, shape and raw bytes, in name order;
+a tensor that shares its storage with an earlier one, as tied embeddings do, is hashed as a
+reference to it), prefixed ``model-sha256:``. Any change to any weight changes it.
 
 Hashing a 135M-parameter model takes about a second, so ``cached_model_fingerprint``
 keeps the result in a small JSON file under ``$MEMLOG_CACHE/fingerprints/``, keyed by the
@@ -41,9 +42,15 @@ def is_whole_model(recorded: str) -> bool:
 def model_fingerprint(model: nn.Module) -> str:
     """sha256 over every state-dict tensor (name, dtype, shape, bytes): the weights, not where they came from."""
     h = hashlib.sha256()
+    seen: dict[tuple, str] = {}  # tied weights (embeddings and head) are hashed once
     for name, tensor in sorted(model.state_dict().items()):
+        h.update(f"\x00{name}|{tensor.dtype}|{tuple(tensor.shape)}\x00".encode())
+        storage = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        if tensor.numel() and storage in seen:
+            h.update(f"same as {seen[storage]}".encode())
+            continue
+        seen[storage] = name
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"\x00{name}|{flat.dtype}|{tuple(tensor.shape)}\x00".encode())
         if flat.numel():
             h.update(memoryview(flat.view(torch.uint8).numpy()))
     return WHOLE_MODEL_PREFIX + h.hexdigest()
