@@ -1,7 +1,7 @@
 """Benchmark: replaying a 100-edit log to its head vs loading the model (target ≤ 10%).
 
 Opening a store is ``load_model`` plus the replay: read and fold the log, load the
-covariances, fingerprint the edit layers, load every delta factor and project
+covariances, check the base model's fingerprint (every weight, cached by file identity), load every delta factor and project
 ``W_base + Σ U Vᵀ`` onto the model. This builds a realistic 100-edit store cheaply —
 random rank-1 factors of the embedded model's shapes for every edit layer, written
 through the blob store as ``FactInjected`` events (no MEMIT runs), with random
@@ -46,8 +46,8 @@ def random_covariance(d: int, seed: int):
 
 def build_store(path: Path, lm, edits: int) -> None:
     """A store with covariances and ``edits`` FactInjected events of random rank-1 deltas."""
+    from memlog.core.fingerprint import cached_model_fingerprint
     from memlog.core.memit_hparams import MemitConfig
-    from memlog.core.model import fingerprint
     from memlog.core.pool import fact_pool
     from memlog.engine.config import EngineConfig
     from memlog.projections.facts import record_of
@@ -60,7 +60,7 @@ def build_store(path: Path, lm, edits: int) -> None:
     header = StoreCreated(
         model_id=lm.model_id,
         model_source=str(lm.source),
-        fingerprint=fingerprint(lm.model, lm.adapter, layers, lm.model_id),
+        fingerprint=cached_model_fingerprint(lm),
         layers=layers,
         dtype="float32",
         config={"memit": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(memit).items()}, "engine": EngineConfig().to_dict(), "device": "cpu", "load_in_4bit": False},
@@ -86,7 +86,7 @@ def build_store(path: Path, lm, edits: int) -> None:
 
 def time_parts(path: Path, lm) -> dict[str, float]:
     """Seconds of each replay step, done by hand in the order ``open_memory`` does them."""
-    from memlog.core.model import fingerprint
+    from memlog.core.fingerprint import fingerprint_for
     from memlog.engine.memory import covariances_from_log
     from memlog.projections.ledger import Ledger
     from memlog.projections.weights import WeightProjector
@@ -97,7 +97,7 @@ def time_parts(path: Path, lm) -> dict[str, float]:
     try:
         parts["read_log"], logged = timed(store.log.read)
         header = store.log.header()
-        parts["fingerprint"], _ = timed(lambda: fingerprint(lm.model, lm.adapter, list(header.layers), header.model_id))
+        parts["fingerprint"], _ = timed(lambda: fingerprint_for(header.fingerprint, lm, list(header.layers), header.model_id))
         parts["covariances"], _ = timed(lambda: covariances_from_log(store, [x for x in logged if type(x.event).__name__ == "CovarianceComputed"]))
         parts["fold"], ledger = timed(lambda: Ledger.fold([(x.seq, x.event) for x in logged]))
         projector = WeightProjector(lm.model, lm.adapter, list(header.layers), store.blobs.get)

@@ -24,6 +24,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("model_load", "model_load.py", ()),
     ("replay", "replay.py", ()),
     ("sleep_cycle", "sleep_cycle.py", ()),
+    ("integrity", "integrity.py", ()),
 )
 
 

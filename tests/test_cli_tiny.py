@@ -118,7 +118,7 @@ def test_init_status_inject_recall_replay(store, capsys):
     assert rd["diff"]["summary"].get("refreshed", 0) == refreshed
 
     code, ver, _ = run(capsys, "verify", "--store", store, "--format", "json")
-    assert code == 0 and ver == {"ok": True, "problems": []}
+    assert code == 0 and ver == {"ok": True, "problems": [], "fingerprint_scope": "model", "notes": []}
 
     code, why, err = run(capsys, "why", "Aria Nakamura", "--from", "seq=1", "--to", "head", "--store", store, "--format", "json")
     assert code == 0, err

@@ -112,3 +112,24 @@ def test_exported_checkpoint_recalls_the_facts_without_memlog(populated_store, t
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
         completion = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         assert is_recalled(completion, fact["object"]) == fact["recalled"], (fact, completion)
+
+
+def test_edited_fact_text_and_lost_last_event_are_detected(populated_store, tmp_path, capsys):
+    """Tamper evidence on the embedded model's store: verify exits 2 naming the event, and
+    inject refuses to write on top of it."""
+    import duckdb
+
+    path, _, _, head = populated_store
+    for name, statements, expected in (
+        ("edited", ["UPDATE events SET payload = replace(payload, '\"object\":\"', '\"object\":\"X') WHERE seq = (SELECT min(seq) FROM events WHERE kind = 'FactInjected')"], "does not match its link"),
+        ("truncated", [f"DELETE FROM events WHERE seq = {head}", f"DELETE FROM chain WHERE seq = {head}"], f"but HEAD records seq {head}"),
+    ):
+        copy = tmp_path / name
+        shutil.copytree(path, copy)
+        with duckdb.connect(str(copy / "log.duckdb")) as conn:
+            for sql in statements:
+                conn.execute(sql)
+        code, report, _ = run(capsys, "verify", "--store", str(copy), "--format", "json")
+        assert code == 2 and any(expected in p for p in report["problems"]), report
+        code, _, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", str(copy))
+        assert code == 2 and "refusing to write" in err

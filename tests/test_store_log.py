@@ -29,7 +29,8 @@ from memlog.store.events import (
     StoreCreated,
     encode_event,
 )
-from memlog.store.log import EventLog, LoggedEvent
+from memlog.store.chain import link
+from memlog.store.log import FORMAT_VERSION, EventLog, LoggedEvent
 from memlog.store.store import Store, verify_store
 
 HEADER = StoreCreated(
@@ -176,6 +177,9 @@ def test_newer_schema_row_gives_clear_error(store):
         conn.execute(
             "INSERT INTO events VALUES (3, now(), 'PerplexityMeasured', 7, NULL, NULL, NULL, NULL, ?)", [future]
         )
+    rows, links = store.log.chain_rows()  # a future memlog also chains what it writes
+    with duckdb.connect(str(store.path / "log.duckdb")) as conn:
+        conn.execute("INSERT INTO chain VALUES (3, ?)", [link(links[-1][1], rows[-1])])
     with pytest.raises(EventSchemaError, match=rf"seq 3 .*schema version 7.*up to version {SCHEMA_VERSION}; upgrade memlog"):
         store.log.read()
     assert [le.seq for le in store.log.read(until_seq=2)] == [1, 2]
@@ -186,7 +190,7 @@ def test_newer_schema_row_gives_clear_error(store):
 def test_header(store, tmp_path):
     assert store.log.header() == HEADER
     values = store.log.header_values()
-    assert values["format"] == 1 and values["fingerprint"] == "sha256:abc" and values["model_id"] == "tiny"
+    assert values["format"] == FORMAT_VERSION == 2 and values["fingerprint"] == "sha256:abc" and values["model_id"] == "tiny"
     assert store.log.read(until_seq=1)[0].event == HEADER
     reopened = EventLog.open(store.path / "log.duckdb")
     assert reopened.header() == HEADER
@@ -197,7 +201,7 @@ def test_header(store, tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(UserError, match=re.escape(f"no memlog store at {missing}; create one with `memlog init --store {missing}`")):
         Store.open(missing)
-    assert sorted(p.name for p in store.path.iterdir()) == ["LOCK", "deltas.zarr", "log.duckdb"]
+    assert sorted(p.name for p in store.path.iterdir()) == ["HEAD", "LOCK", "deltas.zarr", "log.duckdb"]
 
 
 def test_newer_format_refused(store):
@@ -260,7 +264,7 @@ def test_encoding_is_stable(store):
 
 def test_not_a_log(tmp_path):
     (tmp_path / "log.duckdb").write_text("garbage")
-    with pytest.raises(IntegrityError, match="not a readable DuckDB event log"):
+    with pytest.raises(IntegrityError, match="damaged or truncated"):
         EventLog.open(tmp_path / "log.duckdb")
     with duckdb.connect(str(tmp_path / "other.duckdb")):
         pass
@@ -276,7 +280,10 @@ def test_verify_reports_gaps_and_index_mismatch(store):
         conn.execute("INSERT INTO edit_versions VALUES ('e00042', 1, 4)")
     assert verify_store(store) == [
         "seq gap: 2 is followed by 5 (missing 3..4)",
+        "event seq 5 is not in the hash chain: it was added outside memlog",
         "edit_versions index lists edit e00042 v1 at seq 4, but no event creates it",
     ]
-    # the next append continues after the highest seq; it never fills or reuses a gap
-    assert store.append([PerplexityMeasured(ppl=3.0, phase="wake")])[0].seq == 6
+    # nothing is written on top of a log that was changed outside memlog
+    with pytest.raises(IntegrityError, match="hash chain is broken"):
+        store.append([PerplexityMeasured(ppl=3.0, phase="wake")])
+    assert store.log.head_seq() == 5

@@ -7,12 +7,18 @@ too), external access (files, ``COPY … TO``, extensions) is disabled and the c
 locked. ``DELETE``, ``UPDATE``, ``INSERT``, ``DROP`` and ``CREATE`` (outside ``temp``) are all
 refused by DuckDB itself, with its own message.
 
+Queries run on a *snapshot*: a copy of the log file taken while a read-only attach holds the
+file's shared lock for the moment of the copy (so no writer is half-way through a commit).
+A long query therefore never keeps a writer (``memlog inject`` or ``sleep`` in another
+process) from its exclusive lock; it sees the log as it was when it started.
+
 ``connect`` yields such a connection for a store; ``log_path`` finds the store's log file;
 ``quote`` makes a SQL string literal.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +52,20 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def snapshot(log_file: Path, target: Path) -> Path:
+    """Copy the log to ``target`` under a short read-only attach (waits out a writer's commit)."""
+    conn = duckdb.connect(":memory:")
+    try:
+        _attach_log(conn, log_file)
+        shutil.copyfile(log_file, target)
+        wal = log_file.with_name(log_file.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+    finally:
+        conn.close()
+    return target
+
+
 def _build_views_file(views_file: Path, log_file: Path) -> None:
     conn = duckdb.connect(str(views_file))
     try:
@@ -61,13 +81,13 @@ def connect(store_dir: Path | str, export_dir: Path | str | None = None) -> Iter
     """A connection to a store's log in which every database is read-only, with the views.
 
     The views live in a DuckDB file made for this connection (in a temporary directory) and
-    opened read-only; the log is attached read-only as ``log``. External access is then
+    opened read-only; a snapshot of the log, in the same directory, is attached read-only as ``log``. External access is then
     disabled (no files read or written, no other databases attached) and the configuration
     locked, so nothing a query says can change the log. ``export_dir`` is the one directory
     that ``COPY … TO`` may then write into.
     """
-    log_file = log_path(store_dir).resolve()
     with tempfile.TemporaryDirectory(prefix="memlog-sql-") as tmp:
+        log_file = snapshot(log_path(store_dir).resolve(), Path(tmp) / LOG_FILE)
         views_file = Path(tmp) / "views.duckdb"
         _build_views_file(views_file, log_file)
         conn = duckdb.connect(str(views_file), read_only=True)

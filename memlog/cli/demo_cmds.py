@@ -14,7 +14,7 @@ import typer
 from rich.console import Group
 
 from memlog.cli.common import FormatOpt, quiet_model_loading
-from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, table
+from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, styled, table
 from memlog.errors import UserError
 
 Say = Callable[[object], None]
@@ -27,7 +27,7 @@ class RichNarrator:
         self.say = say
 
     def step(self, number: int, text: str) -> None:
-        self.say(f"[bold]{number}.[/] {text}")
+        self.say(styled((f"{number}.", "bold"), f" {text}"))
 
     def note(self, text: str) -> None:
         self.say(f"   {text}")
@@ -70,7 +70,7 @@ def travel_summary(travel: dict):
         rows,
         compact=True,
     )
-    lines = [t, "   replay verified: the rebuilt weights reproduce the recorded audit" if travel["verified"] else "   [red]replay NOT verified[/]"]
+    lines = [t, "   replay verified: the rebuilt weights reproduce the recorded audit" if travel["verified"] else styled(("   replay NOT verified", "red"))]
     ex = travel["example"]
     if ex:
         lines.append(f"   e.g. \"{ex['prompt']}\" → then {ex['then']!r}, now {ex['now']!r} (object: {ex['object']})")

@@ -1,7 +1,10 @@
 """CLI output: one JSON document on stdout in ``--format json``, rich tables otherwise.
 
 Progress (``memlog.cli.progress``: bars on a terminal, plain lines otherwise) and logs always go
-to stderr, so stdout stays machine-readable.
+to stderr, so stdout stays machine-readable. The consoles print text as it is: data such as a
+fact's subject ``[bold]Oslo`` or ``a [/] b`` is never read as rich markup (or emoji codes).
+Styling is added with ``rich.text.Text`` objects (``styled``), never by formatting data into
+markup strings.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from memlog.cli.progress import progress_bars  # noqa: F401 - the commands import it from here
 
@@ -23,12 +27,19 @@ class Format(str, Enum):
     json = "json"
 
 
-def stdout() -> Console:
-    return Console(file=sys.stdout, soft_wrap=True)
+def stdout(markup: bool = False) -> Console:
+    """The console for results; ``markup`` only for fixed text that holds no data."""
+    return Console(file=sys.stdout, soft_wrap=True, markup=markup, emoji=False, highlight=False)
 
 
-def stderr() -> Console:
-    return Console(file=sys.stderr)
+def stderr(markup: bool = False) -> Console:
+    return Console(file=sys.stderr, markup=markup, emoji=False, highlight=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and ``(text, style)`` pairs, e.g. ``styled(("ok", "green"), ": done")``;
+    the strings are printed literally."""
+    return Text.assemble(*parts)
 
 
 def _default(value: Any):
@@ -58,13 +69,15 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], compact:
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*["" if v is None else _fmt(v) for v in row])
+        t.add_row(*[Text("") if v is None else _fmt(v) for v in row])
     return t
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
     if isinstance(value, bool):
-        return "[green]yes[/]" if value else "[red]no[/]"
+        return Text("yes", style="green") if value else Text("no", style="red")
     if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+        return Text(f"{value:.3f}")
+    return Text(str(value))

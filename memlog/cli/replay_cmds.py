@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro
-from memlog.cli.output import Format, emit, table
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, store_path
+from memlog.cli.output import Format, emit, styled, table
 
 
 def replay(
@@ -38,13 +38,13 @@ def replay(
             for f in d["facts"]
         ]
         c.print(table(f"state at {d['point']} (seq {d['seq']}, cycle {d['cycle']})", cols, rows))
-        c.print(f"weights rebuilt: sha256 {d['weights_sha256'][:16]}… " + ("matches the record" if d["weights_match"] else "no record to compare" if d["weights_match"] is None else "[red]DIFFERS from the record[/]"))
+        c.print(styled(f"weights rebuilt: sha256 {d['weights_sha256'][:16]}… ", ("matches the record", "") if d["weights_match"] else ("no record to compare", "") if d["weights_match"] is None else ("DIFFERS from the record", "red")))
         if d.get("diff") is not None:
             from memlog.cli.analytics_cmds import render_diff
 
             render_diff(c, d["diff"])
         if verify:
-            c.print("[green]verified[/]: recall recomputed matches the audit recorded then" if d["verified"] else f"[red]not verified[/]: mismatches {d.get('mismatches')}")
+            c.print(styled(("verified", "green"), ": recall recomputed matches the audit recorded then") if d["verified"] else styled(("not verified", "red"), f": mismatches {d.get('mismatches')}"))
 
     emit(data, fmt, render)
     if verify and data["verified"] is False:
@@ -80,7 +80,7 @@ def _history_rows(history: list[dict]) -> list[list]:
 
 
 def render_why(c, d: dict) -> None:
-    c.print(f"[bold]{d['subject']} {d['relation']} {d['object']}[/] ({d['fact_id']}, {'active' if d['active'] else 'pruned'})")
+    c.print(styled((f"{d['subject']} {d['relation']} {d['object']}", "bold"), f" ({d['fact_id']}, {'active' if d['active'] else 'pruned'})"))
     c.print(table("history", ["seq", "event", "cycle", "recalled", "completion / edit"], _history_rows(d["history"]), compact=True))
     if d["window"] is None:
         c.print(f"   {d.get('note', 'nothing to explain')}")
@@ -88,7 +88,7 @@ def render_why(c, d: dict) -> None:
     w = d["window"]
     yes_no = lambda r: "recalled" if r else "not recalled"  # noqa: E731
     rows = [
-        [s["seq"], s["what"] + (" [dim](its own edit)[/]" if s["own"] else ""), s["recalled"], repr(s["completion"]), "←" if s["changed"] else ""]
+        [s["seq"], styled(s["what"], (" (its own edit)" if s["own"] else "", "dim")), s["recalled"], repr(s["completion"]), "←" if s["changed"] else ""]
         for s in d["steps"]
     ]
     title = f"replayed seq {w['from_seq']} → {w['to_seq']} ({yes_no(w['recalled_from'])} → {yes_no(w['recalled_to'])})"
@@ -139,8 +139,9 @@ def export(
     fmt: Format = FormatOpt,
 ):
     """Save the model with its memory, as it was at a point, as a plain Hugging Face checkpoint."""
-    from memlog.replay.export import MANIFEST, export_model
+    from memlog.replay.export import MANIFEST, check_out, export_model
 
+    check_out(out, store_path(store))  # before loading the model
     mem = open_ro(store, device)
     try:
         data = export_model(mem, out, at)

@@ -8,7 +8,7 @@ import msgspec
 import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, store_path
-from memlog.cli.output import Format, emit, progress_bars, table
+from memlog.cli.output import Format, emit, progress_bars, styled, table
 
 
 def _read_state(store: Path | None):
@@ -109,7 +109,9 @@ def _summary(row: dict) -> str:
 
 
 def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = FormatOpt):
-    """Integrity check: every referenced delta exists and matches its sha256; replay equals head."""
+    """Integrity check: the hash chain, every referenced delta and its sha256, the base model's
+    fingerprint, and that replay reproduces the recorded weights."""
+    from memlog.core.fingerprint import is_whole_model
     from memlog.engine.open import open_memory
     from memlog.errors import MemlogError
     from memlog.store.store import Store, verify_store
@@ -117,8 +119,16 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
     st = Store.open(store_path(store), writable=False)
     try:
         problems = verify_store(st)
+        recorded = st.log.header().fingerprint if not problems else ""
+        chained = st.log.chained()
     finally:
         st.close()
+    notes = [] if chained else ["the log has no hash chain yet (it was written by an older memlog); its next write adds one"]
+    if recorded and not is_whole_model(recorded):
+        notes.append(
+            "this store records the older, narrower base-model fingerprint (the edit layers' MLP output weights "
+            "only); changes to other weights of the base model are not detected"
+        )
     if not problems:
         from memlog.cli.common import quiet_model_loading
 
@@ -135,8 +145,18 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
                     problems.append(f"replay of the log to seq {mem.head_seq} does not reproduce the recorded weights (sha256 {sha[:12]}… ≠ {expected[:12]}…)")
             finally:
                 mem.close()
-    data = {"ok": not problems, "problems": problems}
-    emit(data, fmt, lambda c, d: c.print("[green]ok[/]: store verified" if d["ok"] else "\n".join(f"[red]problem[/]: {p}" for p in d["problems"])))
+    scope = "model" if is_whole_model(recorded) else "edit-layers" if recorded else None
+    data = {"ok": not problems, "problems": problems, "fingerprint_scope": scope, "notes": notes}
+
+    def render(c, d):
+        if d["ok"]:
+            c.print(styled(("ok", "green"), ": store verified"))
+        for problem in d["problems"]:
+            c.print(styled(("problem", "red"), f": {problem}"))
+        for note in d["notes"]:
+            c.print(styled(("note", "yellow"), f": {note}"))
+
+    emit(data, fmt, render)
     if problems:
         raise typer.Exit(2)
 

@@ -8,8 +8,19 @@ from pathlib import Path
 import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, open_rw
-from memlog.cli.output import Format, emit, progress_bars, table
+from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.errors import UserError
+
+
+def _utf8_lines(path: Path) -> list[str]:
+    """The file's lines, split at newlines only (as editors number them); a line that is not
+    UTF-8 is a UserError naming ``file:line``."""
+    raw = path.read_bytes()
+    try:
+        return [line.removesuffix("\r") for line in raw.decode("utf-8").split("\n")]
+    except UnicodeDecodeError as exc:
+        lineno = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
 
 
 def read_facts_file(path: Path):
@@ -19,7 +30,7 @@ def read_facts_file(path: Path):
     if not path.is_file():
         raise UserError(f"no such facts file: {path}")
     facts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(_utf8_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -120,7 +131,7 @@ def recall(
         data = mem.recall(prompt, at=at, max_new_tokens=max_new_tokens)
     finally:
         mem.close()
-    emit(data, fmt, lambda c, d: c.print(f"[dim]{d['prompt']}[/][bold]{d['completion']}[/]  [dim](seq {d['seq']}, cycle {d['cycle']})[/]"))
+    emit(data, fmt, lambda c, d: c.print(styled((d["prompt"], "dim"), (d["completion"], "bold"), (f"  (seq {d['seq']}, cycle {d['cycle']})", "dim"))))
 
 
 def revert(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from memlog.errors import UserError
 
 MAX_OBJECT_CHARS = 200
+MAX_SUBJECT_CHARS = 200
+MAX_RELATION_CHARS = 200
 _WHITESPACE = re.compile(r"\s+")
 _POSSESSIVE = ("'", "\u2019")
 
@@ -36,6 +38,10 @@ def _check_part(name: str, value: object) -> str:
         raise UserError(f"a fact's {name} must be text, got {type(value).__name__}")
     if not value.strip():
         raise UserError(f"a fact's {name} is empty; give a non-blank {name}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(f"a fact's {name} is not valid Unicode text (unpaired surrogate {value[exc.start]!r}); pass UTF-8 text") from None
     return value
 
 
@@ -55,6 +61,9 @@ class Fact:
         for name in ("subject", "relation", "object"):
             value = _check_part(name, getattr(self, name))
             object.__setattr__(self, name, _WHITESPACE.sub(" ", value.strip()))
+        for name, limit in (("subject", MAX_SUBJECT_CHARS), ("relation", MAX_RELATION_CHARS)):
+            if len(getattr(self, name)) > limit:
+                raise UserError(f"a fact's {name} is {len(getattr(self, name))} characters long; the limit is {limit}. Shorten it.")
         if len(self.object) > MAX_OBJECT_CHARS:
             raise UserError(
                 f"a fact's object is {len(self.object)} characters long; the limit is {MAX_OBJECT_CHARS}. "

@@ -6,8 +6,8 @@ located with ``importlib.util.find_spec``). Dequantising the GGUF takes ~20 s, s
 first load converts it once into a safetensors directory under the cache
 (``$MEMLOG_CACHE``, default ``~/.cache/memlog``), which reloads in a few seconds.
 
-``fingerprint`` hashes the edit layers' base weights: a store records it at creation and
-refuses to open against a model whose fingerprint differs.
+``fingerprint`` hashes the edit layers' base weights: the older, narrower fingerprint that
+stores created before ``memlog.core.fingerprint`` (the whole model) record.
 """
 
 from __future__ import annotations
@@ -183,7 +183,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 
 
 def fingerprint(model: nn.Module, adapter: LayerAdapter, layers: list[int], model_id: str) -> str:
-    """sha256 over the model id, the edit layers and their base weights (as float32 bytes)."""
+    """sha256 over the model id, the edit layers and their base weights (as float32 bytes).
+
+    The older fingerprint, kept to open stores that recorded it; new stores record
+    ``memlog.core.fingerprint.model_fingerprint`` (every weight)."""
     h = hashlib.sha256()
     h.update(model_id.encode())
     h.update(repr(sorted(layers)).encode())
@@ -194,8 +197,30 @@ def fingerprint(model: nn.Module, adapter: LayerAdapter, layers: list[int], mode
     return "sha256:" + h.hexdigest()
 
 
-def parse_layers(text: str) -> list[int]:
-    """Parse ``4-11`` or ``2,3,5`` into a sorted list of layer indices."""
+MAX_LAYERS = 4096  # no causal LM comes near; a bigger range is a typo, refused before it is built
+
+
+def format_layers(layers: list[int]) -> str:
+    """``[2, 3, 4, 7]`` as ``2-4,7``."""
+    parts, start = [], None
+    for i, layer in enumerate(sorted(layers)):
+        if start is None:
+            start = layer
+        nxt = sorted(layers)[i + 1] if i + 1 < len(layers) else None
+        if nxt != layer + 1:
+            parts.append(str(start) if start == layer else f"{start}-{layer}")
+            start = None
+    return ",".join(parts)
+
+
+def parse_layers(text: str, n_layers: int | None = None) -> list[int]:
+    """Parse ``4-11`` or ``2,3,5`` into a sorted list of layer indices.
+
+    Each part is checked before any range is built: indices must lie below ``n_layers``
+    (the model's layer count, when known) and below ``MAX_LAYERS`` in any case.
+    """
+    limit = n_layers if n_layers is not None else MAX_LAYERS
+    where = f"this model has {n_layers} layers (0-{n_layers - 1})" if n_layers is not None else f"memlog handles at most {MAX_LAYERS} layers"
     try:
         layers: set[int] = set()
         for part in text.split(","):
@@ -204,9 +229,13 @@ def parse_layers(text: str) -> list[int]:
                 lo, hi = (int(x) for x in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
-                layers.update(range(lo, hi + 1))
             elif part:
-                layers.add(int(part))
+                lo = hi = int(part)
+            else:
+                continue
+            if lo < 0 or hi >= limit:
+                raise UserError(f"--layers {part} is out of range: {where}")
+            layers.update(range(lo, hi + 1))
     except ValueError:
         raise UserError(f"bad --layers {text!r}; use a range like 2-9 or a list like 2,3,5") from None
     if not layers:

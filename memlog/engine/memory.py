@@ -45,6 +45,7 @@ from memlog.store.events import (
     RecallAudited,
     SleepTriggered,
     StoreCreated,
+    blob_refs,
 )
 from memlog.store.store import Store
 
@@ -146,13 +147,26 @@ class Memory:
 
     @contextmanager
     def unit(self):
-        """One unit of work: commit on success; on failure drop the buffer and rebuild from the log."""
+        """One unit of work: commit on success; on failure drop the buffer, rebuild from the log,
+        and remove the blobs the unit wrote that no committed event references (a writer that
+        gives up leaves nothing behind; after a crash, ``memlog gc`` removes them)."""
+        mark = self.store.blobs.mark()
         try:
             yield
             self.commit()
         except BaseException:
             self._reload()
+            self._drop_orphans(self.store.blobs.created_since(mark))
             raise
+
+    def _drop_orphans(self, written: list[str]) -> None:
+        referenced = {ref.sha256 for item in self.logged for ref in blob_refs(item.event)}
+        for sha in written:
+            if sha not in referenced:
+                try:
+                    self.store.blobs.remove(sha)
+                except OSError:
+                    return  # left for `memlog gc`
 
     def write_deltas(self, result: "EditResult") -> list[LayerDelta]:
         """One packed blob per layer (written before the event that names it)."""
@@ -182,7 +196,11 @@ class Memory:
         auto_sleep: float | None = None,
         progress: ProgressFn = no_progress,
     ) -> InjectReport:
-        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit."""
+        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit.
+
+        Refuses (UserError) before any MEMIT run or blob write when the store is read-only or closed.
+        """
+        self.store.require_writable("inject")
         audit = self.config.audit_after_inject if audit is None else audit
         auto_sleep = self.config.auto_sleep if auto_sleep is None else auto_sleep
         report = InjectReport()
@@ -256,12 +274,14 @@ class Memory:
         return self.emit(event)
 
     def audit(self) -> RecallAudited:
+        self.store.require_writable("audit")
         with self.unit():
             event = self.record_audit("manual", None)
         return event
 
     def revert(self, edit_id: str, reason: str = "manual") -> int:
         """Take an edit's current version out of the weights (an event; the fact stays, degraded)."""
+        self.store.require_writable("revert")
         entry = self.ledger.entries.get(edit_id)
         if entry is None:
             known = ", ".join(sorted(self.ledger.entries)[:10]) or "none"
@@ -277,6 +297,7 @@ class Memory:
     def sleep(self, cycles: int | None = None, until_converged: bool = False, progress: ProgressFn = no_progress, **overrides):
         """Run sleep cycles (``memlog.engine.sleep``): ``cycles`` of them, or until two clean cycles
         in a row with ``until_converged``; ``overrides`` change the engine policy for this call."""
+        self.store.require_writable("sleep")
         config = self.config.with_overrides(**overrides)
         return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
 
@@ -356,8 +377,8 @@ def covariances_from_log(store: Store, logged) -> dict[int, torch.Tensor]:
 def check_fingerprint(header: StoreCreated, actual: str, model_desc: str) -> None:
     if header.fingerprint != actual:
         raise ModelMismatchError(
-            f"the store was created for model {header.model_id!r} (fingerprint {header.fingerprint[:19]}…), "
-            f"but {model_desc} has fingerprint {actual[:19]}…; open it with the model it was made for"
+            f"the store was created for model {header.model_id!r} (fingerprint {header.fingerprint[:25]}…), "
+            f"but {model_desc} has fingerprint {actual[:25]}…; open it with the model it was made for"
         )
 
 

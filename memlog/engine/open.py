@@ -1,6 +1,6 @@
 """Creating and opening stores with a model: ``init_memory`` and ``open_memory``.
 
-``init_memory`` loads (or takes) the model, fingerprints its edit layers, computes the
+``init_memory`` loads (or takes) the model, fingerprints all its weights, computes the
 per-layer key covariance once (reusing a copy cached under ``$MEMLOG_CACHE`` keyed by
 fingerprint, layer, sample count and corpus hash), and records ``StoreCreated``,
 ``CovarianceComputed`` and the base perplexity.
@@ -21,9 +21,10 @@ import torch
 
 from memlog.core.corpus import corpus_sha256
 from memlog.core.covariance import compute_covariance
+from memlog.core.fingerprint import cached_model_fingerprint, fingerprint_for
 from memlog.core.memit import prepare_covariances
 from memlog.core.memit_hparams import MemitConfig
-from memlog.core.model import LoadedModel, ModelSpec, cache_dir, fingerprint, load_model
+from memlog.core.model import LoadedModel, ModelSpec, cache_dir, format_layers, load_model
 from memlog.engine.config import EngineConfig
 from memlog.engine.editor import MemitEditor
 from memlog.engine.memory import Memory, check_fingerprint, covariances_from_log, memit_config_of
@@ -77,9 +78,9 @@ def init_memory(
     n_layers = lm.adapter.num_layers(lm.model)
     bad = [x for x in layers if not 0 <= x < n_layers]
     if bad:
-        raise UserError(f"--layers {bad} out of range: this model has layers 0-{n_layers - 1}")
+        raise UserError(f"--layers {format_layers(bad)} is out of range: this model has {n_layers} layers (0-{n_layers - 1})")
     engine = engine or EngineConfig()
-    fp = fingerprint(lm.model, lm.adapter, layers, spec.model)
+    fp = cached_model_fingerprint(lm)
     covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus_path, progress)
     header = StoreCreated(
         model_id=spec.model,
@@ -131,7 +132,8 @@ def open_memory(
                     keep_unquantized=tuple(header.layers),
                 )
             )
-        check_fingerprint(header, fingerprint(lm.model, lm.adapter, list(header.layers), header.model_id), f"model {lm.model_id!r} ({lm.source})")
+        actual = fingerprint_for(header.fingerprint, lm, list(header.layers), header.model_id)
+        check_fingerprint(header, actual, f"model {lm.model_id!r} ({lm.source})")
         memit = memit_config_of(header)
         covs = covariances_from_log(store, store.log.read(kinds=["CovarianceComputed"]))
         engine = EngineConfig.from_dict(header.config.get("engine", {})).with_overrides(**(engine_overrides or {}))

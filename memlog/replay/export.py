@@ -28,7 +28,12 @@ from memlog.replay.replay import fact_rows
 MANIFEST = "memlog-export.json"
 
 
-def _check_out(out: Path) -> None:
+def check_out(out: Path, store_dir: Path) -> None:
+    """Refuse an export directory that is a file, is not empty, or lies inside the store
+    (where it would mix with the store's files; under the blob store's tmp/ gc deletes it)."""
+    resolved, store = Path(out).resolve(), Path(store_dir).resolve()
+    if resolved == store or store in resolved.parents:
+        raise UserError(f"--out {out} is inside the store {store_dir}; pass a directory outside the store (nothing was written)")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a new directory for the exported model")
     if out.is_dir() and any(out.iterdir()):
@@ -46,7 +51,7 @@ def export_model(mem, out_dir: Path | str, at: str | None = None) -> dict:
             "(create the store without --load-in-4bit) to export"
         )
     out = Path(out_dir)
-    _check_out(out)
+    check_out(out, mem.store.path)
     seq = mem.point_seq(at)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:8]}"
@@ -68,7 +73,7 @@ def export_model(mem, out_dir: Path | str, at: str | None = None) -> dict:
                 "facts": [row for row in fact_rows(ledger) if row["active"]],
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _check_out(out)  # nothing appeared there meanwhile
+        check_out(out, mem.store.path)  # nothing appeared there meanwhile
         if out.is_dir():
             out.rmdir()
         os.replace(tmp, out)

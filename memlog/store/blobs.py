@@ -107,6 +107,7 @@ class BlobStore:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        self._created: list[str] = []  # blobs this object wrote (not those it found already stored)
         self._ensure_layout()
 
     def __repr__(self) -> str:
@@ -140,7 +141,16 @@ class BlobStore:
         tmp_name = uuid.uuid4().hex
         self._write_array(f"{TMP_DIR}/{tmp_name}", arr)
         self._publish(self.root / TMP_DIR / tmp_name, final)
+        self._created.append(ref.sha256)
         return ref
+
+    def mark(self) -> int:
+        """A position in this object's write history, for ``created_since``."""
+        return len(self._created)
+
+    def created_since(self, mark: int) -> list[str]:
+        """The blobs this object wrote after ``mark`` (a unit of work that failed may drop them)."""
+        return list(self._created[mark:])
 
     def _write_array(self, name: str, arr: np.ndarray) -> None:
         chunks = tuple(max(1, d) for d in arr.shape)
@@ -221,7 +231,7 @@ class BlobStore:
         return {p.name for p in blobs.iterdir() if p.is_dir() and _SHA_RE.match(p.name)}
 
     def remove(self, sha: str) -> None:
-        """Delete a blob (only ``gc`` should do this, under the writer lock).
+        """Delete a blob (under the writer lock: ``gc``, or a writer dropping what a failed unit wrote).
 
         The blob is first renamed into ``tmp/`` (atomic), so an interrupted removal leaves a
         tmp leftover, never a half-deleted blob under its name.

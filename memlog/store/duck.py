@@ -5,6 +5,11 @@ in-memory DuckDB instance (``Duck``), works, and detaches it (closing the file a
 checkpointing after writes), so a long-running writer never keeps another process from
 reading. DuckDB refuses to open a file that another process holds in a conflicting mode;
 such opens are retried for a few seconds (``LOCK_WAIT_S``) before StoreLockedError.
+
+A file DuckDB cannot read (truncated, overwritten, failing its block checksums) raises
+``LogDamagedError`` (an IntegrityError, exit 2) naming the file, whether the failure comes
+from attaching it or from a query that reaches a damaged block; a file the process may not
+open raises UserError.
 """
 
 from __future__ import annotations
@@ -17,10 +22,36 @@ from typing import Iterator
 
 import duckdb
 
-from memlog.errors import StoreLockedError
+from memlog.errors import IntegrityError, StoreLockedError, UserError
 
 LOCK_WAIT_S = 15.0
 _ALIAS = "memlog_log"
+
+
+class LogDamagedError(IntegrityError):
+    """The event log file exists but DuckDB cannot read it."""
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else exc.__class__.__name__
+
+
+def damaged(path: Path, exc: Exception) -> LogDamagedError:
+    return LogDamagedError(
+        f"event log {path} is damaged or truncated and cannot be read ({_first_line(exc)}); "
+        f"restore {Path(path).name} from a backup of the store, then run `memlog verify`"
+    )
+
+
+def _is_permission_problem(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "permission denied" in text or "read-only file system" in text
+
+
+def _is_damage(exc: Exception) -> bool:
+    """Errors that come from the file's content, not from the SQL memlog sent."""
+    return isinstance(exc, duckdb.Error) and not isinstance(exc, (duckdb.ProgrammingError, duckdb.IntegrityError))
 
 
 def _is_lock_conflict(exc: Exception) -> bool:
@@ -39,9 +70,11 @@ def attach(conn: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait_s:
         try:
             conn.execute(f"ATTACH '{quoted}' AS {alias}{mode}")
             return
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             if not _is_lock_conflict(exc):
-                raise
+                if _is_permission_problem(exc):
+                    raise UserError(f"cannot open the event log {path}: {_first_line(exc)}; check the store's permissions") from exc
+                raise damaged(path, exc) from exc
             if time.monotonic() >= deadline:
                 raise StoreLockedError(
                     f"event log {path} stayed busy for {wait_s:.0f} s (another process has it open): {exc}"
@@ -76,9 +109,21 @@ class Duck:
             try:
                 conn.execute(f"USE {_ALIAS}")
                 yield conn
+            except duckdb.Error as exc:
+                if _is_damage(exc):
+                    raise damaged(path, exc) from exc
+                raise
             finally:
-                conn.execute("USE memory")
-                conn.execute(f"DETACH {_ALIAS}")
+                self._detach(conn)
+
+    def _detach(self, conn: duckdb.DuckDBPyConnection) -> None:
+        try:
+            conn.execute("USE memory")
+            conn.execute(f"DETACH {_ALIAS}")
+        except duckdb.Error:
+            # A damaged file can invalidate the whole instance; start a fresh one next time.
+            self._conn = None
+            conn.close()
 
 
 @contextmanager

@@ -9,6 +9,7 @@ Tables (queryable with plain SQL, e.g. ``memlog sql``)::
     events(seq BIGINT PRIMARY KEY, ts TIMESTAMPTZ, kind VARCHAR, schema INTEGER,
            edit_id VARCHAR, version INTEGER, fact_id VARCHAR, cycle INTEGER, payload JSON)
     edit_versions(edit_id VARCHAR, version INTEGER, seq BIGINT, PRIMARY KEY (edit_id, version))
+    chain(seq BIGINT PRIMARY KEY, hash VARCHAR)    the hash chain over the events (memlog.store.chain)
 
 ``seq`` is global and gap-free, starting at 1 with the StoreCreated event. ``payload`` is
 the msgspec JSON encoding of the event (``encode_event``); the other columns are copies
@@ -26,6 +27,10 @@ Rules this module keeps:
   ``memlog status`` in another process from reading; opens that meet a conflicting lock
   are retried for a few seconds (``LOCK_WAIT_S``). The connection helpers live in
   ``memlog.store.duck``, the event/row conversions in ``memlog.store.rows``.
+* Every appended event gets its link in the hash chain in the same transaction, and an
+  append on top of a broken last link (or a chain that does not cover every event) is
+  refused. Format 1 logs (no ``chain`` table) get the chain over all their events with
+  their first append.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import duckdb
 import msgspec
 
 from memlog.errors import IntegrityError, UserError
+from memlog.store.chain import CHAIN_DDL, GENESIS, ROW_COLUMNS, Head, chain_links, chain_tip, has_chain, row_for_link
 from memlog.store.duck import LOCK_WAIT_S, Duck, transaction
 from memlog.store.events import (
     EVENT_KINDS,
@@ -55,7 +61,7 @@ from memlog.store.rows import decode_row, encode_checked, event_row, utc_from_ep
 
 __all__ = ["FORMAT_VERSION", "LOCK_WAIT_S", "EventLog", "LoggedEvent", "RawRow"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the chain table; 1: no hash chain
 
 _DDL = """
 CREATE TABLE header (
@@ -80,6 +86,7 @@ CREATE TABLE edit_versions (
     PRIMARY KEY (edit_id, version)
 );
 """
+
 
 
 class LoggedEvent(msgspec.Struct, frozen=True):
@@ -231,13 +238,11 @@ class EventLog:
         }
         with self._duck.attached(tmp, read_only=False) as conn:
             with transaction(conn):
-                conn.execute(_DDL)
+                conn.execute(_DDL + CHAIN_DDL)
                 appender = conn.appender("header")
                 appender.append_rows([(key, msgspec.json.encode(value).decode()) for key, value in header.items()])
                 appender.flush()
-                appender = conn.appender("events")
-                appender.append_rows([event_row(1, ts, header_event, payload)])
-                appender.flush()
+                _insert(conn, [event_row(1, ts, header_event, payload)], [], GENESIS)
             conn.execute("CHECKPOINT")
 
     @classmethod
@@ -284,8 +289,11 @@ class EventLog:
             try:
                 with transaction(conn):
                     head = _head(conn)
+                    previous = chain_tip(conn, head, self.path, FORMAT_VERSION)
                     logged = [LoggedEvent(head + i + 1, ts, e) for i, e in enumerate(events)]
-                    _insert(conn, logged, payloads)
+                    rows = [event_row(le.seq, le.ts, le.event, p) for le, p in zip(logged, payloads)]
+                    versions = [(*edit_key(le.event), le.seq) for le in logged if edit_key(le.event) is not None]
+                    _insert(conn, rows, versions, previous)
             except duckdb.ConstraintException as exc:
                 # Rolled back. A repeated (edit_id, version) is the expected cause: name it.
                 raise _refused(_existing_keys(conn, keys), len(events), exc) from exc
@@ -318,6 +326,26 @@ class EventLog:
         with self._duck.attached(self.path, read_only=True) as conn:
             rows = conn.execute("SELECT seq, kind, schema, payload FROM events ORDER BY seq").fetchall()
         return [RawRow(seq, kind, schema, payload) for seq, kind, schema, payload in rows]
+
+    def chained(self) -> bool:
+        """Whether the log has a hash chain (format 2; format 1 logs get one with their next append)."""
+        with self._duck.attached(self.path, read_only=True) as conn:
+            return has_chain(conn)
+
+    def chain_rows(self) -> tuple[list[tuple], list[tuple[int, str]]]:
+        """Every events row as the chain hashes it, and the stored links (both in seq order)."""
+        with self._duck.attached(self.path, read_only=True) as conn:
+            rows = conn.execute(f"SELECT {ROW_COLUMNS} FROM events ORDER BY seq").fetchall()
+            links = conn.execute("SELECT seq, hash FROM chain ORDER BY seq").fetchall() if has_chain(conn) else []
+        return rows, links
+
+    def chain_head(self) -> Head | None:
+        """The last link of the chain (None for a log without one)."""
+        with self._duck.attached(self.path, read_only=True) as conn:
+            if not has_chain(conn):
+                return None
+            row = conn.execute("SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1").fetchall()
+        return Head(seq=row[0][0], hash=row[0][1]) if row else None
 
     def edit_versions(self) -> list[tuple[str, int, int]]:
         """The (edit_id, version, seq) index rows, in seq order."""
@@ -354,13 +382,15 @@ def _head(conn: duckdb.DuckDBPyConnection) -> int:
     return conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0]
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, logged: list[LoggedEvent], payloads: list[str]) -> None:
+def _insert(conn: duckdb.DuckDBPyConnection, rows: list[tuple], versions: list[tuple], previous: str) -> None:
     """Batched inserts through DuckDB's appender: one statement per table per flush."""
     appender = conn.appender("events")
-    appender.append_rows([event_row(le.seq, le.ts, le.event, p) for le, p in zip(logged, payloads)])
+    appender.append_rows(rows)
     appender.flush()
-    versions = [(*edit_key(le.event), le.seq) for le in logged if edit_key(le.event) is not None]
     if versions:
         appender = conn.appender("edit_versions")
         appender.append_rows(versions)
         appender.flush()
+    appender = conn.appender("chain")
+    appender.append_rows(chain_links([row_for_link(row) for row in rows], previous))
+    appender.flush()

@@ -26,6 +26,11 @@ def utc_from_epoch_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def epoch_us(ts: datetime) -> int:
+    """Microseconds since the epoch, exactly (DuckDB's ``epoch_us(ts)``)."""
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
 def _fact_id(event: Event) -> str | None:
     fact = getattr(event, "fact", None)
     if fact is not None and hasattr(fact, "fact_id"):

@@ -5,9 +5,12 @@ Layout of a store directory::
     <store>/log.duckdb     the append-only event log (EventLog)
     <store>/deltas.zarr/   delta factors, keys and covariances (BlobStore)
     <store>/LOCK           the writer lock (WriterLock); holds the writer's PID
+    <store>/HEAD           the head of the log's hash chain after the last commit (memlog.store.chain)
 
 ``Store.open(dir, writable=True)`` takes the writer lock and keeps it until ``close()``;
-readers (``writable=False``) take no lock. ``verify_store`` lists integrity problems and
+readers (``writable=False``) take no lock; a writable open first checks the log's hash chain
+and head file and refuses (ChainBrokenError) when stored events were changed or removed.
+``verify_store`` lists integrity problems and
 ``gc`` removes blobs that no event references (the leftovers of a crash between writing
 a delta and committing its event).
 """
@@ -19,6 +22,7 @@ from typing import Sequence
 
 from memlog.errors import IntegrityError, UserError
 from memlog.store.blobs import BlobStore
+from memlog.store.chain import ChainBrokenError, chain_problems, head_path, head_problems, read_head, write_head
 from memlog.store.events import (
     CovarianceComputed,
     EditRefreshed,
@@ -49,6 +53,7 @@ class Store:
         self._log = log
         self._blobs = blobs
         self._lock = lock
+        self._closed = False
 
     def __repr__(self) -> str:
         mode = "writable" if self.writable else "read-only"
@@ -77,6 +82,7 @@ class Store:
                 raise UserError(f"{path} already holds a memlog store; use it, or pass another --store directory")
             blobs = BlobStore(path / BLOBS_NAME)
             log = EventLog.create(path / LOG_NAME, header)
+            write_head(path, log.chain_head())
         except BaseException:
             lock.release()
             raise
@@ -94,6 +100,8 @@ class Store:
                 raise IntegrityError(f"store {path} has an event log but no {BLOBS_NAME}/; the store is damaged")
             log = EventLog.open(path / LOG_NAME)
             blobs = BlobStore(path / BLOBS_NAME)
+            if writable:
+                _refuse_broken_chain(path, log)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -102,6 +110,7 @@ class Store:
 
     def close(self) -> None:
         """Release the writer lock (if held). The log and blobs hold nothing else open."""
+        self._closed = True
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -130,7 +139,14 @@ class Store:
     def writable(self) -> bool:
         return self._lock is not None and self._lock.held
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def require_writable(self, what: str) -> None:
+        """UserError unless this store is open with the writer lock (checked before any work)."""
+        if self._closed:
+            raise UserError(f"{what} needs an open store, but {self._path} was closed; open it again")
         if not self.writable:
             raise UserError(f"{what} needs the store opened writable (the writer lock): {self._path}")
 
@@ -139,7 +155,31 @@ class Store:
     def append(self, events: Sequence[Event]) -> list[LoggedEvent]:
         """Append events under the writer lock, refusing any that name a blob not yet stored."""
         self.require_writable("appending events")
-        return self._log.append(events, blobs=self._blobs)
+        logged = self._log.append(events, blobs=self._blobs)
+        if logged:
+            write_head(self._path, self._log.chain_head())
+        return logged
+
+
+def chain_check(path: Path, log: EventLog) -> list[str]:
+    """Problems the hash chain and the head file show (stored events changed, added or removed)."""
+    rows, links = log.chain_rows()
+    recorded = read_head(path)
+    if not links:
+        if recorded is not None:
+            return [f"the log has no hash chain, but {head_path(path)} records one: the chain was removed"]
+        return []  # a log written before the chain existed
+    return chain_problems(rows, links) + head_problems(recorded, links, path)
+
+
+def _refuse_broken_chain(path: Path, log: EventLog) -> None:
+    problems = chain_check(path, log)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ChainBrokenError(
+            f"refusing to write to {path}: {problems[0]}{more}; run `memlog verify --store {path}` and restore "
+            "the store from a backup"
+        )
 
 
 # ------------------------------------------------------------------ verification
@@ -241,14 +281,15 @@ def _blob_problems(events: list[tuple[int, Event]], blobs: BlobStore) -> list[st
 def verify_store(store: Store) -> list[str]:
     """Integrity problems of the store as human-readable strings; an empty list means intact.
 
-    Checks: the header, gap-free seq from 1, every event decodes, the edit_versions index
-    agrees with the events, and every referenced blob exists with the right shape, dtype
-    and sha256.
+    Checks: the header, gap-free seq from 1, the hash chain and the head file, every event
+    decodes, the edit_versions index agrees with the events, and every referenced blob
+    exists with the right shape, dtype and sha256.
     """
     rows = store.log.read_raw()
     events, decode_problems = _decode_rows(rows)
     problems = _header_problems(store, events)
     problems += _seq_problems(rows)
+    problems += chain_check(store.path, store.log)
     problems += decode_problems
     undecodable = {row.seq for row in rows} - {seq for seq, _event in events}
     problems += _edit_index_problems(events, store.log.edit_versions(), undecodable)
