@@ -7,3 +7,5 @@ of that log.
 """
 
 __version__ = "0.1.0"
+
+from memlog.adapters.attach import attach, detach  # noqa: E402
