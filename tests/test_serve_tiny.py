@@ -100,6 +100,7 @@ def test_inject_by_post_then_listed_and_replayed(server):
         ("/v1/chat/completions", {"model": "memlog:store", "messages": []}, 400, "messages"),
         ("/v1/chat/completions", {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}, 404, "unknown model"),
         ("/v1/completions", {"model": "memlog:store", "prompt": "hi", "n": 2}, 400, "n"),
+        ("/v1/chat/completions", {"model": "memlog:store", "messages": [{"role": "user", "content": "hi"}], "continue_final_message": True}, 400, "continue_final_message"),
     ],
 )
 def test_bad_requests_get_4xx_json_and_write_nothing(server, path, payload, status, message):

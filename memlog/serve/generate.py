@@ -34,13 +34,17 @@ class Piece:
     completion_tokens: int = 0
 
 
-def chat_ids(lm: LoadedModel, messages: list[dict]) -> list[int]:
-    """Token ids of a conversation through the tokenizer's chat template (plain role lines without one)."""
+def chat_ids(lm: LoadedModel, messages: list[dict], continue_final: bool = False) -> list[int]:
+    """Token ids of a conversation through the tokenizer's chat template (plain role lines without one).
+
+    With ``continue_final`` the last (assistant) message is left open, so the reply continues it.
+    """
     tok = lm.tokenizer
     if getattr(tok, "chat_template", None):
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=not continue_final, continue_final_message=continue_final)
         return list(tok(text, add_special_tokens=False)["input_ids"])
-    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    text = "\n".join(lines) if continue_final else "".join(line + "\n" for line in lines) + "assistant:"
     return list(tok(text)["input_ids"])
 
 

@@ -99,7 +99,7 @@ def chat_completions(body: ChatRequest, request: Request):
     state = _state(request)
     check_model(state, body.model)
     snapshot = state.snapshot
-    ids = chat_ids(snapshot.lm, [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages])
+    ids = chat_ids(snapshot.lm, [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages], body.continue_final_message)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": state.model_name, "system_fingerprint": f"memlog-seq-{snapshot.seq}"}
     pieces = generate(snapshot, ids, body.sampling())
     if body.stream:

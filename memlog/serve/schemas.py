@@ -1,14 +1,15 @@
 """Request bodies of the server (pydantic): the OpenAI subset it answers, and the memory API.
 
 Unknown OpenAI fields are ignored (clients send many); values memlog cannot honour are
-refused with a 400 (``n`` other than 1, a prompt list, an empty conversation).
+refused with a 400 (``n`` other than 1, a prompt list, an empty conversation). Chat takes
+vLLM's ``continue_final_message`` extension: the reply continues a final assistant message.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from memlog.serve.generate import Sampling
 
@@ -57,6 +58,13 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Sampled):
     messages: list[ChatMessage] = Field(min_length=1)
+    continue_final_message: bool = False  # as vLLM: the reply continues a final assistant message
+
+    @model_validator(mode="after")
+    def _final_is_assistant(self) -> "ChatRequest":
+        if self.continue_final_message and self.messages[-1].role != "assistant":
+            raise ValueError("continue_final_message needs the last message to be the assistant's text to continue")
+        return self
 
 
 class FactIn(BaseModel):
