@@ -50,6 +50,7 @@ class Attachment:
     weights_sha256: str
     weights_match_log: bool | None  # the hash the log recorded for these weights, when the dtype matches the store's
     _saved: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    _projector: WeightProjector | None = field(default=None, repr=False)
 
     @property
     def attached(self) -> bool:
@@ -60,11 +61,9 @@ class Attachment:
         """Put back the exact weights the model held before ``attach``."""
         if not self.attached:
             raise UserError("this memory is no longer attached to the model (detach was already called)")
-        adapter = LayerAdapter.for_model(self.model)
-        for layer, saved in self._saved.items():
-            adapter.edit_weight(self.model, layer).copy_(saved)
+        self._projector.write(self._saved)
         delattr(self.model, ATTRIBUTE)
-        self._saved = {}
+        self._saved, self._projector = {}, None
 
 
 def _store_path(store) -> Path:
@@ -93,13 +92,12 @@ def attach(model: nn.Module, store, at: str | None = None) -> Attachment:
         check_fingerprint(header, fingerprint(model, adapter, layers, header.model_id), f"the model passed to attach ({type(model).__name__})")
         seq = logged[-1].seq if at is None else resolve_point(parse_point(at), logged)
         ledger = Ledger.fold([(item.seq, item.event) for item in logged if item.seq <= seq])
-        saved = {layer: adapter.edit_weight(model, layer).detach().clone() for layer in layers}
+        saved = {layer: adapter.edit_weight_view(model, layer).detach().clone() for layer in layers}
         projector = WeightProjector(model, adapter, layers, opened.blobs.get)
         try:
             sha = projector.project(ledger.applied_entries())
         except BaseException:
-            for layer, tensor in saved.items():
-                adapter.edit_weight(model, layer).copy_(tensor)
+            projector.write(saved)
             raise
     finally:
         opened.close()
@@ -114,6 +112,7 @@ def attach(model: nn.Module, store, at: str | None = None) -> Attachment:
         weights_sha256=sha,
         weights_match_log=(sha == ledger.last_weights_sha256) if ledger.last_weights_sha256 else None,
         _saved=saved,
+        _projector=projector,
     )
     setattr(model, ATTRIBUTE, handle)
     return handle

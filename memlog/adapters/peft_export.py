@@ -78,25 +78,24 @@ def adapter_tensors(lm, factors: list[LayerFactors]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@torch.no_grad()
-def _write_factors(mem, lm, factors: list[LayerFactors]) -> None:
-    """Write ``W_base + b a`` into the model's edit layers (the caller restores the head)."""
+def _truncated_weights(mem, factors: list[LayerFactors]) -> dict:
+    """``W_base + b a`` per edit layer (the base where no edit is applied)."""
     by_layer = {f.layer: f for f in factors}
+    weights = {}
     for layer in mem.header.layers:
-        view = lm.adapter.edit_weight_view(lm.model, layer)
         base = mem.projector.base_weight(layer)
         f = by_layer.get(layer)
-        weight = base if f is None else base + f.delta().to(base.device)
-        view.copy_(weight.to(view.dtype))
+        weights[layer] = base if f is None else base + f.delta().to(base.device)
+    return weights
 
 
-def truncation_cost(mem, lm, seq: int, ledger, factors: list[LayerFactors]) -> dict:
+def truncation_cost(mem, seq: int, ledger, factors: list[LayerFactors]) -> dict:
     """Recall of the active facts on the full projection and on the truncated weights."""
     states = ledger.active_facts()
     facts = [fact_of(s.fact) for s in states]
     with mem.weights_at(seq):
         full = mem.editor.audit(facts)
-        _write_factors(mem, lm, factors)
+        mem.projector.write(_truncated_weights(mem, factors))  # weights_at restores the head after
         truncated = mem.editor.audit(facts)
     lost = [s.fact.fact_id for s, a, b in zip(states, full, truncated) if a.recalled and not b.recalled]
     gained = [s.fact.fact_id for s, a, b in zip(states, full, truncated) if b.recalled and not a.recalled]
@@ -135,7 +134,7 @@ def export_peft(mem, out_dir: Path | str, at: str | None = None, max_rank: int |
     if max_rank is not None:
         section["relative_error"] = {str(f.layer): f.relative_error for f in factors}
         section["max_relative_error"] = max(f.relative_error for f in factors)
-        section.update(truncation_cost(mem, lm, seq, ledger, factors))
+        section.update(truncation_cost(mem, seq, ledger, factors))
     with written_atomically(out, mem.store.path) as tmp:
         lora_config(lm, factors, str(mem.header.model_source)).save_pretrained(str(tmp))
         save_file(adapter_tensors(lm, factors), str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})

@@ -54,11 +54,11 @@ class ServingSnapshot:
         lm = mem.editor.lm
         self.layers = list(mem.header.layers)
         self.dtype = lm.adapter.edit_weight_view(lm.model, self.layers[0]).dtype
-        model = serving_copy(lm, self.layers)
-        with torch.no_grad():
-            for layer in self.layers:
-                view = lm.adapter.edit_weight_view(model, layer)
-                view.copy_(mem.projector.base_weight(layer).to(view.dtype))
+        mem.projector.project([])  # copy the model while it holds the base weights
+        try:
+            model = serving_copy(lm, self.layers)
+        finally:
+            mem.project()
         self.lm = LoadedModel(model=model, tokenizer=lm.tokenizer, adapter=lm.adapter, model_id=lm.model_id, source=lm.source, spec=lm.spec)
         self.projector = WeightProjector(model, lm.adapter, self.layers, mem.store.blobs.get)
         self.lock = threading.Lock()  # held by a generation, and by a swap
@@ -89,9 +89,7 @@ class ServingSnapshot:
             ledger = Ledger.fold([(item.seq, item.event) for item in logged])
             sums = self.sums(ledger)
             with self.lock:
-                for layer, weight in sums.items():
-                    view = self.lm.adapter.edit_weight_view(self.lm.model, layer)
-                    view.copy_(weight.to(view.dtype))
+                self.projector.write(sums)
                 self.ledger, self.seq, self._logged = ledger, ledger.head_seq, logged
             return True
 
