@@ -9,6 +9,7 @@ replay and a sleep that does not block reads.
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import httpx
@@ -26,7 +27,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, embedded_tokenizer):
+def base_store(tmp_path_factory, embedded_tokenizer):
+    """A tiny-model store with one fact injected; tests serve copies of it. Returns (store, MEMLOG_CACHE)."""
     from memlog.core.facts import Fact
     from memlog.core.model import ModelSpec
     from memlog.engine.open import init_memory
@@ -41,11 +43,18 @@ def server(tmp_path_factory, embedded_tokenizer):
         mem = init_memory(root / "store", ModelSpec(model=str(model_dir)), layers=[1, 2])
         mem.inject([Fact("Aria Nakamura", "lives in", "Porto")])
         mem.close()
-        with running_server(root / "store", "--api-key", KEY, env={"MEMLOG_CACHE": str(root / "cache")}) as (base, proc):
-            with httpx.Client(base_url=base, timeout=120) as http:
-                yield base, proc, http, root / "store"
     finally:
         mp.undo()
+    return root / "store", root / "cache"
+
+
+@pytest.fixture(scope="module")
+def server(base_store, tmp_path_factory):
+    store = tmp_path_factory.mktemp("served") / "store"
+    shutil.copytree(base_store[0], store)
+    with running_server(store, "--api-key", KEY, env={"MEMLOG_CACHE": str(base_store[1])}) as (base, proc):
+        with httpx.Client(base_url=base, timeout=120) as http:
+            yield base, proc, http, store
 
 
 def client(base: str, key: str = KEY) -> openai.OpenAI:
@@ -172,3 +181,31 @@ def test_serve_refuses_beyond_localhost_without_a_key_and_bad_auto_sleep(server,
     assert parse_sleep_when("pressure>0.2") == 0.2 and parse_duration("10m") == 600 and parse_duration("1.5h") == 5400
     with pytest.raises(UserError):
         parse_duration("soon")
+
+
+def test_automatic_sleep_on_pressure(base_store, tmp_path):
+    """--sleep-when: the tiny model recalls nothing, so pressure is 1.0 after an injection and a sleep starts
+    by itself, logged as SleepTriggered then the cycle's events."""
+    import time
+
+    from memlog.engine.open import open_memory
+
+    shutil.copytree(base_store[0], tmp_path / "store")
+    with running_server(tmp_path / "store", "--sleep-when", "pressure>0.5", "--max-cycles", "1", env={"MEMLOG_CACHE": str(base_store[1])}) as (base, _):
+        with httpx.Client(base_url=base, timeout=60) as http:
+            deadline = time.monotonic() + 600
+            while http.get("/v1/memory/status").json()["auto_sleep"]["sleeps"] < 1:
+                assert time.monotonic() < deadline, "no automatic sleep within 600 s"
+                time.sleep(0.5)
+            status = http.get("/v1/memory/status").json()
+            assert status["cycle"] == 1 and status["auto_sleep"]["pressure_above"] == 0.5
+            time.sleep(2)  # nothing was injected since: no second sleep
+            assert http.get("/v1/memory/status").json()["auto_sleep"]["sleeps"] == 1
+    mem = open_memory(tmp_path / "store", writable=False)  # the model path is the module's tiny model
+    try:
+        kinds = [type(item.event).__name__ for item in mem.logged]
+        trigger = next(item.event for item in mem.logged if type(item.event).__name__ == "SleepTriggered")
+    finally:
+        mem.close()
+    assert kinds.index("SleepTriggered") + 1 == kinds.index("SleepStarted") and kinds.count("SleepStarted") == 1
+    assert trigger.pressure == 1.0 and trigger.threshold == 0.5

@@ -17,6 +17,7 @@ def serve(
     model_name: str = typer.Option(None, "--model-name", help="The model id clients ask for (default: memlog:<store dir name>)."),
     sleep_when: str = typer.Option(None, "--sleep-when", help="Sleep automatically when the pressure exceeds a threshold, e.g. 'pressure>0.2'."),
     sleep_idle: str = typer.Option(None, "--sleep-idle", help="Sleep automatically after this long without requests, e.g. 10m."),
+    max_cycles: int = typer.Option(None, "--max-cycles", help="Cycles a sleep until converged may take (default: the store's, 10)."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
 ):
@@ -27,7 +28,7 @@ def serve(
     pressure = parse_sleep_when(sleep_when) if sleep_when is not None else None
     idle = parse_duration(sleep_idle) if sleep_idle is not None else None
     key = api_key if api_key is not None else os.environ.get("MEMLOG_API_KEY")
-    run_server(lambda: open_rw(store, device), host, port, key, model_name, pressure, idle)
+    run_server(lambda: open_rw(store, device, max_cycles=max_cycles), host, port, key, model_name, pressure, idle)
 
 
 def register(app: typer.Typer) -> None:
