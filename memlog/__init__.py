@@ -8,4 +8,17 @@ of that log.
 
 __version__ = "0.1.0"
 
-from memlog.adapters.attach import attach, detach  # noqa: E402
+import importlib
+
+# Public names loaded on first use, so that `import memlog` (and every CLI start) stays free of torch.
+_LAZY = {
+    "attach": "memlog.adapters.attach",
+    "detach": "memlog.adapters.attach",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memlog' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
