@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Fact": "memlog.core.facts",
+    "attach": "memlog.adapters.attach",
+    "detach": "memlog.adapters.attach",
     "Memory": "memlog.engine.memory",
     "init": "memlog.api",
     "open": "memlog.api",
@@ -33,6 +35,8 @@ _EXPORTS = {
 __all__ = [
     "Fact",
     "Memory",
+    "attach",
+    "detach",
     "init",
     "open",
 ]

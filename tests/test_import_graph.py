@@ -176,6 +176,8 @@ LAYERS = {
     "engine": {"projections", "replay", "core", "store", "errors", "progress"},
     "experiments": {"engine", "analytics", "projections", "replay", "core", "store", "errors", "progress"},
     "api": {"engine", "core", "errors", "progress"},
+    "adapters": {"engine", "replay", "projections", "core", "store", "errors", "progress"},
+    "serve": {"adapters", "engine", "replay", "projections", "core", "store", "errors", "progress"},
 }
 
 

@@ -9,6 +9,7 @@ import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, store_path
 from memlog.cli.output import Format, emit, styled, table
+from memlog.errors import UserError
 
 
 def replay(
@@ -131,20 +132,49 @@ def why(
     emit(data, fmt, render_why)
 
 
+EXPORT_FORMATS = ("hf", "peft")
+
+
+def _export_formats(values: list[str]) -> tuple[str, Format]:
+    """``--format`` of export names the export (hf or peft) and/or the output (text or json)."""
+    allowed = set(EXPORT_FORMATS) | {f.value for f in Format}
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise UserError(f"unknown --format {bad[0]!r}; choose hf or peft (what to export) and/or text or json (how to print)")
+    kinds = {v for v in values if v in EXPORT_FORMATS}
+    outputs = {v for v in values if v not in EXPORT_FORMATS}
+    if len(kinds) > 1 or len(outputs) > 1:
+        raise UserError("--format takes at most one of hf/peft and one of text/json, e.g. --format peft --format json")
+    return (kinds.pop() if kinds else "hf"), Format(outputs.pop() if outputs else "text")
+
+
 def export(
-    out: Path = typer.Option(..., "--out", help="A new (or empty) directory for the checkpoint."),
+    out: Path = typer.Option(..., "--out", help="A new (or empty) directory outside the store."),
     at: str = typer.Option(None, "--at", help="cycle=N, seq=N, time=ISO or head (default: head)."),
+    formats: list[str] = typer.Option(
+        [], "--format", help="hf (a merged checkpoint, default) or peft (a LoRA adapter); text or json output. Repeatable."
+    ),
+    max_rank: int = typer.Option(None, "--max-rank", help="peft only: truncate each layer's adapter to this rank by SVD and report the recall it costs."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
-    fmt: Format = FormatOpt,
 ):
-    """Save the model with its memory, as it was at a point, as a plain Hugging Face checkpoint."""
-    from memlog.replay.export import MANIFEST, check_out, export_model
+    """Save the memory as it was at a point: a plain Hugging Face checkpoint, or a PEFT LoRA adapter."""
+    from memlog.replay.export import MANIFEST, check_out
 
+    kind, fmt = _export_formats(formats)
     check_out(out, store_path(store))  # before loading the model
+    if max_rank is not None and kind != "peft":
+        raise UserError("--max-rank applies to --format peft only")
     mem = open_ro(store, device)
     try:
-        data = export_model(mem, out, at)
+        if kind == "peft":
+            from memlog.adapters.peft_export import export_peft
+
+            data = export_peft(mem, out, at, max_rank=max_rank)
+        else:
+            from memlog.replay.export import export_model
+
+            data = export_model(mem, out, at)
     finally:
         mem.close()
 
@@ -154,7 +184,18 @@ def export(
             f"exported {d['point']} (seq {d['seq']}, cycle {d['cycle']}) to {d['out']}: {len(d['facts'])} active facts, "
             f"{recalled} recalled at their last audit; edit-layer sha256 {d['weights_sha256'][:16]}…"
         )
-        c.print(f"load it with AutoModelForCausalLM.from_pretrained({d['out']!r}); provenance in {MANIFEST}")
+        if d["format"] == "hf":
+            c.print(f"load it with AutoModelForCausalLM.from_pretrained({d['out']!r}); provenance in {MANIFEST}")
+            return
+        a = d["adapter"]
+        ranks = ", ".join(f"{layer}:{r}" for layer, r in a["ranks"].items())
+        c.print(f"LoRA on {len(a['ranks'])} modules, rank per layer {ranks}")
+        if a["max_rank"] is not None:
+            c.print(
+                f"truncated to rank {a['max_rank']}: relative error of ΔW up to {a['max_relative_error']:.3g}; recall "
+                f"{a['recall_full']:.3f} at full rank → {a['recall_truncated']:.3f}, {len(a['facts_lost'])} facts lost"
+            )
+        c.print(f"load it with PeftModel.from_pretrained(base_model, {d['out']!r}); provenance in {MANIFEST}")
 
     emit(data, fmt, render)
 

@@ -77,6 +77,15 @@ class WeightProjector:
         return self.weights_sha256()
 
     @torch.no_grad()
+    def write(self, weights: dict[int, torch.Tensor]) -> str:
+        """Write given edit-layer weights (d_out × d_in, e.g. a truncated projection or tensors saved
+        earlier) into the model, cast to its dtype; return the weights hash."""
+        for layer, weight in weights.items():
+            target = self.adapter.edit_weight_view(self.model, layer)
+            target.copy_(weight.to(device=target.device, dtype=target.dtype))
+        return self.weights_sha256()
+
+    @torch.no_grad()
     def weights_sha256(self) -> str:
         """sha256 of the edit layers' current weights, exactly as stored in the model."""
         return weights_sha256(self.model, self.adapter, self.layers)
