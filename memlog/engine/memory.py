@@ -208,7 +208,7 @@ class Memory:
                 entry = self.ledger.entries[state.edit_id]
                 others = [e for e in self.ledger.applied_entries() if e.edit_id != entry.edit_id]
                 self.projector.project(others)  # the update is computed without the superseded object
-                edit_id, version, supersedes = entry.edit_id, entry.version + 1, entry.version
+                edit_id, version, supersedes = entry.edit_id, entry.last_version + 1, entry.version
             else:
                 edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
             result = self.editor.edit([fact])

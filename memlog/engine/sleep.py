@@ -28,15 +28,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-import torch
 
 from memlog.engine.config import EngineConfig
+from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
 from memlog.errors import UserError
 from memlog.store.events import (
     EditPruned,
     EditRefreshed,
     EditReverted,
     PerplexityMeasured,
+    RefreshFailed,
     RefreshRolledBack,
     SleepEnded,
     SleepStarted,
@@ -55,6 +56,7 @@ class CycleReport:
     rolled_back: int
     blocked: int
     pruned: int
+    held: int
     ledger_size: int
     active_facts: int
     ppl_before: float
@@ -97,12 +99,6 @@ def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bo
     return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq)
 
 
-def _concat_keys(base: dict[int, torch.Tensor] | None, extra: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    if not base:
-        return dict(extra)
-    return {layer: torch.cat([base[layer], extra[layer]], dim=1) for layer in base}
-
-
 def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
     from memlog.engine.memory import fact_of, record_of
 
@@ -131,7 +127,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None
         steps["constraint_keys"] = time.perf_counter() - t
 
-        refreshed = reverted = rolled_back = blocked = 0
+        refreshed = reverted = rolled_back = blocked = held = 0
         failed: list[str] = []
         t = time.perf_counter()
         for n, state in enumerate(degraded):
@@ -139,23 +135,35 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             entry = ledger.entry_for_fact(state.fact.fact_id)
             if entry is None:
                 continue
-            if config.refresh_mode == "copy" and ledger.ledger_size() >= config.cap:
+            if entry.held:  # the user reverted it: it stays reverted until the user says otherwise
+                held += 1
+                continue
+            if config.refresh_mode == "copy" and ledger.ledger_size() > config.cap:
                 blocked += 1
                 continue
             fact = fact_of(state.fact)
             correct = config.refresh_strategy == "correct"
+            if not correct:  # reinject: solve on the weights without the degraded edit
+                mem.projector.project([e for e in ledger.applied_entries() if e.edit_id != entry.edit_id])
+            try:
+                result, used = solve_refresh(mem.editor, fact, constraints)
+            except UserError as exc:  # e.g. the constraint set leaves no room: the edit stays as it was
+                if not correct:
+                    mem.project()
+                mem.emit(
+                    RefreshFailed(
+                        edit_id=entry.edit_id, version=entry.version, reason=str(exc), n_constraint_keys=n_keys(constraints), cycle=cycle
+                    )
+                )
+                failed.append(f"{state.fact.fact_id}: {exc}")
+                continue
             if not correct:
                 mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle), project=True)
                 reverted += 1
-            try:
-                result = mem.editor.edit([fact], constraint_keys=constraints)
-            except UserError as exc:  # e.g. the constraint set leaves no room
-                failed.append(f"{state.fact.fact_id}: {exc}")
-                continue
             if config.refresh_mode == "copy":
                 edit_id, version, copy_of = ledger.next_edit_id(), 1, entry.edit_id
             else:
-                edit_id, version, copy_of = entry.edit_id, entry.version + 1, None
+                edit_id, version, copy_of = entry.edit_id, entry.last_version + 1, None
             mem.emit(
                 EditRefreshed(
                     edit_id=edit_id,
@@ -163,7 +171,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     fact=record_of(fact),
                     deltas=mem.write_stacked_deltas(entry.current.deltas, result) if correct else mem.write_deltas(result),
                     v_loss=float(result.v_loss),
-                    n_constraint_keys=0 if constraints is None else int(next(iter(constraints.values())).shape[1]),
+                    n_constraint_keys=n_keys(used),
                     mode=config.refresh_mode,
                     cycle=cycle,
                     copy_of=copy_of,
@@ -182,7 +190,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     rolled_back += 1
                     continue
             refreshed += 1
-            constraints = _concat_keys(constraints, mem.editor.keys([fact]))
+            constraints = concat_keys(constraints, mem.editor.keys([fact]))
         progress("refresh", len(degraded), len(degraded))
         steps["refresh"] = time.perf_counter() - t
 
@@ -210,6 +218,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             rolled_back=rolled_back,
             blocked=blocked,
             pruned=pruned,
+            held=held,
             ledger_size=ledger.ledger_size(),
             active_facts=len(ledger.active_facts()),
             ppl_before=ppl_before,
@@ -234,7 +243,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                 ppl_before=ppl_before,
                 ppl_after=ppl_after,
                 seconds=seconds,
-                step_seconds={**steps, "blocked": blocked},
+                step_seconds={**steps, "blocked": blocked, "failed": len(failed), "held": held},
             )
         )
     return report
