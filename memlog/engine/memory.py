@@ -26,6 +26,7 @@ import torch
 
 from typing import TYPE_CHECKING
 
+from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
 from memlog.engine.config import EngineConfig
 from memlog.errors import IntegrityError, ModelMismatchError, UserError
@@ -180,7 +181,14 @@ class Memory:
         auto_sleep: float | None = None,
         progress: ProgressFn = no_progress,
     ) -> InjectReport:
-        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit."""
+        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit.
+
+        The solves run with deterministic kernels (``pinned(None)``); projections pin one thread.
+        """
+        with pinned(None):
+            return self._inject(facts, audit, auto_sleep, progress)
+
+    def _inject(self, facts: list[Fact], audit: bool | None, auto_sleep: float | None, progress: ProgressFn) -> InjectReport:
         audit = self.config.audit_after_inject if audit is None else audit
         auto_sleep = self.config.auto_sleep if auto_sleep is None else auto_sleep
         report = InjectReport()
@@ -276,7 +284,8 @@ class Memory:
         from memlog.engine.sleep import run_sleep
 
         config = self.config.with_overrides(**overrides)
-        return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
+        with pinned(None):
+            return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
 
     # -- reading -------------------------------------------------------------------------------
 

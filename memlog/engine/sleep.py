@@ -28,7 +28,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-
 from memlog.engine.config import EngineConfig
 from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
 from memlog.errors import UserError
