@@ -45,11 +45,23 @@ from memlog.store.events import (
 
 @dataclass
 class CycleReport:
+    """One cycle. ``recall``/``degraded`` (and their ``_before``) are over every fact ever
+    injected, a pruned fact counting as degraded (the paper's measure, §5.5); the ``_active``
+    columns are over the facts the ledger still holds (the audits' own numbers).
+    ``open_degraded`` is what the convergence test counts: the degraded facts sleep still has
+    to repair (see ``open_degraded``)."""
+
     cycle: int
     recall_before: float
     recall: float
     degraded_before: int
     degraded: int
+    recall_before_active: float
+    recall_active: float
+    degraded_before_active: int
+    degraded_active: int
+    facts_known: int
+    open_degraded: int
     refreshed: int
     reverted: int
     rolled_back: int
@@ -89,7 +101,7 @@ def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bo
         progress("sleep", i, limit)
         report = run_cycle(mem, config, progress)
         reports.append(report)
-        clean_streak = clean_streak + 1 if report.degraded == 0 else 0
+        clean_streak = clean_streak + 1 if report.open_degraded == 0 else 0
         if clean_streak >= 2:
             converged = True
             if until_converged:
@@ -206,12 +218,20 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         post = mem.record_audit("sleep-post", cycle)
         steps["audit_after"] = time.perf_counter() - t
         seconds = time.perf_counter() - start
+        known = len(ledger.facts)
+        hits_before, hits = len(pre.results) - pre.degraded, len(post.results) - post.degraded
         report = CycleReport(
             cycle=cycle,
-            recall_before=pre.recall,
-            recall=post.recall,
-            degraded_before=pre.degraded,
-            degraded=post.degraded,
+            recall_before=hits_before / known if known else 1.0,
+            recall=hits / known if known else 1.0,
+            degraded_before=known - hits_before,
+            degraded=known - hits,
+            recall_before_active=pre.recall,
+            recall_active=post.recall,
+            degraded_before_active=pre.degraded,
+            degraded_active=post.degraded,
+            facts_known=known,
+            open_degraded=open_degraded(ledger, post, config.refresh_mode),
             refreshed=refreshed,
             reverted=reverted,
             rolled_back=rolled_back,
@@ -246,6 +266,21 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             )
         )
     return report
+
+
+def open_degraded(ledger, audit, refresh_mode: str) -> int:
+    """The degraded facts sleep still has to repair, for the convergence test.
+
+    Active facts the audit found not recalled, except those the user reverted (held: sleep
+    leaves them alone). In copy mode, facts pruned away count too: there pruning is the
+    paper's loss of a fact, and a sleep must not call itself converged by pruning its
+    degraded facts (§5.5). In in-place mode a fact pruned by the cap policy left by design.
+    """
+    held = {e.fact_id for e in ledger.entries.values() if e.held and not e.applied}
+    count = sum(1 for r in audit.results if not r.recalled and r.fact_id not in held)
+    if refresh_mode == "copy":
+        count += sum(1 for s in ledger.facts.values() if not s.active)
+    return count
 
 
 def _prune(mem, config: EngineConfig, cycle: int) -> int:
