@@ -48,12 +48,12 @@ def test_a_log_written_with_two_threads_replays_exactly_with_one(tmp_path, embed
         torch.set_num_threads(2)
         mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=_tiny(embedded_tokenizer), memit=CHEAP, engine=EngineConfig(ppl_bound=None, cap=50))
         try:
-            mem.inject(fact_pool(4, seed=1))
-            mem.sleep(cycles=2)
+            mem.inject(fact_pool(3, seed=1))
+            mem.sleep(cycles=1)
             recorded = [item.event.weights_sha256 for item in mem.logged if getattr(item.event, "weights_sha256", "")]
         finally:
             mem.close()
-        assert len(recorded) >= 4
+        assert len(recorded) >= 3
         torch.set_num_threads(1)
         mem = open_memory(tmp_path / "s", lm=_tiny(embedded_tokenizer), writable=False)
         try:
@@ -67,5 +67,5 @@ def test_a_log_written_with_two_threads_replays_exactly_with_one(tmp_path, embed
     finally:
         torch.set_num_threads(before)
     assert replayed == recorded
-    assert [r["cycle"] for r in rows] == [0, 1, 2]
+    assert [r["cycle"] for r in rows] == [0, 1]
     assert all(r["weights_match"] is True and r["completions_match"] is True for r in rows), rows
