@@ -134,3 +134,92 @@ def test_rollback_restores_the_applied_state_before_the_refresh():
     ]
     ledger = Ledger.fold(list(enumerate(degraded, start=1)))
     assert ledger.entries["e00001"].version == 1 and ledger.entries["e00001"].applied
+
+
+def _cycle_slices(mem):
+    """(prefix ledger before the cycle, the cycle's logged items) per sleep cycle."""
+    from memlog.store.events import SleepEnded, SleepStarted
+
+    out, ledger, current = [], Ledger(), None
+    for item in mem.logged:
+        if isinstance(item.event, SleepStarted):
+            current = (Ledger.fold([(i.seq, i.event) for i in mem.logged if i.seq < item.seq]), [])
+        if current is not None:
+            current[1].append(item)
+        if isinstance(item.event, SleepEnded):
+            out.append(current)
+            current = None
+        ledger.apply(item.seq, item.event)
+    return out
+
+
+def test_copy_mode_blocks_refreshes_only_over_the_cap_and_prunes_the_three_oldest(tmp_path):
+    from memlog.store.events import EditPruned, RecallAudited, SleepEnded
+
+    cap = 7
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, refresh_mode="copy", cap=cap), interference=2, d_in=32)
+    try:
+        mem.inject(fact_pool(6, seed=7))
+        mem.sleep(cycles=4)
+        slices = _cycle_slices(mem)
+    finally:
+        mem.close()
+    saw_block = saw_prune = False
+    for prefix, items in slices:
+        ledger = prefix
+        end = next(i.event for i in items if isinstance(i.event, SleepEnded))
+        pre = next(i.event for i in items if isinstance(i.event, RecallAudited) and i.event.phase == "sleep-pre")
+        attempts, pruned = 0, []
+        for item in items:
+            e = item.event
+            if isinstance(e, EditReverted):  # a copy refresh starts: allowed only while not over the cap
+                assert ledger.ledger_size() <= cap
+                attempts += 1
+            if isinstance(e, EditPruned):
+                if not pruned:  # the prune step: the three oldest entries by creation, only when over the cap
+                    assert ledger.ledger_size() > cap
+                    oldest = [x.edit_id for x in sorted(ledger.entries.values(), key=lambda x: x.created_seq)[:3]]
+                pruned.append(e.edit_id)
+            ledger.apply(item.seq, e)
+        blocked = end.step_seconds["blocked"]
+        assert attempts + blocked == pre.degraded  # every degraded fact was refreshed or blocked
+        if blocked:
+            saw_block = True
+            assert end.refreshed == attempts
+        if pruned:
+            saw_prune = True
+            assert pruned == oldest and end.pruned == 3
+    assert saw_block and saw_prune, "the scenario should reach the cap, block and prune"
+
+
+@pytest.mark.parametrize("policy", ["least-recently-healthy", "oldest"])
+def test_in_place_prune_victims_follow_the_policy(tmp_path, policy):
+    from memlog.store.events import EditPruned
+
+    mem = keyed_memory(tmp_path / policy, EngineConfig(ppl_bound=None, prune_policy=policy, cap=20), interference=2)
+    try:
+        mem.inject(fact_pool(10, seed=11))
+        mem.sleep(cycles=1, cap=6)
+        slices = _cycle_slices(mem)
+    finally:
+        mem.close()
+    prefix, items = slices[0]
+    ledger = prefix
+    victims = []
+    for item in items:
+        if isinstance(item.event, EditPruned):
+            if not victims:
+                active = ledger.active_facts()
+                created = {s.fact.fact_id: ledger.entries[s.edit_id].created_seq for s in active}
+                if policy == "oldest":
+                    order = sorted(active, key=lambda s: created[s.fact.fact_id])
+                else:
+                    order = sorted(active, key=lambda s: (s.last_healthy_seq, created[s.fact.fact_id]))
+                expected = [s.edit_id for s in order[: len(active) - 6]]
+                by_age = [s.edit_id for s in sorted(active, key=lambda s: created[s.fact.fact_id])[: len(active) - 6]]
+            victims.append(item.event.edit_id)
+        ledger.apply(item.seq, item.event)
+    assert victims == expected and len(victims) == 4
+    if policy == "least-recently-healthy":
+        assert victims != by_age, "the scenario should tell the policies apart"
+    assert len(ledger.active_facts()) == 6
