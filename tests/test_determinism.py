@@ -28,17 +28,19 @@ def _tiny(tokenizer) -> LoadedModel:
 
 
 def test_pinned_restores_the_callers_settings():
-    before = torch.get_num_threads()
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(False)
     try:
         with pinned():
             assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
-        assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()
         with pinned(None):
             assert torch.get_num_threads() == 2 and torch.are_deterministic_algorithms_enabled()
+        assert not torch.are_deterministic_algorithms_enabled()
     finally:
-        torch.set_num_threads(before)
-    assert not torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
 
 
 def test_a_log_written_with_two_threads_replays_exactly_with_one(tmp_path, embedded_tokenizer, monkeypatch):

@@ -5,17 +5,27 @@ A cycle:
 2. curate: the active facts (their edits have scale > 0 or are due a refresh);
 3. audit every active fact (batched, greedy);
 4. split into degraded D (recall < tau, i.e. not recalled) and healthy H;
-5. for each degraded edit, in ledger order: revert it, then refresh it under null-space
-   constraints from H's keys, recomputed on the current weights in one batched pass. Each
-   refreshed fact's keys join the constraint set for the next refresh of the same cycle.
-   A refresh that raises perplexity beyond ``ppl_bound`` is rolled back (an event);
+5. for each degraded edit, in ledger order: solve its refresh on the weights without it, under
+   null-space constraints from H's keys, recomputed on the current weights in one batched
+   pass; then record the revert and the refresh. Each refreshed fact's keys join the
+   constraint set for the next refresh of the same cycle. When the constraint set leaves no
+   room the solve is retried once under a subset of the keys that does
+   (``memlog.engine.constraints``); when that fails too, ``RefreshFailed`` records why and the
+   edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
+   rolled back (an event), and the edit's next version is numbered after the rolled-back
+   one. An edit the user reverted is left alone (``held``);
 6. prune, only when over the cap;
 7. validate: perplexity after, and a second audit; the cycle ends with a summary event.
 
 ``in-place`` refresh (default) replaces the fact's edit: same ``edit_id``, version + 1.
 ``copy`` mode reproduces the paper's bug (see docs/COPY_MODE.md): a refresh adds a new
-ledger entry beside the reverted original, refreshes are blocked while the ledger is at
+ledger entry beside the reverted original, refreshes are blocked while the ledger is over
 the cap, and each cycle over the cap prunes the ``copy_prune_count`` oldest entries.
+
+A cycle's ``recall`` and ``degraded`` are over every fact ever injected (a pruned fact
+counts as degraded, as in the paper); the audit's numbers over the active facts are kept
+as ``recall_active`` and ``degraded_active``. Convergence is two cycles in a row with no
+``open_degraded`` fact (see ``open_degraded``).
 
 ``refresh_strategy`` ``reinject`` (default) is step 5 as written. ``correct`` (in-place only)
 skips the revert: v* and the constrained solve run on the current weights, with the degraded
