@@ -13,21 +13,24 @@ and λ = 1000.
 from __future__ import annotations
 
 import json
-import sys
 
 import torch
 
-from _common import cached_covariance, setup_threads
+from _common import setup_threads
 from memlog.core.memit import MemitConfig, compute_keys
-from memlog.core.model import ModelSpec, load_model
+from memlog.core.model import ModelSpec, fingerprint, load_model
+from memlog.engine.open import _load_or_compute_covariances
 from memlog.core.pool import fact_pool
 
 
 def main() -> None:
     setup_threads()
     cfg = MemitConfig()
-    lm = load_model(ModelSpec())
-    covs = cached_covariance(lm, cfg, log=lambda *a: print(*a, file=sys.stderr))
+    spec = ModelSpec()
+    lm = load_model(spec)
+    # the covariances memlog itself uses (cached under $MEMLOG_CACHE by fingerprint, layer and corpus)
+    fp = fingerprint(lm.model, lm.adapter, list(cfg.layers), spec.model)
+    covs = _load_or_compute_covariances(lm, list(cfg.layers), cfg, fp, None, lambda *a: None)[0]
     facts = fact_pool(20, seed=0)
     keys = compute_keys(lm, facts, list(cfg.layers), cfg)
     rows = []
