@@ -2,7 +2,7 @@
 
 A random model recalls nothing, so after ``--facts`` injections every fact is degraded and
 one sleep cycle refreshes them all; each refreshed fact's keys join the constraint set, so
-after d_in (128 here: the MLP width) refreshes the set spans every key dimension. The script
+after d_in (the MLP width, 128 by default) refreshes the set spans every key dimension. The script
 reports how many refreshes were solved under the full set, how many under the retry subset
 (``memlog.engine.constraints``), how many failed (``RefreshFailed``; the edit stays applied),
 and that every recorded weights hash replays.
@@ -34,13 +34,14 @@ from tests.conftest import make_tiny_llama
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--facts", type=int, default=200)
+    parser.add_argument("--mlp-width", type=int, default=128, help="the tiny model's MLP width (= the key dimension d_in)")
     args = parser.parse_args()
     setup_threads()
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(ensure_embedded_cache()))
     tok.pad_token = tok.pad_token or tok.eos_token
-    model = make_tiny_llama(seed=0)
+    model = make_tiny_llama(seed=0, intermediate=args.mlp_width)
     lm = LoadedModel(model=model, tokenizer=tok, adapter=LayerAdapter.for_model(model), model_id="tiny-llama", source="script", spec=ModelSpec(model="tiny-llama"))
     cfg = MemitConfig(layers=(1, 2), cov_samples=24, v_steps=5)
     with tempfile.TemporaryDirectory() as tmp:
