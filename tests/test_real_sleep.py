@@ -1,7 +1,7 @@
 """Sleep on the embedded model: past a narrow window's wake capacity, sleep brings recall back.
 
-The edit window is two layers (4-5) instead of the default eight, so that a dozen facts
-overflow it and a sleep cycle stays short. After the wake injections some facts are degraded;
+The edit window is one layer (5) instead of the default eight, so that eight facts overflow
+it and a sleep cycle stays short. After the wake injections some facts are degraded;
 after sleeping, recall over every fact ever injected is higher, and every weights hash the log
 recorded is reproduced by a replay of the log up to that event.
 """
@@ -18,8 +18,8 @@ from memlog.engine.open import init_memory
 
 pytestmark = pytest.mark.real_model
 
-NARROW = MemitConfig(layers=(4, 5))
-N_FACTS = 12
+NARROW = MemitConfig(layers=(5,), v_steps=20)
+N_FACTS = 8
 
 
 def test_sleep_restores_recall_past_the_wake_capacity(real_model, tmp_path):
@@ -28,8 +28,8 @@ def test_sleep_restores_recall_past_the_wake_capacity(real_model, tmp_path):
         mem.inject(fact_pool(N_FACTS, seed=0))
         wake = mem.ledger.last_audit
         assert len(wake.results) == N_FACTS
-        assert wake.degraded > 0, f"{N_FACTS} facts should overflow layers 4-5 (recall {wake.recall:.3f})"
-        report = mem.sleep(cycles=2)
+        assert wake.degraded > 0, f"{N_FACTS} facts should overflow layer 5 (recall {wake.recall:.3f})"
+        report = mem.sleep(cycles=1)
         final = report.cycles[-1]
         assert final.facts_known == N_FACTS
         assert final.recall > wake.recall, [(c.recall_before, c.recall) for c in report.cycles]
