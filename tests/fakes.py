@@ -120,3 +120,75 @@ def fake_memory(path: Path, config: EngineConfig | None = None, interference: in
     weights = FakeWeights()
     mem = Memory(store, FakeEditor(weights, interference=interference), weights, config or EngineConfig(ppl_bound=None))
     return mem
+
+
+@dataclass
+class KeyedWeights(FakeWeights):
+    """FakeWeights that also records which applied entries came from a refresh (version > 1 or a copy)."""
+
+    refreshed: set[str] = field(default_factory=set)
+
+    def project(self, entries) -> str:
+        sha = super().project(entries)
+        self.refreshed = {e.fact_id for e in entries if e.version > 1 or e.copy_of is not None}
+        return sha
+
+
+@dataclass
+class KeyedEditor(FakeEditor):
+    """A fake editor whose keys differ per fact and whose perplexity can cross the bound.
+
+    - ``keys(facts)``: one fixed random unit vector per fact (seeded by its subject), so that
+      constraint sets have real rank: ``d_in`` or more distinct keys span the key space;
+    - ``edit`` with constraint keys raises ``NullSpaceError`` as the real solver does, when the
+      constraint keys span every key dimension or the fact's own key lies in their span, and
+      for any fact whose id is in ``unsolvable``;
+    - ``perplexity()`` adds ``ppl_spike`` while a refreshed version of a fact in ``spiky`` is
+      applied (so the engine's PPL guard rolls that refresh back).
+    """
+
+    weights: KeyedWeights = None  # type: ignore[assignment]
+    unsolvable: set[str] = field(default_factory=set)
+    spiky: set[str] = field(default_factory=set)
+    ppl_spike: float = 5.0
+    failures: int = 0
+
+    def key_of(self, fact: Fact) -> torch.Tensor:
+        rng = np.random.default_rng(_h("key", fact.subject))
+        k = torch.from_numpy(rng.standard_normal(self.d_in).astype(np.float32))
+        return k / k.norm()
+
+    def keys(self, facts: list[Fact]):
+        block = torch.stack([self.key_of(f) for f in facts], dim=1) if facts else torch.zeros(self.d_in, 0)
+        return {layer: block.clone() for layer in self.layers}
+
+    def edit(self, facts: list[Fact], constraint_keys=None):
+        from memlog.core.solve import NullSpaceError
+
+        if constraint_keys is not None:
+            block = next(iter(constraint_keys.values()))
+            rank = int(torch.linalg.matrix_rank(block.double())) if block.numel() else 0
+            own = torch.stack([self.key_of(f) for f in facts], dim=1).double()
+            joint = int(torch.linalg.matrix_rank(torch.cat([block.double(), own], dim=1)))
+            if any(f.fact_id in self.unsolvable for f in facts):
+                self.failures += 1
+                raise NullSpaceError(f"fake: no room for {facts[0].fact_id}")
+            if rank >= self.d_in:
+                self.failures += 1
+                raise NullSpaceError(f"the constraint keys span all {self.d_in} key dimensions; a constrained edit would be a no-op")
+            if joint <= rank:
+                self.failures += 1
+                raise NullSpaceError("new key(s) lie inside the span of the protected keys")
+        return super().edit(facts, constraint_keys)
+
+    def perplexity(self) -> float:
+        spike = self.ppl_spike if self.weights.refreshed & self.spiky else 0.0
+        return super().perplexity() + spike
+
+
+def keyed_memory(path: Path, config: EngineConfig | None = None, interference: int = 3, d_in: int = D_IN, **editor_kw) -> Memory:
+    """A Memory over a real store with the ``KeyedEditor``."""
+    store = Store.open(path, writable=True) if is_store(path) else Store.create(path, fake_header())
+    weights = KeyedWeights()
+    editor = KeyedEditor(weights, interference=interference, d_in=d_in, **editor_kw)
+    return Memory(store, editor, weights, config or EngineConfig(ppl_bound=None))

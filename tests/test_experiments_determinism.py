@@ -3,7 +3,8 @@
 On the tiny random Llama (a fresh copy per run, each with its own covariance cache so
 both runs compute everything): a small phase-ab runs twice into two stores. The event
 streams must be equal once timestamps and durations are removed, and replaying the
-finished store at every cycle with ``verify`` must recompute the recorded recall exactly.
+finished store at every cycle with ``verify`` must reproduce the recorded weights hash and
+recompute the recorded audit completions word for word.
 """
 
 from __future__ import annotations
@@ -62,4 +63,7 @@ def test_phase_ab_twice_gives_the_same_events_and_replay_verifies(tmp_path, embe
         mem.close()
     cycles = sum(p["cycles_run"] for p in doc_a["phases"])
     assert [r["cycle"] for r in rows] == list(range(cycles + 1))
-    assert all(r["verified"] is True and r["weights_match"] is not False for r in rows), rows
+    # every cycle's weights have a recorded hash that the replay reproduces, and the recomputed
+    # audit gives the recorded completions word for word (the random model never recalls a fact,
+    # so the verdicts alone would compare nothing)
+    assert all(r["verified"] is True and r["weights_match"] is True and r["completions_match"] is True for r in rows), rows

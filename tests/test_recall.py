@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memlog.core.facts import Fact
-from memlog.core.recall import audit, chat_complete, complete, is_recalled, mentions
+from memlog.core.recall import audit, chat_complete, complete, is_recalled, mentions, object_tokens
 
 
 @pytest.mark.parametrize(
@@ -83,5 +83,10 @@ def test_complete_matches_step_by_step_argmax(tiny):
 def test_audit_and_chat_complete_shapes(tiny):
     facts = [Fact("Aria Nakamura", "lives in", "Thessaloniki"), Fact("Lars Olsen", "lives in", "Oslo")]
     results = audit(tiny, facts)
-    assert len(results) == 2 and all(isinstance(r.completion, str) and r.recalled in (True, False) for r in results)
+    assert len(results) == 2
+    # each verdict is the matching rule applied to the batched greedy completion of the fact's own prompt
+    n = max(object_tokens(tiny, f.object) for f in facts) + 2
+    assert [r.completion for r in results] == [complete(tiny, [f.prompt], max_new_tokens=n)[0] for f in facts]
+    assert [r.recalled for r in results] == [is_recalled(r.completion, f.object) for r, f in zip(results, facts)]
+    assert all(r.completion.strip() for r in results)
     assert len(chat_complete(tiny, ["Aria Nakamura lives in"], max_new_tokens=2)) == 1

@@ -43,16 +43,15 @@ class Run:
 
 def _cycle_row(c: dict) -> dict:
     injected = c.get("facts_known") or 0
-    recalled = (c["active_facts"] or 0) - (c["degraded_after"] or 0)
     return {
         "cycle": c["cycle"],
         "facts_known": injected,
         "active_facts": c["active_facts"],
         "ledger_size": c["ledger_size"],
         "cap": c.get("cap"),
-        "recall_before": c["recall_before"],
-        "recall_active": c["recall_after"],
-        "recall_injected": recalled / injected if injected else None,
+        "recall_before": c["recall_before_active"],
+        "recall_active": c["recall_after_active"],
+        "recall_injected": c["recall_after"] if injected else None,
         "refreshed": c["refreshed"],
         "pruned": c["pruned"],
         "blocked": c.get("blocked") or 0,

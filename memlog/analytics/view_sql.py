@@ -28,8 +28,11 @@ connection in which the log is attached as ``log``:
     updates, edit_id, version`` (the edit holding it now; null once pruned).
 ``cycles``
     one row per completed sleep cycle (``SleepEnded``): ``cycle, started_seq, ended_seq,
-    recall_before, recall_after, degraded_before, degraded_after, refreshed, reverted, pruned,
-    rolled_back, blocked, ledger_size, active_facts, ppl_before, ppl_after, ppl_drift`` (relative),
+    recall_before, recall_after, degraded_before, degraded_after`` (over every fact ever injected,
+    a pruned fact counting as degraded: the paper's measure), ``recall_before_active,
+    recall_after_active, degraded_before_active, degraded_after_active`` (over the facts active at
+    the audit), ``refreshed, reverted, pruned, rolled_back, blocked, failed`` (refreshes that could
+    not be solved), ``held`` (manually reverted facts sleep left alone), ``ledger_size, active_facts, ppl_before, ppl_after, ppl_drift`` (relative),
     ``wall_seconds, refresh_mode, refresh_strategy, cap, tau, facts_injected`` (injections before the cycle ended),
     ``facts_known`` (distinct facts injected before it ended, pruned ones included),
     ``step_seconds`` (JSON).
@@ -220,19 +223,43 @@ _CYCLES_SQL = """
 WITH started AS (
     SELECT cycle, max(seq) AS seq, arg_max(payload, seq) AS payload
     FROM log.events WHERE kind = 'SleepStarted' GROUP BY cycle
+),
+sleep_audits AS (
+    SELECT cycle, payload->>'$.phase' AS phase, max(seq) AS seq,
+           arg_max(json_array_length(payload->'$.results') - TRY_CAST(payload->>'$.degraded' AS INTEGER), seq) AS hits
+    FROM log.events WHERE kind = 'RecallAudited' AND payload->>'$.phase' IN ('sleep-pre', 'sleep-post')
+    GROUP BY cycle, payload->>'$.phase'
+),
+base AS (
+    SELECT e.*,
+           s.seq AS started_seq, s.payload AS started_payload,
+           (SELECT count(*) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_injected,
+           (SELECT count(DISTINCT i.fact_id) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_known,
+           pre.hits AS hits_before, post.hits AS hits_after
+    FROM log.events e
+    LEFT JOIN started s ON s.cycle = e.cycle AND s.seq < e.seq
+    LEFT JOIN sleep_audits pre ON pre.cycle = e.cycle AND pre.phase = 'sleep-pre' AND pre.seq < e.seq
+    LEFT JOIN sleep_audits post ON post.cycle = e.cycle AND post.phase = 'sleep-post' AND post.seq < e.seq
+    WHERE e.kind = 'SleepEnded'
 )
 SELECT e.cycle,
-       s.seq AS started_seq,
+       e.started_seq,
        e.seq AS ended_seq,
-       TRY_CAST(e.payload->>'$.recall_before' AS DOUBLE) AS recall_before,
-       TRY_CAST(e.payload->>'$.recall_after' AS DOUBLE) AS recall_after,
-       TRY_CAST(e.payload->>'$.degraded_before' AS INTEGER) AS degraded_before,
-       TRY_CAST(e.payload->>'$.degraded_after' AS INTEGER) AS degraded_after,
+       e.hits_before / nullif(e.facts_known, 0) AS recall_before,
+       e.hits_after / nullif(e.facts_known, 0) AS recall_after,
+       e.facts_known - e.hits_before AS degraded_before,
+       e.facts_known - e.hits_after AS degraded_after,
+       TRY_CAST(e.payload->>'$.recall_before' AS DOUBLE) AS recall_before_active,
+       TRY_CAST(e.payload->>'$.recall_after' AS DOUBLE) AS recall_after_active,
+       TRY_CAST(e.payload->>'$.degraded_before' AS INTEGER) AS degraded_before_active,
+       TRY_CAST(e.payload->>'$.degraded_after' AS INTEGER) AS degraded_after_active,
        TRY_CAST(e.payload->>'$.refreshed' AS INTEGER) AS refreshed,
        TRY_CAST(e.payload->>'$.reverted' AS INTEGER) AS reverted,
        TRY_CAST(e.payload->>'$.pruned' AS INTEGER) AS pruned,
        TRY_CAST(e.payload->>'$.rolled_back' AS INTEGER) AS rolled_back,
        TRY_CAST(e.payload->>'$.step_seconds.blocked' AS INTEGER) AS blocked,
+       coalesce(TRY_CAST(e.payload->>'$.step_seconds.failed' AS INTEGER), 0) AS failed,
+       coalesce(TRY_CAST(e.payload->>'$.step_seconds.held' AS INTEGER), 0) AS held,
        TRY_CAST(e.payload->>'$.ledger_size' AS INTEGER) AS ledger_size,
        TRY_CAST(e.payload->>'$.active_facts' AS INTEGER) AS active_facts,
        TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE) AS ppl_before,
@@ -240,16 +267,14 @@ SELECT e.cycle,
        (TRY_CAST(e.payload->>'$.ppl_after' AS DOUBLE) - TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE))
            / nullif(TRY_CAST(e.payload->>'$.ppl_before' AS DOUBLE), 0) AS ppl_drift,
        TRY_CAST(e.payload->>'$.seconds' AS DOUBLE) AS wall_seconds,
-       s.payload->>'$.refresh_mode' AS refresh_mode,
-       coalesce(s.payload->>'$.refresh_strategy', 'reinject') AS refresh_strategy,
-       TRY_CAST(s.payload->>'$.cap' AS INTEGER) AS cap,
-       TRY_CAST(s.payload->>'$.tau' AS DOUBLE) AS tau,
-       (SELECT count(*) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_injected,
-       (SELECT count(DISTINCT i.fact_id) FROM log.events i WHERE i.kind = 'FactInjected' AND i.seq < e.seq) AS facts_known,
+       e.started_payload->>'$.refresh_mode' AS refresh_mode,
+       coalesce(e.started_payload->>'$.refresh_strategy', 'reinject') AS refresh_strategy,
+       TRY_CAST(e.started_payload->>'$.cap' AS INTEGER) AS cap,
+       TRY_CAST(e.started_payload->>'$.tau' AS DOUBLE) AS tau,
+       e.facts_injected,
+       e.facts_known,
        e.payload->'$.step_seconds' AS step_seconds
-FROM log.events e
-LEFT JOIN started s ON s.cycle = e.cycle AND s.seq < e.seq
-WHERE e.kind = 'SleepEnded'
+FROM base e
 ORDER BY e.seq
 """
 

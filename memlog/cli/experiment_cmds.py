@@ -164,17 +164,18 @@ def wake_capacity(
 
 # -- phase-ab ------------------------------------------------------------------------------------
 
-PHASE_COLUMNS = ["cycle", "recall", "degraded", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
+PHASE_COLUMNS = ["cycle", "recall (all injected)", "recall (active)", "degraded (all injected)", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
 
 
 def phase_rows(phase: dict) -> list[list]:
     w = phase["wave"]
-    rows = [["0 (post-inj.)", _f(w["recall"]), w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "", _f(w["ppl"]), f"{w['seconds']:.1f}"]]
+    rows = [["0 (post-inj.)", _f(w["recall"]), _f(w.get("recall_active")), w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "", _f(w["ppl"]), f"{w['seconds']:.1f}"]]
     for cyc in phase["cycles"]:
         rows.append(
             [
                 f"{cyc['phase_cycle']} (#{cyc['cycle']})",
                 _f(cyc["recall"]),
+                _f(cyc.get("recall_active")),
                 cyc["degraded"],
                 cyc["refreshed"],
                 cyc["pruned"],

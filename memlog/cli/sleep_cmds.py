@@ -9,11 +9,11 @@ import typer
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_rw
 from memlog.cli.output import Format, emit, progress_bars, table
 
-CYCLE_COLUMNS = ["cycle", "recall", "degraded", "refreshed", "pruned", "ppl_before", "ppl_after", "seconds"]
+CYCLE_COLUMNS = ["cycle", "recall (all injected)", "recall (active)", "degraded (all injected)", "refreshed", "failed", "pruned", "ppl_before", "ppl_after", "seconds"]
 
 
 def render_cycles(c, cycles: list[dict], title: str = "sleep cycles") -> None:
-    rows = [[d["cycle"], d["recall"], d["degraded"], d["refreshed"], d["pruned"], d["ppl_before"], d["ppl_after"], f"{d['seconds']:.1f}"] for d in cycles]
+    rows = [[d["cycle"], d["recall"], d["recall_active"], d["degraded"], d["refreshed"], len(d["failed"]), d["pruned"], d["ppl_before"], d["ppl_after"], f"{d['seconds']:.1f}"] for d in cycles]
     c.print(table(title, CYCLE_COLUMNS, rows))
 
 

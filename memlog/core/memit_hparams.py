@@ -15,8 +15,10 @@ DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedde
 
 @dataclass(frozen=True)
 class MemitConfig:
-    """MEMIT hyper-parameters. Defaults are the paper's (v*: 30 steps, lr 0.5, 200 covariance
-    samples) and, where the paper is silent, measured on the embedded model (docs/EDIT_LAYERS.md).
+    """MEMIT hyper-parameters. From the paper: v* 30 steps at lr 0.5, 200 covariance samples.
+    From MEMIT's reference hyper-parameters (kmeng01/memit, GPT-J): kl_factor, v_weight_decay,
+    clamp_norm_factor and the early stop. Measured on the embedded model: layers and λ
+    (docs/EDIT_LAYERS.md). memlog's own choice: the fixed context prefixes. See docs/MEMIT.md.
 
     Example::
 

@@ -22,6 +22,7 @@ import msgspec
 import numpy as np
 import torch
 
+from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
 from memlog.core.memit_hparams import MemitConfig
 from memlog.engine.config import EngineConfig
@@ -199,8 +200,13 @@ class Memory:
         """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit.
 
         Refuses (UserError) before any MEMIT run or blob write when the store is read-only or closed.
+        The solves run with deterministic kernels (``pinned(None)``); projections pin one thread.
         """
         self.store.require_writable("inject")
+        with pinned(None):
+            return self._inject(facts, audit, auto_sleep, progress)
+
+    def _inject(self, facts: list[Fact], audit: bool | None, auto_sleep: float | None, progress: ProgressFn) -> InjectReport:
         audit = self.config.audit_after_inject if audit is None else audit
         auto_sleep = self.config.auto_sleep if auto_sleep is None else auto_sleep
         report = InjectReport()
@@ -228,7 +234,7 @@ class Memory:
                 entry = self.ledger.entries[state.edit_id]
                 others = [e for e in self.ledger.applied_entries() if e.edit_id != entry.edit_id]
                 self.projector.project(others)  # the update is computed without the superseded object
-                edit_id, version, supersedes = entry.edit_id, entry.version + 1, entry.version
+                edit_id, version, supersedes = entry.edit_id, entry.last_version + 1, entry.version
             else:
                 edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
             result = self.editor.edit([fact])
@@ -299,7 +305,8 @@ class Memory:
         in a row with ``until_converged``; ``overrides`` change the engine policy for this call."""
         self.store.require_writable("sleep")
         config = self.config.with_overrides(**overrides)
-        return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
+        with pinned(None):
+            return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
 
     # -- reading -------------------------------------------------------------------------------
 

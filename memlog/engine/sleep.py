@@ -5,17 +5,27 @@ A cycle:
 2. curate: the active facts (their edits have scale > 0 or are due a refresh);
 3. audit every active fact (batched, greedy);
 4. split into degraded D (recall < tau, i.e. not recalled) and healthy H;
-5. for each degraded edit, in ledger order: revert it, then refresh it under null-space
-   constraints from H's keys, recomputed on the current weights in one batched pass. Each
-   refreshed fact's keys join the constraint set for the next refresh of the same cycle.
-   A refresh that raises perplexity beyond ``ppl_bound`` is rolled back (an event);
+5. for each degraded edit, in ledger order: solve its refresh on the weights without it, under
+   null-space constraints from H's keys, recomputed on the current weights in one batched
+   pass; then record the revert and the refresh. Each refreshed fact's keys join the
+   constraint set for the next refresh of the same cycle. When the constraint set leaves no
+   room the solve is retried once under a subset of the keys that does
+   (``memlog.engine.constraints``); when that fails too, ``RefreshFailed`` records why and the
+   edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
+   rolled back (an event), and the edit's next version is numbered after the rolled-back
+   one. An edit the user reverted is left alone (``held``);
 6. prune, only when over the cap;
 7. validate: perplexity after, and a second audit; the cycle ends with a summary event.
 
 ``in-place`` refresh (default) replaces the fact's edit: same ``edit_id``, version + 1.
 ``copy`` mode reproduces the paper's bug (see docs/COPY_MODE.md): a refresh adds a new
-ledger entry beside the reverted original, refreshes are blocked while the ledger is at
+ledger entry beside the reverted original, refreshes are blocked while the ledger is over
 the cap, and each cycle over the cap prunes the ``copy_prune_count`` oldest entries.
+
+A cycle's ``recall`` and ``degraded`` are over every fact ever injected (a pruned fact
+counts as degraded, as in the paper); the audit's numbers over the active facts are kept
+as ``recall_active`` and ``degraded_active``. Convergence is two cycles in a row with no
+``open_degraded`` fact (see ``open_degraded``).
 
 ``refresh_strategy`` ``reinject`` (default) is step 5 as written. ``correct`` (in-place only)
 skips the revert: v* and the constrained solve run on the current weights, with the degraded
@@ -28,9 +38,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from memlog.engine.config import EngineConfig
+from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
 from memlog.store.events import (
@@ -38,6 +47,7 @@ from memlog.store.events import (
     EditRefreshed,
     EditReverted,
     PerplexityMeasured,
+    RefreshFailed,
     RefreshRolledBack,
     SleepEnded,
     SleepStarted,
@@ -46,16 +56,29 @@ from memlog.store.events import (
 
 @dataclass
 class CycleReport:
+    """One cycle. ``recall``/``degraded`` (and their ``_before``) are over every fact ever
+    injected, a pruned fact counting as degraded (the paper's measure, §5.5); the ``_active``
+    columns are over the facts the ledger still holds (the audits' own numbers).
+    ``open_degraded`` is what the convergence test counts: the degraded facts sleep still has
+    to repair (see ``open_degraded``)."""
+
     cycle: int
     recall_before: float
     recall: float
     degraded_before: int
     degraded: int
+    recall_before_active: float
+    recall_active: float
+    degraded_before_active: int
+    degraded_active: int
+    facts_known: int
+    open_degraded: int
     refreshed: int
     reverted: int
     rolled_back: int
     blocked: int
     pruned: int
+    held: int
     ledger_size: int
     active_facts: int
     ppl_before: float
@@ -89,19 +112,13 @@ def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bo
         progress("sleep", i, limit)
         report = run_cycle(mem, config, progress)
         reports.append(report)
-        clean_streak = clean_streak + 1 if report.degraded == 0 else 0
+        clean_streak = clean_streak + 1 if report.open_degraded == 0 else 0
         if clean_streak >= 2:
             converged = True
             if until_converged:
                 break
     progress("sleep", limit, limit)
     return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq)
-
-
-def _concat_keys(base: dict[int, torch.Tensor] | None, extra: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    if not base:
-        return dict(extra)
-    return {layer: torch.cat([base[layer], extra[layer]], dim=1) for layer in base}
 
 
 def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
@@ -130,7 +147,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None
         steps["constraint_keys"] = time.perf_counter() - t
 
-        refreshed = reverted = rolled_back = blocked = 0
+        refreshed = reverted = rolled_back = blocked = held = 0
         failed: list[str] = []
         t = time.perf_counter()
         for n, state in enumerate(degraded):
@@ -138,23 +155,35 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             entry = ledger.entry_for_fact(state.fact.fact_id)
             if entry is None:
                 continue
-            if config.refresh_mode == "copy" and ledger.ledger_size() >= config.cap:
+            if entry.held:  # the user reverted it: it stays reverted until the user says otherwise
+                held += 1
+                continue
+            if config.refresh_mode == "copy" and ledger.ledger_size() > config.cap:
                 blocked += 1
                 continue
             fact = fact_of(state.fact)
             correct = config.refresh_strategy == "correct"
+            if not correct:  # reinject: solve on the weights without the degraded edit
+                mem.projector.project([e for e in ledger.applied_entries() if e.edit_id != entry.edit_id])
+            try:
+                result, used = solve_refresh(mem.editor, fact, constraints)
+            except UserError as exc:  # e.g. the constraint set leaves no room: the edit stays as it was
+                if not correct:
+                    mem.project()
+                mem.emit(
+                    RefreshFailed(
+                        edit_id=entry.edit_id, version=entry.version, reason=str(exc), n_constraint_keys=n_keys(constraints), cycle=cycle
+                    )
+                )
+                failed.append(f"{state.fact.fact_id}: {exc}")
+                continue
             if not correct:
                 mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle), project=True)
                 reverted += 1
-            try:
-                result = mem.editor.edit([fact], constraint_keys=constraints)
-            except UserError as exc:  # e.g. the constraint set leaves no room
-                failed.append(f"{state.fact.fact_id}: {exc}")
-                continue
             if config.refresh_mode == "copy":
                 edit_id, version, copy_of = ledger.next_edit_id(), 1, entry.edit_id
             else:
-                edit_id, version, copy_of = entry.edit_id, entry.version + 1, None
+                edit_id, version, copy_of = entry.edit_id, entry.last_version + 1, None
             mem.emit(
                 EditRefreshed(
                     edit_id=edit_id,
@@ -162,7 +191,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     fact=record_of(fact),
                     deltas=mem.write_stacked_deltas(entry.current.deltas, result) if correct else mem.write_deltas(result),
                     v_loss=float(result.v_loss),
-                    n_constraint_keys=0 if constraints is None else int(next(iter(constraints.values())).shape[1]),
+                    n_constraint_keys=n_keys(used),
                     mode=config.refresh_mode,
                     cycle=cycle,
                     copy_of=copy_of,
@@ -181,7 +210,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     rolled_back += 1
                     continue
             refreshed += 1
-            constraints = _concat_keys(constraints, mem.editor.keys([fact]))
+            constraints = concat_keys(constraints, mem.editor.keys([fact]))
         progress("refresh", len(degraded), len(degraded))
         steps["refresh"] = time.perf_counter() - t
 
@@ -198,17 +227,26 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         post = mem.record_audit("sleep-post", cycle)
         steps["audit_after"] = time.perf_counter() - t
         seconds = time.perf_counter() - start
+        known = len(ledger.facts)
+        hits_before, hits = len(pre.results) - pre.degraded, len(post.results) - post.degraded
         report = CycleReport(
             cycle=cycle,
-            recall_before=pre.recall,
-            recall=post.recall,
-            degraded_before=pre.degraded,
-            degraded=post.degraded,
+            recall_before=hits_before / known if known else 1.0,
+            recall=hits / known if known else 1.0,
+            degraded_before=known - hits_before,
+            degraded=known - hits,
+            recall_before_active=pre.recall,
+            recall_active=post.recall,
+            degraded_before_active=pre.degraded,
+            degraded_active=post.degraded,
+            facts_known=known,
+            open_degraded=open_degraded(ledger, post, config.refresh_mode),
             refreshed=refreshed,
             reverted=reverted,
             rolled_back=rolled_back,
             blocked=blocked,
             pruned=pruned,
+            held=held,
             ledger_size=ledger.ledger_size(),
             active_facts=len(ledger.active_facts()),
             ppl_before=ppl_before,
@@ -233,10 +271,25 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                 ppl_before=ppl_before,
                 ppl_after=ppl_after,
                 seconds=seconds,
-                step_seconds={**steps, "blocked": blocked},
+                step_seconds={**steps, "blocked": blocked, "failed": len(failed), "held": held},
             )
         )
     return report
+
+
+def open_degraded(ledger, audit, refresh_mode: str) -> int:
+    """The degraded facts sleep still has to repair, for the convergence test.
+
+    Active facts the audit found not recalled, except those the user reverted (held: sleep
+    leaves them alone). In copy mode, facts pruned away count too: there pruning is the
+    paper's loss of a fact, and a sleep must not call itself converged by pruning its
+    degraded facts (§5.5). In in-place mode a fact pruned by the cap policy left by design.
+    """
+    held = {e.fact_id for e in ledger.entries.values() if e.held and not e.applied}
+    count = sum(1 for r in audit.results if not r.recalled and r.fact_id not in held)
+    if refresh_mode == "copy":
+        count += sum(1 for s in ledger.facts.values() if not s.active)
+    return count
 
 
 def _prune(mem, config: EngineConfig, cycle: int) -> int:

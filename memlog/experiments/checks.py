@@ -6,7 +6,9 @@ store-location field ``model_source`` vary between runs). Two runs of the same e
 with the same seed on the same machine must give equal lists.
 
 ``verify_cycles(mem)`` replays the store at ``cycle=0 … cycle=N`` with ``verify``: the
-weights are rebuilt from the log and every recorded audit is recomputed on them.
+weights are rebuilt from the log and every recorded audit is recomputed on them; each row
+says whether the weights hash and the recomputed completions (the text, not only the
+recalled verdict) match the record.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def verify_cycles(mem) -> list[dict]:
     rows = []
     for cycle in range(mem.ledger.cycle + 1):
         report = mem.replay(f"cycle={cycle}", verify=True)
+        audited = [f for f in report["facts"] if "completion_now" in f]
         rows.append(
             {
                 "cycle": cycle,
@@ -57,6 +60,8 @@ def verify_cycles(mem) -> list[dict]:
                 "verified": report["verified"],
                 "weights_match": report["weights_match"],
                 "mismatches": report.get("mismatches", []),
+                # the recomputed text, not only the verdict (None when no audit was recomputed)
+                "completions_match": all(f["completion_now"] == f["completion"] for f in audited) if audited else None,
                 "audit_seq": report.get("verify_audit_seq"),
             }
         )

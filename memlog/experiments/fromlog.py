@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from memlog.projections.ledger import Ledger
 from memlog.store.events import FactInjected, PerplexityMeasured, RecallAudited, SleepEnded, SleepStarted
 from memlog.store.store import Store
-from memlog.experiments.phase_ab import PhaseABResult, PhaseResult, phase_label, wave_summary_of, with_injected
+from memlog.engine.sleep import open_degraded
+from memlog.experiments.phase_ab import PhaseABResult, PhaseResult, phase_label, wave_summary_of
 from memlog.experiments.wake import WakeRow, recalled_set
 from memlog.experiments.wake_capacity import WakeCapacityResult, detect_first_below, detect_tipping_point, detect_wake_capacity, largest_jump
 
@@ -35,18 +36,34 @@ class _Phase:
     ledger_size: int = 0
     wave_seq: int = 0  # the head after the wave (its last audit or PPL reading)
     end_seq: int = 0  # the head after the phase's last cycle
+    facts_known: int = 0  # facts ever injected after the wave
 
 
-def cycle_from_event(event: SleepEnded, phase_cycle: int) -> dict:
-    """A ``SleepEnded`` event as the cycle dict ``run_phase_ab`` reports (``CycleReport.to_dict()``)."""
+def cycle_from_event(event: SleepEnded, phase_cycle: int, ledger: Ledger, refresh_mode: str, pre: RecallAudited | None) -> dict:
+    """A ``SleepEnded`` event as the cycle dict ``run_phase_ab`` reports (``CycleReport.to_dict()``),
+    given the ledger folded up to it (facts ever injected, the sleep-post audit) and the cycle's
+    sleep-pre audit."""
     steps = dict(event.step_seconds)
     blocked = int(steps.pop("blocked", 0))
+    held = int(steps.pop("held", 0))
+    steps.pop("failed", None)
+    known = len(ledger.facts)
+    post = ledger.last_audit
+    hits = (len(post.results) if post is not None else event.active_facts) - event.degraded_after
+    hits_before = len(pre.results) - pre.degraded if pre is not None else hits
     return {
         "cycle": event.cycle,
-        "recall_before": event.recall_before,
-        "recall": event.recall_after,
-        "degraded_before": event.degraded_before,
-        "degraded": event.degraded_after,
+        "recall_before": hits_before / known if known else 1.0,
+        "recall": hits / known if known else 1.0,
+        "degraded_before": known - hits_before,
+        "degraded": known - hits,
+        "recall_before_active": event.recall_before,
+        "recall_active": event.recall_after,
+        "degraded_before_active": event.degraded_before,
+        "degraded_active": event.degraded_after,
+        "facts_known": known,
+        "open_degraded": open_degraded(ledger, post, refresh_mode) if post is not None else event.degraded_after,
+        "held": held,
         "refreshed": event.refreshed,
         "reverted": event.reverted,
         "rolled_back": event.rolled_back,
@@ -87,6 +104,7 @@ def split_phases(logged) -> tuple[list[_Phase], float | None, SleepStarted | Non
     pending: FactInjected | None = None
     previous: set[str] = set()
     last_start: SleepStarted | None = None
+    pre: RecallAudited | None = None
     for item in logged:
         event = item.event
         ledger.apply(item.seq, event)
@@ -97,6 +115,7 @@ def split_phases(logged) -> tuple[list[_Phase], float | None, SleepStarted | Non
         elif isinstance(event, RecallAudited) and event.phase == "wake" and pending is not None:
             phases[-1].rows.append(_wake_row(ledger, pending, event, previous, item.seq))
             phases[-1].ledger_size, phases[-1].wave_seq = ledger.ledger_size(), item.seq
+            phases[-1].facts_known = len(ledger.facts)
             pending = None
         elif isinstance(event, PerplexityMeasured) and event.phase == "base":
             base = event.ppl
@@ -105,8 +124,11 @@ def split_phases(logged) -> tuple[list[_Phase], float | None, SleepStarted | Non
             phases[-1].wave_seq = item.seq
         elif isinstance(event, SleepStarted):
             last_start = event
+        elif isinstance(event, RecallAudited) and event.phase == "sleep-pre":
+            pre = event
         elif isinstance(event, SleepEnded) and phases:
-            phases[-1].cycles.append(cycle_from_event(event, len(phases[-1].cycles) + 1))
+            mode = last_start.refresh_mode if last_start else "in-place"
+            phases[-1].cycles.append(cycle_from_event(event, len(phases[-1].cycles) + 1, ledger, mode, pre))
         if isinstance(event, RecallAudited):
             previous = recalled_set(event)
         if phases:
@@ -117,7 +139,7 @@ def split_phases(logged) -> tuple[list[_Phase], float | None, SleepStarted | Non
 def _converged(cycles: list[dict]) -> bool:
     streak = 0
     for c in cycles:
-        streak = streak + 1 if c["degraded"] == 0 else 0
+        streak = streak + 1 if c["open_degraded"] == 0 else 0
         if streak >= 2:
             return True
     return False
@@ -126,11 +148,9 @@ def _converged(cycles: list[dict]) -> bool:
 def phase_ab_from_log(logged) -> PhaseABResult:
     """The phase-ab result of a store, from its events; phases are named A, B, C, …"""
     phases, base, start = split_phases(logged)
-    results, injected = [], 0
+    results = []
     for i, phase in enumerate(p for p in phases if p.rows):
-        injected += len(phase.rows)
-        phase.cycles = [with_injected(c, injected) for c in phase.cycles]
-        wave = wave_summary_of(phase.rows, phase.ledger_size, phase.wave_seq)
+        wave = wave_summary_of(phase.rows, phase.ledger_size, phase.wave_seq, phase.facts_known)
         converged = _converged(phase.cycles)
         clean = next((c["phase_cycle"] for c in phase.cycles if c["degraded"] == 0), None)
         results.append(

@@ -54,18 +54,18 @@ def wake_markdown(doc: dict, only_paper_rows: bool = False) -> str:
 
 def cycle_rows(phase: dict) -> list[list]:
     w = phase["wave"]
-    rows = [["0 (post-inj.)", _f(w["recall"]), "", w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "—", _f(w["ppl"]), "—"]]
+    rows = [["0 (post-inj.)", _f(w["recall"]), _f(w.get("recall_active")), w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "—", _f(w["ppl"]), "—"]]
     for c in phase["cycles"]:
         rows.append(
             [
-                f"{c['phase_cycle']} (#{c['cycle']})", _f(c["recall"]), _f(c.get("recall_injected")), c["degraded"], c["refreshed"], c["pruned"], c["blocked"],
+                f"{c['phase_cycle']} (#{c['cycle']})", _f(c["recall"]), _f(c.get("recall_active")), c["degraded"], c["refreshed"], c["pruned"], c["blocked"],
                 c["rolled_back"], c["ledger_size"], c["active_facts"], _f(c["ppl_before"]), _f(c["ppl_after"]), f"{c['seconds']:.0f}",
             ]
         )
     return rows
 
 
-CYCLE_COLUMNS = ["cycle", "recall (active)", "recall (injected)", "degraded", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
+CYCLE_COLUMNS = ["cycle", "recall (all injected)", "recall (active)", "degraded (all injected)", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
 
 
 def phase_ab_markdown(doc: dict) -> str:

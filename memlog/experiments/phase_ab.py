@@ -27,12 +27,15 @@ class WaveSummary:
 
     injected: int
     active_facts: int
-    recall: float
+    recall: float  # over every fact ever injected (a pruned fact counts as degraded)
     degraded: int
     ledger_size: int
     ppl: float | None
     seconds: float
     seq: int
+    facts_known: int = 0
+    recall_active: float = 1.0  # over the active facts (the wake audit's own number)
+    degraded_active: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,27 +89,34 @@ class PhaseABResult:
         }
 
 
-def wave_summary_of(rows: list[WakeRow], ledger_size: int, seq: int) -> WaveSummary:
-    """The post-injection state from a wave's rows, with the ledger size and head seq after it."""
+def wave_summary_of(rows: list[WakeRow], ledger_size: int, seq: int, facts_known: int) -> WaveSummary:
+    """The post-injection state from a wave's rows, with the ledger size, head seq and number of
+    facts ever injected after it (recall and degraded over those; the ``_active`` ones over the active facts)."""
     last = rows[-1]
+    hits = last.facts - last.degraded
+    known = max(facts_known, last.facts)
     return WaveSummary(
         injected=len(rows),
         active_facts=last.facts,
-        recall=last.recall,
-        degraded=last.degraded,
+        recall=hits / known if known else 1.0,
+        degraded=known - hits,
         ledger_size=ledger_size,
         ppl=last.ppl,
         seconds=sum(r.seconds for r in rows),
         seq=seq,
+        facts_known=known,
+        recall_active=last.recall,
+        degraded_active=last.degraded,
     )
 
 
 def wave_summary(mem, rows: list[WakeRow]) -> WaveSummary:
-    return wave_summary_of(rows, mem.ledger.ledger_size(), mem.head_seq)
+    return wave_summary_of(rows, mem.ledger.ledger_size(), mem.head_seq, len(mem.ledger.facts))
 
 
 def phase_label(wave: WaveSummary, cycles: list[dict], converged: bool) -> str:
-    """The paper's Table 4 result words for a phase."""
+    """The paper's Table 4 result words for a phase; recall and degraded over every fact ever
+    injected, so that pruning a degraded fact away never reads as recovery."""
     if wave.degraded == 0 and all(c["degraded"] == 0 for c in cycles):
         return "No sleep needed"
     if converged:
@@ -120,23 +130,12 @@ def phase_label(wave: WaveSummary, cycles: list[dict], converged: bool) -> str:
     return "Not converged"
 
 
-def with_injected(cycle: dict, injected: int) -> dict:
-    """Add the paper's recall, over every fact injected so far (a pruned fact counts as lost).
-
-    ``recall`` is over the *active* facts; after pruning has removed a fact's only edit the
-    fact is no longer active, so it no longer counts against ``recall`` but does here.
-    """
-    hits = cycle["active_facts"] - cycle["degraded"]
-    return {**cycle, "injected": injected, "recall_injected": hits / injected if injected else 1.0}
-
-
-def run_phase(mem, name: str, facts: list[Fact], max_cycles: int, ppl_every: int, progress: ProgressFn, injected_before: int = 0) -> PhaseResult:
+def run_phase(mem, name: str, facts: list[Fact], max_cycles: int, ppl_every: int, progress: ProgressFn) -> PhaseResult:
     """One phase: inject the wave, then sleep until converged (at most ``max_cycles``)."""
     rows = inject_wave(mem, facts, ppl_every=ppl_every, progress=progress, label=f"wave {name}")
     wave = wave_summary(mem, rows)
     report = mem.sleep(until_converged=True, max_cycles=max_cycles, progress=progress)
-    injected = injected_before + len(facts)
-    cycles = [with_injected({**c.to_dict(), "phase_cycle": i}, injected) for i, c in enumerate(report.cycles, start=1)]
+    cycles = [{**c.to_dict(), "phase_cycle": i} for i, c in enumerate(report.cycles, start=1)]
     clean = next((c["phase_cycle"] for c in cycles if c["degraded"] == 0), None)
     return PhaseResult(
         name=name,
@@ -163,7 +162,7 @@ def run_phase_ab(
     """Phase A (first wave, sleep) then Phase B (second wave, sleep), into ``mem``'s store."""
     phases = [run_phase(mem, "A", first_wave, max_cycles, ppl_every, progress)]
     if second_wave:
-        phases.append(run_phase(mem, "B", second_wave, max_cycles, ppl_every, progress, injected_before=len(first_wave)))
+        phases.append(run_phase(mem, "B", second_wave, max_cycles, ppl_every, progress))
     return PhaseABResult(phases=phases, base_ppl=base_ppl(mem), refresh_mode=mem.config.refresh_mode, cap=mem.config.cap)
 
 

@@ -20,6 +20,8 @@ import random
 import numpy as np
 import torch
 
+from memlog.core import determinism
+
 
 def default_threads() -> int:
     """The thread count a run uses when none is given: torch's current setting."""
@@ -32,19 +34,13 @@ def seed_everything(seed: int, threads: int | None = None) -> dict:
     Returns the settings applied (for the experiment's record).
     """
     threads = default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if hasattr(torch.backends, "cudnn"):
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    determinism.apply(threads)
     return {
         "seed": seed,
         "threads": threads,

@@ -16,7 +16,13 @@ Semantics, per event:
   counted there), so that copy mode can model the paper's accumulating ledger.
 - ``EditRefreshed`` in ``in-place`` mode replaces the entry's delta (same ``edit_id``,
   ``version + 1``); in ``copy`` mode it creates a new entry beside the original.
-- ``RefreshRolledBack`` restores the version that was active before the refresh.
+- ``RefreshRolledBack`` restores the version that was current before the refresh, applied
+  again unless the user had reverted it (a manual revert, i.e. any reason but ``degraded``).
+  The rolled-back version number stays used: the next version of the edit is numbered after
+  the highest ever written (``last_version``), so versions are monotone per edit.
+- ``RefreshFailed`` changes nothing in the weights; the fact counts the failure.
+- A manual ``EditReverted`` holds the edit (``held``): sleep leaves it alone until a wake
+  update of the fact (the user saying otherwise) applies a new version.
 - ``EditPruned`` removes the entry from the ledger for good.
 
 The weights are ``W_base + Σ s·U Vᵀ`` over ``applied_entries()``, in the fixed order of
@@ -36,6 +42,7 @@ from memlog.store.events import (
     FactRecord,
     LayerDelta,
     RecallAudited,
+    RefreshFailed,
     RefreshRolledBack,
     SleepEnded,
     SleepStarted,
@@ -62,6 +69,9 @@ class LedgerEntry:
     applied: bool = True
     copy_of: str | None = None
     history: list[EditVersion] = field(default_factory=list)  # earlier versions, oldest first
+    last_version: int = 0  # the highest version ever written for this edit (rolled-back ones included)
+    held: bool = False  # reverted by the user: sleep does not refresh it
+    applied_before_refresh: bool = True  # what a rollback of the current version restores
 
     @property
     def version(self) -> int:
@@ -90,6 +100,7 @@ class FactState:
     pruned_seq: int | None = None
     audits: list[AuditMark] = field(default_factory=list)
     refreshes: int = 0
+    failed_refreshes: int = 0
 
     @property
     def last_audit(self) -> AuditMark | None:
@@ -165,7 +176,9 @@ class Ledger:
     def _new_entry(self, seq: int, edit_id: str, fact: FactRecord, version: EditVersion, copy_of: str | None) -> None:
         if edit_id in self.entries:
             raise LedgerError(f"edit {edit_id} already exists (seq {seq})")
-        self.entries[edit_id] = LedgerEntry(edit_id=edit_id, fact_id=fact.fact_id, created_seq=seq, current=version, copy_of=copy_of)
+        self.entries[edit_id] = LedgerEntry(
+            edit_id=edit_id, fact_id=fact.fact_id, created_seq=seq, current=version, copy_of=copy_of, last_version=version.version
+        )
         self.n_created += 1
 
     def _entry(self, edit_id: str, seq: int) -> LedgerEntry:
@@ -180,9 +193,14 @@ class Ledger:
             self._new_entry(seq, e.edit_id, e.fact, version, None)
         else:
             entry = self._entry(e.edit_id, seq)
+            if e.version <= entry.last_version:
+                raise LedgerError(f"update of {e.edit_id} to v{e.version} at seq {seq}, but v{entry.last_version} was already written")
             entry.history.append(entry.current)
             entry.current = version
+            entry.last_version = e.version
             entry.applied = True
+            entry.held = False
+            entry.applied_before_refresh = True
         state = self.facts.get(e.fact.fact_id)
         if state is None or not state.active:
             self.facts[e.fact.fact_id] = FactState(fact=e.fact, edit_id=e.edit_id, injected_seq=seq)
@@ -191,7 +209,9 @@ class Ledger:
             state.edit_id = e.edit_id
 
     def _on_EditReverted(self, seq: int, e: EditReverted) -> None:
-        self._entry(e.edit_id, seq).applied = False
+        entry = self._entry(e.edit_id, seq)
+        entry.applied = False
+        entry.held = e.reason != "degraded"
 
     def _on_EditRefreshed(self, seq: int, e: EditRefreshed) -> None:
         version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale)
@@ -199,11 +219,18 @@ class Ledger:
             self._new_entry(seq, e.edit_id, e.fact, version, e.copy_of)
         else:
             entry = self._entry(e.edit_id, seq)
-            if e.version != entry.version + 1:
-                raise LedgerError(f"refresh of {e.edit_id} to v{e.version} at seq {seq}, but its version is v{entry.version}")
+            if e.version != entry.last_version + 1:
+                raise LedgerError(
+                    f"refresh of {e.edit_id} to v{e.version} at seq {seq}, but its latest version is v{entry.last_version}"
+                )
+            # A sleep's own revert (reason "degraded") does not count: the refresh replaces an
+            # applied version. A manual revert does: a rollback must not revive it.
+            entry.applied_before_refresh = entry.applied or not entry.held
             entry.history.append(entry.current)
             entry.current = version
+            entry.last_version = e.version
             entry.applied = True
+            entry.held = False
         state = self.facts.get(e.fact.fact_id)
         if state is not None:
             state.edit_id = e.edit_id
@@ -216,7 +243,7 @@ class Ledger:
             del self.entries[e.edit_id]
             original = self.entries.get(entry.copy_of)
             if original is not None:
-                original.applied = True
+                original.applied = not original.held
             state = self.facts.get(entry.fact_id)
             if state is not None:
                 state.edit_id = entry.copy_of
@@ -224,7 +251,15 @@ class Ledger:
         if not entry.history:
             raise LedgerError(f"rollback of {e.edit_id} at seq {seq}, but it has no earlier version")
         entry.current = entry.history.pop()
-        entry.applied = True
+        entry.applied = entry.applied_before_refresh
+        entry.held = not entry.applied
+        entry.applied_before_refresh = True
+
+    def _on_RefreshFailed(self, seq: int, e: RefreshFailed) -> None:
+        entry = self._entry(e.edit_id, seq)
+        state = self.facts.get(entry.fact_id)
+        if state is not None:
+            state.failed_refreshes += 1
 
     def _on_EditPruned(self, seq: int, e: EditPruned) -> None:
         entry = self.entries.pop(e.edit_id, None)

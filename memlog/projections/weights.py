@@ -5,7 +5,8 @@ For every edit layer ``l``::
     W_l = cast( W_base,l  +  Σ_{applied entries, in creation order}  s_i · U_i,l V_i,lᵀ )
 
 computed from float32 master copies of the base weights taken when the projector is
-built (before any edit is applied). The sum is one matmul over the concatenated factors
+built (before any edit is applied), with one torch thread and deterministic kernels
+(``memlog.core.determinism.pinned``), whatever the caller's settings. The sum is one matmul over the concatenated factors
 in a fixed order, so the same ledger always gives bit-identical tensors: a revert or a
 prune is a rebuild from the sum, never a subtraction, and replay equals the live model.
 """
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from memlog.core.adapter import LayerAdapter
+from memlog.core.determinism import pinned
 from memlog.projections.ledger import LedgerEntry
 from memlog.store.deltas import read_uv
 from memlog.store.events import BlobRef, LayerDelta
@@ -70,10 +72,14 @@ class WeightProjector:
 
     @torch.no_grad()
     def project(self, entries: Sequence[LedgerEntry], layers: Sequence[int] | None = None) -> str:
-        """Write the projection for ``entries`` (in the given order) into the model; return the weights hash."""
-        for layer in layers if layers is not None else self.layers:
-            target = self.adapter.edit_weight_view(self.model, layer)
-            target.copy_(self.layer_sum(layer, entries).to(target.dtype))
+        """Write the projection for ``entries`` (in the given order) into the model; return the weights hash.
+
+        Runs under ``pinned()``: one thread and deterministic kernels, whatever the caller set.
+        """
+        with pinned():
+            for layer in layers if layers is not None else self.layers:
+                target = self.adapter.edit_weight_view(self.model, layer)
+                target.copy_(self.layer_sum(layer, entries).to(target.dtype))
         return self.weights_sha256()
 
     @torch.no_grad()

@@ -183,6 +183,20 @@ class RefreshRolledBack(Event, tag="RefreshRolledBack"):
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
 
 
+class RefreshFailed(Event, tag="RefreshFailed"):
+    """A degraded edit's refresh could not be solved (e.g. the null-space constraint left no room).
+
+    Nothing changed: the edit's current version stays as it was (applied). ``reason`` is the
+    solver's message; ``n_constraint_keys`` the size of the last constraint set tried.
+    """
+
+    edit_id: str
+    version: int
+    reason: str
+    n_constraint_keys: int
+    cycle: int | None
+
+
 class EditPruned(Event, tag="EditPruned"):
     """The edit leaves the ledger (and the weights) for good."""
 
@@ -243,6 +257,7 @@ AnyEvent = Union[
     RefreshRolledBack,
     EditPruned,
     SleepTriggered,
+    RefreshFailed,
     SleepStarted,
     PerplexityMeasured,
     SleepEnded,

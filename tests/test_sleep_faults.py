@@ -1,0 +1,225 @@
+"""The sleep engine's rare paths, driven by the keyed fake editor, with assertions on the events written.
+
+- a PPL rollback, then a later refresh or a wake update of the same edit (versions stay monotone);
+- a refresh that cannot be solved leaves the previous version applied and says why (``RefreshFailed``);
+- a manual revert survives sleeps of every strategy, and a rollback restores the state before the refresh;
+- at scale (more healthy keys than key dimensions) a refresh is solved under a subset of the keys.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from memlog.core.facts import Fact
+from memlog.core.pool import fact_pool
+from memlog.engine.config import EngineConfig
+from memlog.projections.ledger import Ledger
+from memlog.store.events import (
+    EditRefreshed,
+    EditReverted,
+    FactInjected,
+    RefreshFailed,
+    RefreshRolledBack,
+)
+from tests.fakes import keyed_memory
+
+
+def _events(mem, kind):
+    return [item.event for item in mem.logged if isinstance(item.event, kind)]
+
+
+def _degraded_ids(mem) -> list[str]:
+    return [r.fact_id for r in mem.ledger.last_audit.results if not r.recalled]
+
+
+@pytest.mark.parametrize("strategy", ["reinject", "correct"])
+def test_refresh_after_a_rollback_gets_a_fresh_version(tmp_path, strategy):
+    facts = fact_pool(8, seed=3)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05, refresh_strategy=strategy), interference=2, spiky={f.fact_id for f in facts})
+    try:
+        mem.inject(facts)
+        first = mem.sleep(cycles=1)
+        rolled = _events(mem, RefreshRolledBack)
+        assert rolled and first.cycles[0].rolled_back == len(rolled) and first.cycles[0].refreshed == 0
+        for e in rolled:  # the rolled-back version is not applied; the one before it is
+            assert mem.ledger.entries[e.edit_id].version == e.version - 1 and mem.ledger.entries[e.edit_id].applied
+        mem.editor.spiky = set()
+        second = mem.sleep(cycles=2)  # used to raise IntegrityError: e0000k v2 already exists
+        assert sum(c.refreshed for c in second.cycles) > 0
+        versions: dict[str, list[int]] = {}
+        for e in _events(mem, FactInjected) + _events(mem, EditRefreshed):
+            versions.setdefault(e.edit_id, []).append(e.version)
+        for edit_id, vs in versions.items():
+            assert vs == sorted(vs) and len(vs) == len(set(vs)), (edit_id, vs)
+        again = [e for e in _events(mem, EditRefreshed) if e.edit_id in {r.edit_id for r in rolled} and e.cycle > 1]
+        assert again and all(e.version == 3 for e in again if e.cycle == 2)
+    finally:
+        mem.close()
+
+
+def test_wake_update_after_a_rollback_gets_a_fresh_version(tmp_path):
+    facts = fact_pool(8, seed=3)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05), interference=2, spiky={f.fact_id for f in facts})
+    try:
+        mem.inject(facts)
+        mem.sleep(cycles=1)
+        rolled = _events(mem, RefreshRolledBack)[0]
+        fact = next(f for f in facts if mem.ledger.entries[rolled.edit_id].fact_id == f.fact_id)
+        report = mem.inject([Fact(fact.subject, fact.relation, "Reykjavik")])
+        assert report.facts[0].status == "updated"
+        update = _events(mem, FactInjected)[-1]
+        assert update.edit_id == rolled.edit_id
+        assert update.version == rolled.version + 1 and update.supersedes_version == rolled.version - 1
+    finally:
+        mem.close()
+
+
+def test_failed_refresh_keeps_the_previous_version_applied(tmp_path):
+    facts = fact_pool(8, seed=5)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None), interference=2, unsolvable={f.fact_id for f in facts})
+    try:
+        mem.inject(facts)
+        degraded = set(_degraded_ids(mem))
+        assert degraded, "the fake should degrade something"
+        applied_before = {e.edit_id: (e.version, e.applied) for e in mem.ledger.entries.values()}
+        report = mem.sleep(cycles=1)
+        cycle = report.cycles[0]
+        failed = _events(mem, RefreshFailed)
+        assert {mem.ledger.entries[e.edit_id].fact_id for e in failed} == degraded
+        assert cycle.refreshed == 0 and cycle.reverted == 0 and len(cycle.failed) == len(degraded)
+        assert all("no room" in e.reason for e in failed)
+        assert not _events(mem, EditReverted), "a failed refresh must not leave a revert behind"
+        assert {e.edit_id: (e.version, e.applied) for e in mem.ledger.entries.values()} == applied_before
+    finally:
+        mem.close()
+
+
+def test_correct_and_reinject_leave_a_manual_revert_alone(tmp_path):
+    for strategy in ("reinject", "correct"):
+        mem = keyed_memory(tmp_path / strategy, EngineConfig(ppl_bound=None, refresh_strategy=strategy), interference=2)
+        try:
+            mem.inject(fact_pool(6, seed=2))
+            target = mem.ledger.active_facts()[0].edit_id
+            mem.revert(target)
+            mem.sleep(cycles=3)
+            entry = mem.ledger.entries[target]
+            assert not entry.applied and entry.version == 1, strategy
+            assert not [e for e in _events(mem, EditRefreshed) if e.edit_id == target], strategy
+            # The user says otherwise: a wake update of the fact applies it again.
+            fact = mem.ledger.facts[entry.fact_id].fact
+            mem.inject([Fact(fact.subject, fact.relation, "Reykjavik")])
+            assert mem.ledger.entries[target].applied
+        finally:
+            mem.close()
+
+
+def test_rollback_restores_the_applied_state_before_the_refresh():
+    """Fold-level: a refresh of a manually reverted edit (as older versions wrote) rolled back stays reverted."""
+    from memlog.store.events import FactRecord
+
+    rec = FactRecord(fact_id="f1", subject="A", relation="lives in", object="B")
+    events = [
+        FactInjected(edit_id="e00001", version=1, fact=rec, deltas=[], v_loss=0.0),
+        EditReverted(edit_id="e00001", version=1, reason="manual"),
+        EditRefreshed(edit_id="e00001", version=2, fact=rec, deltas=[], v_loss=0.0, n_constraint_keys=0, mode="in-place", cycle=1, strategy="correct"),
+        RefreshRolledBack(edit_id="e00001", version=2, ppl_before=1.0, ppl_after=2.0, cycle=1),
+    ]
+    ledger = Ledger.fold(list(enumerate(events, start=1)))
+    assert ledger.entries["e00001"].version == 1 and not ledger.entries["e00001"].applied
+    degraded = [
+        FactInjected(edit_id="e00001", version=1, fact=rec, deltas=[], v_loss=0.0),
+        EditReverted(edit_id="e00001", version=1, reason="degraded", cycle=1),
+        EditRefreshed(edit_id="e00001", version=2, fact=rec, deltas=[], v_loss=0.0, n_constraint_keys=0, mode="in-place", cycle=1),
+        RefreshRolledBack(edit_id="e00001", version=2, ppl_before=1.0, ppl_after=2.0, cycle=1),
+    ]
+    ledger = Ledger.fold(list(enumerate(degraded, start=1)))
+    assert ledger.entries["e00001"].version == 1 and ledger.entries["e00001"].applied
+
+
+def _cycle_slices(mem):
+    """(prefix ledger before the cycle, the cycle's logged items) per sleep cycle."""
+    from memlog.store.events import SleepEnded, SleepStarted
+
+    out, ledger, current = [], Ledger(), None
+    for item in mem.logged:
+        if isinstance(item.event, SleepStarted):
+            current = (Ledger.fold([(i.seq, i.event) for i in mem.logged if i.seq < item.seq]), [])
+        if current is not None:
+            current[1].append(item)
+        if isinstance(item.event, SleepEnded):
+            out.append(current)
+            current = None
+        ledger.apply(item.seq, item.event)
+    return out
+
+
+def test_copy_mode_blocks_refreshes_only_over_the_cap_and_prunes_the_three_oldest(tmp_path):
+    from memlog.store.events import EditPruned, RecallAudited, SleepEnded
+
+    cap = 7
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, refresh_mode="copy", cap=cap), interference=2, d_in=32)
+    try:
+        mem.inject(fact_pool(6, seed=7))
+        mem.sleep(cycles=4)
+        slices = _cycle_slices(mem)
+    finally:
+        mem.close()
+    saw_block = saw_prune = False
+    for prefix, items in slices:
+        ledger = prefix
+        end = next(i.event for i in items if isinstance(i.event, SleepEnded))
+        pre = next(i.event for i in items if isinstance(i.event, RecallAudited) and i.event.phase == "sleep-pre")
+        attempts, pruned = 0, []
+        for item in items:
+            e = item.event
+            if isinstance(e, EditReverted):  # a copy refresh starts: allowed only while not over the cap
+                assert ledger.ledger_size() <= cap
+                attempts += 1
+            if isinstance(e, EditPruned):
+                if not pruned:  # the prune step: the three oldest entries by creation, only when over the cap
+                    assert ledger.ledger_size() > cap
+                    oldest = [x.edit_id for x in sorted(ledger.entries.values(), key=lambda x: x.created_seq)[:3]]
+                pruned.append(e.edit_id)
+            ledger.apply(item.seq, e)
+        blocked = end.step_seconds["blocked"]
+        assert attempts + blocked == pre.degraded  # every degraded fact was refreshed or blocked
+        if blocked:
+            saw_block = True
+            assert end.refreshed == attempts
+        if pruned:
+            saw_prune = True
+            assert pruned == oldest and end.pruned == 3
+    assert saw_block and saw_prune, "the scenario should reach the cap, block and prune"
+
+
+@pytest.mark.parametrize("policy", ["least-recently-healthy", "oldest"])
+def test_in_place_prune_victims_follow_the_policy(tmp_path, policy):
+    from memlog.store.events import EditPruned
+
+    mem = keyed_memory(tmp_path / policy, EngineConfig(ppl_bound=None, prune_policy=policy, cap=20), interference=2)
+    try:
+        mem.inject(fact_pool(10, seed=11))
+        mem.sleep(cycles=1, cap=6)
+        slices = _cycle_slices(mem)
+    finally:
+        mem.close()
+    prefix, items = slices[0]
+    ledger = prefix
+    victims = []
+    for item in items:
+        if isinstance(item.event, EditPruned):
+            if not victims:
+                active = ledger.active_facts()
+                created = {s.fact.fact_id: ledger.entries[s.edit_id].created_seq for s in active}
+                if policy == "oldest":
+                    order = sorted(active, key=lambda s: created[s.fact.fact_id])
+                else:
+                    order = sorted(active, key=lambda s: (s.last_healthy_seq, created[s.fact.fact_id]))
+                expected = [s.edit_id for s in order[: len(active) - 6]]
+                by_age = [s.edit_id for s in sorted(active, key=lambda s: created[s.fact.fact_id])[: len(active) - 6]]
+            victims.append(item.event.edit_id)
+        ledger.apply(item.seq, item.event)
+    assert victims == expected and len(victims) == 4
+    if policy == "least-recently-healthy":
+        assert victims != by_age, "the scenario should tell the policies apart"
+    assert len(ledger.active_facts()) == 6
