@@ -33,6 +33,7 @@ import typer
 
 from memlog.cli.common import FormatOpt
 from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, table
+from memlog.core.facts import Fact
 from memlog.errors import UserError
 
 DEFAULT_DEMO_STORE = "memlog-demo"
@@ -167,7 +168,7 @@ def _recovered_example(mem, facts: list[dict]) -> dict | None:
     for f in facts:
         if f["recorded_then"] is False and f["now"]:
             state = mem.ledger.facts[f["fact_id"]]
-            prompt = f"{state.fact.subject} {state.fact.relation}"
+            prompt = Fact.of(state.fact).prompt
             then = mem.recall(prompt, at="cycle=0")
             now = mem.recall(prompt)
             why = why_report(mem, f["fact_id"], change="degraded")

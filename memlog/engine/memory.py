@@ -39,6 +39,7 @@ from memlog.store.events import (
     FactInjected,
     FactRecord,
     LayerDelta,
+    NeighbourProbe,
     RecallAudited,
     SleepTriggered,
     StoreCreated,
@@ -50,6 +51,10 @@ from memlog.store.store import Store
 if TYPE_CHECKING:
     from memlog.core.memit import EditResult, MemitConfig
     from memlog.engine.editor import Editor
+
+# audits that also measure paraphrases, neighbours and chat recall (the wake audit after every
+# inject measures the exact prompt only, to keep injection fast)
+PROBED_PHASES = ("sleep-pre", "sleep-post", "manual")
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -79,12 +84,37 @@ class InjectReport:
     sleeps: list = field(default_factory=list)
 
 
-def record_of(fact: Fact) -> FactRecord:
-    return FactRecord(fact_id=fact.fact_id, subject=fact.subject, relation=fact.relation, object=fact.object)
+def with_probes(rows: list[AuditResult], probes) -> tuple[list[AuditResult], dict]:
+    """Audit rows with their probe measures, and the RecallAudited means over measured facts."""
+    rows = [msgspec.structs.replace(r, paraphrase=p.paraphrase, neighbours=p.neighbours, chat=p.chat) for r, p in zip(rows, probes)]
+
+    def mean(values):
+        values = [float(v) for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    return rows, {
+        "paraphrase_recall": mean(r.paraphrase for r in rows),
+        "neighbour_unchanged": mean(r.neighbours for r in rows),
+        "chat_recall": mean(r.chat for r in rows),
+    }
+
+
+def record_of(fact: Fact, neighbours_before: list[str] | None = None) -> FactRecord:
+    """The stored form of ``fact``, its probes included; ``neighbours_before`` are the greedy
+    completions of its neighbourhood prompts just before its edit."""
+    before = neighbours_before or [""] * len(fact.neighbours)
+    return FactRecord(
+        fact_id=fact.fact_id,
+        subject=fact.subject,
+        relation=fact.relation,
+        object=fact.object,
+        paraphrases=list(fact.paraphrases),
+        neighbours=[NeighbourProbe(prompt=n.prompt, answer=n.answer, before=b) for n, b in zip(fact.neighbours, before)],
+    )
 
 
 def fact_of(record: FactRecord) -> Fact:
-    return Fact(record.subject, record.relation, record.object)
+    return Fact.of(record)
 
 
 class Memory:
@@ -211,12 +241,13 @@ class Memory:
                 edit_id, version, supersedes = entry.edit_id, entry.version + 1, entry.version
             else:
                 edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
+            before = self.editor.neighbour_completions([n.prompt for n in fact.neighbours]) if fact.neighbours else None
             result = self.editor.edit([fact])
             self.emit(
                 FactInjected(
                     edit_id=edit_id,
                     version=version,
-                    fact=record_of(fact),
+                    fact=record_of(fact, before),
                     deltas=self.write_deltas(result),
                     v_loss=float(result.v_loss),
                     supersedes_version=supersedes,
@@ -240,8 +271,12 @@ class Memory:
         """Audit every active fact (one batched greedy pass) and emit the result."""
         start = time.perf_counter()
         states = self.ledger.active_facts()
-        results = self.editor.audit([fact_of(s.fact) for s in states])
+        facts = [fact_of(s.fact) for s in states]
+        results = self.editor.audit(facts)
         rows = [AuditResult(fact_id=s.fact.fact_id, edit_id=s.edit_id, recalled=r.recalled, completion=r.completion) for s, r in zip(states, results)]
+        means = {}
+        if phase in PROBED_PHASES and rows:
+            rows, means = with_probes(rows, self.editor.probes(facts, [[n.before for n in s.fact.neighbours] for s in states]))
         hits = sum(r.recalled for r in rows)
         event = RecallAudited(
             phase=phase,
@@ -250,6 +285,7 @@ class Memory:
             recall=hits / len(rows) if rows else 1.0,
             degraded=len(rows) - hits,
             seconds=time.perf_counter() - start,
+            **means,
         )
         return self.emit(event)
 
