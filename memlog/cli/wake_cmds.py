@@ -18,7 +18,7 @@ def inject(
     relation: str = typer.Argument(None),
     obj: str = typer.Argument(None, metavar="OBJECT"),
     file: Path = typer.Option(None, "--file", help="File of facts: JSONL (subject, relation or prompt, object), CounterFact or zsRE JSON."),
-    file_format: str = typer.Option("auto", "--format", help="Format of --file: auto, jsonl, counterfact or zsre."),
+    file_format: str = typer.Option("auto", "--file-format", help="Format of --file: auto, jsonl, counterfact or zsre (--format is the output format)."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt template with {} for the subject, e.g. 'The mother tongue of {} is'."),
     subject_opt: str = typer.Option(None, "--subject", help="The subject (with --prompt)."),
     object_opt: str = typer.Option(None, "--object", help="The object (with --prompt)."),
