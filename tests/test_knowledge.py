@@ -13,6 +13,8 @@ from memlog.core.facts import Fact, Neighbour
 from memlog.core.keys import build_prompt_batch, context_prefixes, fact_contexts
 from memlog.errors import UserError
 from memlog.store.events import FactInjected, FactRecord, RecallAudited, decode_event, encode_event
+from memlog.analytics.views import run_sql
+from memlog.core.probes import ProbeResult
 from tests.fakes import fake_memory
 
 DARRIEUX = Fact("Danielle Darrieux", "The mother tongue of {} is", "English")
@@ -188,3 +190,19 @@ def test_old_events_decode_and_new_shorthand_events_keep_the_old_encoding():
         event = decode_event(raw)
         assert event.paraphrase_recall is None and event.degraded_by == "exact" and event.results[0].chat is None
         assert b'"paraphrase"' not in encode_event(event)  # per-fact measures omitted when absent
+
+
+def test_views_show_the_prompt_and_probe_measures(tmp_path):
+    facts = [DARRIEUX, Fact("Aria Nakamura", "lives in", "Porto"), Fact("Aria Nakamura", "'s favourite colour is", "red")]
+    mem = fake_memory(tmp_path / "store")
+    mem.inject(facts)
+    mem.editor.probes = lambda fs, befores: [ProbeResult(0.5, 1.0, True) for _ in fs]  # measured values, as a real editor gives
+    mem.audit()
+    mem.close()
+    rows = run_sql(tmp_path / "store", "SELECT fact_id, prompt, last_paraphrase, last_neighbours, last_chat FROM facts ORDER BY first_seq")
+    assert [r["prompt"] for r in rows] == [f.prompt for f in facts]
+    assert all((r["last_paraphrase"], r["last_neighbours"], r["last_chat"]) == (0.5, 1.0, True) for r in rows)
+    (manual,) = run_sql(tmp_path / "store", "SELECT * FROM measures WHERE phase = 'manual'")
+    assert (manual["paraphrase_recall"], manual["neighbour_unchanged"], manual["chat_recall"], manual["audited"]) == (0.5, 1.0, 1.0, 3)
+    wake = run_sql(tmp_path / "store", "SELECT paraphrase_recall FROM measures WHERE phase = 'wake'")
+    assert len(wake) == 3 and all(r["paraphrase_recall"] is None for r in wake)
