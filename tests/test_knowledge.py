@@ -167,7 +167,8 @@ def test_template_and_probes_round_trip_through_the_log(tmp_path):
     mem = fake_memory(tmp_path / "store")
     state = mem.ledger.facts[fact.fact_id]
     back = Fact.of(state.fact)
-    assert back == fact and back.prompt == fact.prompt and back.paraphrases == fact.paraphrases and back.neighbours == fact.neighbours
+    assert back == fact and back.prompt == fact.prompt and back.paraphrases == fact.paraphrases
+    assert [(n.prompt, n.answer) for n in back.neighbours] == [(n.prompt, n.answer) for n in fact.neighbours]
     assert state.fact.neighbours[0].before == " ..."  # the fake editor's completion before the edit
     injected = [i.event for i in mem.logged if isinstance(i.event, FactInjected)]
     assert injected[0].fact.relation == "The mother tongue of {} is"
@@ -206,3 +207,29 @@ def test_views_show_the_prompt_and_probe_measures(tmp_path):
     assert (manual["paraphrase_recall"], manual["neighbour_unchanged"], manual["chat_recall"], manual["audited"]) == (0.5, 1.0, 1.0, 3)
     wake = run_sql(tmp_path / "store", "SELECT paraphrase_recall FROM measures WHERE phase = 'wake'")
     assert len(wake) == 3 and all(r["paraphrase_recall"] is None for r in wake)
+
+
+# ---------------------------------------------------------------- stale facts
+
+
+def test_sleep_suspends_a_fact_that_refreshes_do_not_help(tmp_path):
+    """With an editor under which no fact is ever recalled, each fact is refreshed three times,
+    then suspended (one event), then left alone; a new injection of it lifts the suspension."""
+    from memlog.engine.config import EngineConfig
+    from memlog.store.events import EditRefreshed, RefreshSuspended
+
+    mem = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None, stale_after=3), interference=1)
+    facts = [Fact("Aria Nakamura", "lives in", "Porto"), DARRIEUX]
+    mem.inject(facts)
+    mem.sleep(cycles=5)
+
+    def of_kind(kind):
+        return [i.event for i in mem.store.log.read() if isinstance(i.event, kind)]
+
+    assert [e.cycle for e in of_kind(EditRefreshed)] == [1, 1, 2, 2, 3, 3]
+    assert sorted((e.fact_id, e.refreshes, e.cycle) for e in of_kind(RefreshSuspended)) == sorted((f.fact_id, 3, 4) for f in facts)
+    mem.inject([Fact("Aria Nakamura", "lives in", "Lisbon")])
+    mem.sleep(cycles=1)
+    assert [e.fact.fact_id for e in of_kind(EditRefreshed) if e.cycle == 6] == [facts[0].fact_id]
+    assert len(of_kind(RefreshSuspended)) == 2
+    mem.close()

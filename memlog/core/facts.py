@@ -75,10 +75,12 @@ def template_from_prompt(prompt: str, subject: str) -> str:
 
 @dataclass(frozen=True)
 class Neighbour:
-    """A neighbourhood probe: a prompt about another subject and the answer it must keep."""
+    """A neighbourhood probe: a prompt about another subject, the answer it must keep, and the
+    model's greedy completion of it just before the fact's first edit (empty until recorded)."""
 
     prompt: str
     answer: str
+    before: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class Fact:
     def of(cls, record) -> "Fact":
         """The fact of anything with ``subject``, ``relation`` and ``object`` attributes (a stored
         ``FactRecord``), probes included when it has them."""
-        neighbours = tuple(Neighbour(n.prompt, n.answer) for n in getattr(record, "neighbours", ()))
+        neighbours = tuple(Neighbour(n.prompt, n.answer, n.before) for n in getattr(record, "neighbours", ()))
         return cls(record.subject, record.relation, record.object, tuple(getattr(record, "paraphrases", ())), neighbours)
 
     def __str__(self) -> str:

@@ -101,8 +101,8 @@ def with_probes(rows: list[AuditResult], probes) -> tuple[list[AuditResult], dic
 
 def record_of(fact: Fact, neighbours_before: list[str] | None = None) -> FactRecord:
     """The stored form of ``fact``, its probes included; ``neighbours_before`` are the greedy
-    completions of its neighbourhood prompts just before its edit."""
-    before = neighbours_before or [""] * len(fact.neighbours)
+    completions of its neighbourhood prompts just before its edit (default: those it carries)."""
+    before = neighbours_before or [n.before for n in fact.neighbours]
     return FactRecord(
         fact_id=fact.fact_id,
         subject=fact.subject,
@@ -160,6 +160,10 @@ class Memory:
         self._pending.append(event)
         self._next_seq += 1
         return event
+
+    def events(self) -> list[Event]:
+        """Every event so far: the committed log, then the ones buffered in the current unit."""
+        return [item.event for item in self.logged] + list(self._pending)
 
     def commit(self) -> int:
         if not self._pending:

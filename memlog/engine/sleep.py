@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from memlog.engine.config import EngineConfig
+from memlog.engine.stale import hold_back_stale
 from memlog.errors import UserError
 from memlog.store.events import (
     EditPruned,
@@ -126,6 +127,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         recalled = {r.fact_id: r.recalled for r in pre.results}
         healthy = [s for s in ledger.active_facts() if recalled.get(s.fact.fact_id)]
         degraded = [s for s in ledger.active_facts() if not recalled.get(s.fact.fact_id)]
+        degraded = hold_back_stale(mem, degraded, cycle, config.stale_after)
 
         t = time.perf_counter()
         constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None

@@ -218,6 +218,16 @@ class EditPruned(Event, tag="EditPruned"):
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
 
 
+class RefreshSuspended(Event, tag="RefreshSuspended"):
+    """Sleep stops refreshing a fact that stayed degraded through ``refreshes`` refreshes in a row;
+    it is refreshed again once it is recalled in an audit or injected anew."""
+
+    fact_id: str
+    edit_id: str
+    refreshes: int
+    cycle: int | None
+
+
 class SleepTriggered(Event, tag="SleepTriggered"):
     pressure: float
     threshold: float
@@ -267,6 +277,7 @@ AnyEvent = Union[
     EditRefreshed,
     RefreshRolledBack,
     EditPruned,
+    RefreshSuspended,
     SleepTriggered,
     SleepStarted,
     PerplexityMeasured,
