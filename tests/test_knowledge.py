@@ -233,3 +233,48 @@ def test_sleep_suspends_a_fact_that_refreshes_do_not_help(tmp_path):
     assert [e.fact.fact_id for e in of_kind(EditRefreshed) if e.cycle == 6] == [facts[0].fact_id]
     assert len(of_kind(RefreshSuspended)) == 2
     mem.close()
+
+
+# ---------------------------------------------------------------- whole-word objects
+
+
+def test_continuation_mask_marks_word_continuing_tokens(embedded_tokenizer):
+    from memlog.core.vstar import continuation_mask
+
+    tok = embedded_tokenizer
+    mask = continuation_mask(tok, len(tok) + 3, "cpu")
+    assert mask.shape == (len(tok) + 3,) and not mask[-3:].any()
+    (s,) = tok("s", add_special_tokens=False)["input_ids"]
+    (space_the,) = tok(" the", add_special_tokens=False)["input_ids"]
+    (comma,) = tok(",", add_special_tokens=False)["input_ids"]
+    assert mask[s] and not mask[space_the] and not mask[comma]
+
+
+def test_boundary_term_lowers_the_chance_of_continuing_the_object(real_model):
+    """On the embedded model, v* with the boundary term leaves less probability on word-continuing
+    tokens after the object than v* without it (same steps, same fact)."""
+    import dataclasses
+
+    import torch
+
+    from memlog.core.memit import MemitConfig
+    from memlog.core.vstar import _head, _prepare, compute_v_star
+
+    fact = Fact("Danielle Darrieux", "The mother tongue of {} is", "sitcom")
+    tiny = real_model
+    base = MemitConfig(v_steps=20, v_stop_loss=0.0, n_prefixes=2)
+    with_term = dataclasses.replace(base, v_boundary_weight=1.0)
+    problem = _prepare(tiny, [fact], 9, with_term)
+
+    def p_continue(cfg):
+        targets, _ = compute_v_star(tiny, [fact], 9, cfg)
+        delta = (targets.T - problem.h_init).to(problem.suffix.dtype)
+        from memlog.core.vstar import _edited_suffix
+
+        with torch.no_grad():
+            normed = problem.runner.run(_edited_suffix(problem, delta))
+            logp = torch.log_softmax(_head(tiny, normed[problem.boundary_rows, problem.boundary_cols]), dim=-1)
+        return float(torch.logsumexp(logp[:, problem.continues_word], dim=-1).exp().mean())
+
+    without, with_ = p_continue(base), p_continue(with_term)
+    assert with_ < without / 2, (with_, without)
