@@ -205,6 +205,8 @@ def test_views_show_the_prompt_and_probe_measures(tmp_path):
     assert all((r["last_paraphrase"], r["last_neighbours"], r["last_chat"]) == (0.5, 1.0, True) for r in rows)
     (manual,) = run_sql(tmp_path / "store", "SELECT * FROM measures WHERE phase = 'manual'")
     assert (manual["paraphrase_recall"], manual["neighbour_unchanged"], manual["chat_recall"], manual["audited"]) == (0.5, 1.0, 1.0, 3)
+    status = fake_memory(tmp_path / "store").status()
+    assert (status["paraphrase_recall"], status["neighbour_unchanged"], status["chat_recall"]) == (0.5, 1.0, 1.0)
     wake = run_sql(tmp_path / "store", "SELECT paraphrase_recall FROM measures WHERE phase = 'wake'")
     assert len(wake) == 3 and all(r["paraphrase_recall"] is None for r in wake)
 

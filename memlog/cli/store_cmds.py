@@ -57,8 +57,8 @@ def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     """Active facts, recall, degraded count, sleep pressure, cycle and head seq."""
     from memlog.engine.memory import status_of
 
-    st, header, _, ledger = _read_state(store)
-    data = status_of(header, ledger, st.path)
+    st, header, logged, ledger = _read_state(store)
+    data = status_of(header, ledger, st.path, [item.event for item in logged])
 
     def render(c, d):
         rows = [[k, d[k]] for k in ("store", "model", "layers", "active_facts", "ledger_size", "recall", "degraded", "pressure", "cycle", "seq")]

@@ -321,7 +321,7 @@ class Memory:
     # -- reading -------------------------------------------------------------------------------
 
     def status(self) -> dict:
-        return status_of(self.header, self.ledger, self.store.path)
+        return status_of(self.header, self.ledger, self.store.path, self.events())
 
     def point_seq(self, at: str | Point | None) -> int:
         if at is None:
@@ -368,7 +368,21 @@ class Memory:
         self.close()
 
 
-def status_of(header: StoreCreated, ledger: Ledger, store_path: Path) -> dict:
+def probe_means(events) -> dict:
+    """The paraphrase, neighbourhood and chat means of the latest audit that measured them."""
+    for event in reversed(list(events)):
+        if isinstance(event, RecallAudited) and event.phase in PROBED_PHASES:
+            return {
+                "probe_audit_phase": event.phase,
+                "paraphrase_recall": event.paraphrase_recall,
+                "neighbour_unchanged": event.neighbour_unchanged,
+                "chat_recall": event.chat_recall,
+            }
+    return {"probe_audit_phase": None, "paraphrase_recall": None, "neighbour_unchanged": None, "chat_recall": None}
+
+
+def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=()) -> dict:
+    """The store's state; with its ``events``, also the latest probe-audit means."""
     audit = ledger.last_audit
     return {
         "store": str(store_path),
@@ -385,6 +399,7 @@ def status_of(header: StoreCreated, ledger: Ledger, store_path: Path) -> dict:
         "pressure": ledger.pressure(),
         "cycle": ledger.cycle,
         "seq": ledger.head_seq,
+        **probe_means(events),
     }
 
 
