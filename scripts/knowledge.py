@@ -2,7 +2,7 @@
 measured before the edits, after them, and after ``--sleep-cycles`` sleep cycles.
 
 Usage: ``python scripts/knowledge.py --file data.json --sample 100 --seed 0 --out run.json
-[--single N] [--sleep-cycles K]``. With ``--single N`` it also measures single-fact efficacy (each of the first
+[--single N [--single-only]] [--sleep-cycles K] [--boundary-weight W]``. With ``--single N`` it also measures single-fact efficacy (each of the first
 N sampled records edited alone into the unedited model). Results are written after each stage.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from _common import setup_threads, write_json
 
 from memlog.core.factfile import read_cases
+from memlog.core.memit import MemitConfig
 from memlog.core.model import ModelSpec
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory
@@ -34,6 +35,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--single", type=int, default=0)
     parser.add_argument("--sleep-cycles", type=int, default=2, help="sleep cycles after the edits (0: none)")
+    parser.add_argument("--single-only", action="store_true", help="stop after the single-edit measurement")
+    parser.add_argument("--boundary-weight", type=float, default=None, help="v* word-boundary weight (default: MemitConfig's)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     setup_threads()
@@ -41,7 +44,9 @@ def main() -> None:
     cases = sample_cases(read_cases(Path(args.file), skipped=skipped), args.sample, args.seed)
     out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed, "skipped_invalid": skipped}
     with tempfile.TemporaryDirectory() as tmp:
-        mem = init_memory(Path(tmp) / "store", ModelSpec(), engine=EngineConfig(cap=max(50, 2 * args.sample)))
+        memit = MemitConfig() if args.boundary_weight is None else MemitConfig(v_boundary_weight=args.boundary_weight)
+        out["memit"] = {"v_boundary_weight": memit.v_boundary_weight}
+        mem = init_memory(Path(tmp) / "store", ModelSpec(), memit=memit, engine=EngineConfig(cap=max(50, 2 * args.sample)))
         lm = mem.editor.lm
         out["known_by_base"] = len(cases) - known_filter(lm, cases)[1]
         base = baseline(lm, cases)
@@ -57,6 +62,9 @@ def main() -> None:
             out["single_rows"] = rows
             log(f"single ({args.single}): {out['single']['all']} ({time.perf_counter() - started:.0f}s)")
             write_json(args.out, out)
+        if args.single_only:
+            mem.close()
+            return
         started = time.perf_counter()
         mem.inject([c.fact for c in cases], audit=False)
         out["inject_seconds"] = time.perf_counter() - started
