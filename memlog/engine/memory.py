@@ -27,6 +27,7 @@ import torch
 from typing import TYPE_CHECKING
 
 from memlog.core.facts import Fact
+from memlog.engine.audit_measures import PROBED_PHASES, probe_means, with_probes
 from memlog.engine.config import EngineConfig
 from memlog.errors import IntegrityError, ModelMismatchError, UserError
 from memlog.projections.ledger import Ledger
@@ -51,10 +52,6 @@ from memlog.store.store import Store
 if TYPE_CHECKING:
     from memlog.core.memit import EditResult, MemitConfig
     from memlog.engine.editor import Editor
-
-# audits that also measure paraphrases, neighbours and chat recall (the wake audit after every
-# inject measures the exact prompt only, to keep injection fast)
-PROBED_PHASES = ("sleep-pre", "sleep-post", "manual")
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -82,21 +79,6 @@ class InjectReport:
     recall: float | None = None
     degraded: int | None = None
     sleeps: list = field(default_factory=list)
-
-
-def with_probes(rows: list[AuditResult], probes) -> tuple[list[AuditResult], dict]:
-    """Audit rows with their probe measures, and the RecallAudited means over measured facts."""
-    rows = [msgspec.structs.replace(r, paraphrase=p.paraphrase, neighbours=p.neighbours, chat=p.chat) for r, p in zip(rows, probes)]
-
-    def mean(values):
-        values = [float(v) for v in values if v is not None]
-        return sum(values) / len(values) if values else None
-
-    return rows, {
-        "paraphrase_recall": mean(r.paraphrase for r in rows),
-        "neighbour_unchanged": mean(r.neighbours for r in rows),
-        "chat_recall": mean(r.chat for r in rows),
-    }
 
 
 def record_of(fact: Fact, neighbours_before: list[str] | None = None) -> FactRecord:
@@ -366,19 +348,6 @@ class Memory:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def probe_means(events) -> dict:
-    """The paraphrase, neighbourhood and chat means of the latest audit that measured them."""
-    for event in reversed(list(events)):
-        if isinstance(event, RecallAudited) and event.phase in PROBED_PHASES:
-            return {
-                "probe_audit_phase": event.phase,
-                "paraphrase_recall": event.paraphrase_recall,
-                "neighbour_unchanged": event.neighbour_unchanged,
-                "chat_recall": event.chat_recall,
-            }
-    return {"probe_audit_phase": None, "paraphrase_recall": None, "neighbour_unchanged": None, "chat_recall": None}
 
 
 def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=()) -> dict:
