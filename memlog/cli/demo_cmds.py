@@ -136,7 +136,7 @@ def time_travel(mem) -> dict:
     facts = [
         {
             "fact_id": f["fact_id"],
-            "fact": f"{f['subject']} {f['relation']} {f['object']}",
+            "fact": str(Fact(f["subject"], f["relation"], f["object"])),
             "recorded_then": f["recalled"],
             "recomputed_then": f.get("recalled_now"),
             "now": now.get(f["fact_id"]),

@@ -9,6 +9,7 @@ import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, store_path
 from memlog.cli.output import Format, emit, progress_bars, table
+from memlog.core.facts import Fact
 
 
 def _read_state(store: Path | None):
@@ -104,7 +105,7 @@ def _summary(row: dict) -> str:
             parts.append(f"{key}={row[key]:.4g}" if isinstance(row[key], float) else f"{key}={row[key]}")
     fact = row.get("fact")
     if isinstance(fact, dict):
-        parts.append(f"{fact['subject']} {fact['relation']} {fact['object']}")
+        parts.append(str(Fact(fact["subject"], fact["relation"], fact["object"])))
     return " ".join(parts)
 
 
