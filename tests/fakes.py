@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from memlog.core.facts import Fact
+from memlog.core.probes import ProbeResult
 from memlog.engine.config import EngineConfig
 from memlog.engine.memory import Memory
 from memlog.store.events import StoreCreated
@@ -108,6 +109,12 @@ class FakeEditor:
 
     def complete(self, prompts, max_new_tokens):
         return [" ..." for _ in prompts]
+
+    def neighbour_completions(self, prompts):
+        return [" ..." for _ in prompts]
+
+    def probes(self, facts, befores):
+        return [ProbeResult(None, None, None) for _ in facts]
 
 
 def fake_header() -> StoreCreated:

@@ -25,7 +25,9 @@ connection in which the log is attached as ``log``:
     not recalled), ``cycles_degraded`` (sleep cycles whose pre-refresh audit found it not
     recalled), ``last_recalled`` (the latest audit's verdict), ``last_recalled_seq`` (the latest
     audit that found it recalled), ``last_audit_seq, last_completion, refreshes, injections,
-    updates, edit_id, version`` (the edit holding it now; null once pruned).
+    updates, edit_id, version`` (the edit holding it now; null once pruned), ``prompt`` (the text
+    recall completes: the relation's ``{}`` template filled, or subject + relation), and the
+    latest probe measures ``last_paraphrase, last_neighbours, last_chat``.
 ``cycles``
     one row per completed sleep cycle (``SleepEnded``): ``cycle, started_seq, ended_seq,
     recall_before, recall_after, degraded_before, degraded_after`` (over every fact ever injected,
@@ -38,7 +40,13 @@ connection in which the log is attached as ``log``:
     ``step_seconds`` (JSON).
 ``audits``
     one row per fact per audit: ``seq, ts, cycle, phase, fact_id, edit_id, recalled, completion,
-    result_index`` (the fact's place in that audit).
+    result_index`` (the fact's place in that audit), ``paraphrase`` (fraction of its paraphrases
+    recalled), ``neighbours`` (fraction of its neighbourhood prompts unchanged), ``chat``
+    (chat-template recall); these three are null where not measured (wake audits, facts without
+    probes, older logs).
+``measures``
+    one row per audit: ``seq, ts, cycle, phase, audited, recall, degraded, degraded_by,
+    paraphrase_recall, neighbour_unchanged, chat_recall`` (means over the measured facts).
 ``wake``
     one row per injection (the paper's Table 3): ``injection`` (1, 2, …), ``seq, fact_id, edit_id,
     version, subject, relation, object, v_loss, seconds, cycles_before`` (sleep cycles completed
@@ -88,7 +96,10 @@ SELECT a.seq, a.ts, a.cycle, a.phase,
        a.r->>'$.fact_id' AS fact_id,
        a.r->>'$.edit_id' AS edit_id,
        TRY_CAST(a.r->>'$.recalled' AS BOOLEAN) AS recalled,
-       a.r->>'$.completion' AS completion
+       a.r->>'$.completion' AS completion,
+       TRY_CAST(a.r->>'$.paraphrase' AS DOUBLE) AS paraphrase,
+       TRY_CAST(a.r->>'$.neighbours' AS DOUBLE) AS neighbours,
+       TRY_CAST(a.r->>'$.chat' AS BOOLEAN) AS chat
 FROM (
     SELECT seq, ts, cycle, payload->>'$.phase' AS phase,
            unnest(json_extract(payload, '$.results[*]')) AS r
@@ -199,16 +210,27 @@ audit_stats AS (
            arg_max(recalled, seq) AS last_recalled,
            max(seq) FILTER (WHERE recalled) AS last_recalled_seq,
            max(seq) AS last_audit_seq,
-           arg_max(completion, seq) AS last_completion
+           arg_max(completion, seq) AS last_completion,
+           arg_max(paraphrase, seq) FILTER (WHERE paraphrase IS NOT NULL) AS last_paraphrase,
+           arg_max(neighbours, seq) FILTER (WHERE neighbours IS NOT NULL) AS last_neighbours,
+           arg_max(chat, seq) FILTER (WHERE chat IS NOT NULL) AS last_chat
     FROM audits GROUP BY fact_id
 )
-SELECT d.fact_id, d.subject, d.relation, d.object, d.first_seq,
+SELECT d.fact_id, d.subject, d.relation, d.object,
+       -- the same rule as memlog.core.facts.Fact.prompt (a test holds them equal)
+       CASE
+           WHEN contains(d.relation, '{}') THEN replace(d.relation, '{}', d.subject)
+           WHEN left(d.relation, 1) IN ('''', '\u2019') THEN d.subject || d.relation
+           ELSE d.subject || ' ' || d.relation
+       END AS prompt,
+       d.first_seq,
        h.active,
        CASE WHEN h.active THEN NULL ELSE h.last_pruned_seq END AS pruned_seq,
        coalesce(a.audits, 0) AS audits,
        coalesce(a.times_degraded, 0) AS times_degraded,
        coalesce(a.cycles_degraded, 0) AS cycles_degraded,
        a.last_recalled, a.last_recalled_seq, a.last_audit_seq, a.last_completion,
+       a.last_paraphrase, a.last_neighbours, a.last_chat,
        d.refreshes, d.injections, d.updates,
        h.edit_id,
        v.version
@@ -321,6 +343,19 @@ LEFT JOIN audits au ON au.seq = p.audit_seq AND au.fact_id = i.fact_id
 ORDER BY i.seq
 """
 
+_MEASURES_SQL = """
+SELECT seq, ts, cycle, payload->>'$.phase' AS phase,
+       json_array_length(payload, '$.results') AS audited,
+       TRY_CAST(payload->>'$.recall' AS DOUBLE) AS recall,
+       TRY_CAST(payload->>'$.degraded' AS INTEGER) AS degraded,
+       coalesce(payload->>'$.degraded_by', 'exact') AS degraded_by,
+       TRY_CAST(payload->>'$.paraphrase_recall' AS DOUBLE) AS paraphrase_recall,
+       TRY_CAST(payload->>'$.neighbour_unchanged' AS DOUBLE) AS neighbour_unchanged,
+       TRY_CAST(payload->>'$.chat_recall' AS DOUBLE) AS chat_recall
+FROM log.events WHERE kind = 'RecallAudited'
+ORDER BY seq
+"""
+
 # Creation order matters: ``facts`` and ``wake`` read the ``audits`` view.
 VIEWS: tuple[tuple[str, str], ...] = (
     ("events", _EVENTS_SQL),
@@ -329,6 +364,7 @@ VIEWS: tuple[tuple[str, str], ...] = (
     ("facts", _FACTS_SQL),
     ("cycles", _CYCLES_SQL),
     ("wake", _WAKE_SQL),
+    ("measures", _MEASURES_SQL),
 )
 VIEW_NAMES: tuple[str, ...] = tuple(name for name, _ in VIEWS)
 
@@ -361,6 +397,11 @@ EXAMPLE_QUERIES: tuple[tuple[str, str], ...] = (
     (
         "Facts refreshed most often",
         "SELECT subject, relation, object, refreshes, active FROM facts ORDER BY refreshes DESC, first_seq LIMIT 10",
+    ),
+    (
+        "Generalisation, specificity and chat recall per sleep cycle (after its refreshes)",
+        "SELECT cycle, recall, paraphrase_recall, neighbour_unchanged, chat_recall FROM measures "
+        "WHERE phase = 'sleep-post' ORDER BY cycle",
     ),
     (
         "Events per kind",

@@ -16,6 +16,7 @@ import typer
 
 from memlog.cli.common import FormatOpt, StoreOpt, store_path
 from memlog.cli.output import Format, emit, stderr, table
+from memlog.core.facts import Fact
 from memlog.errors import UserError
 
 EXPORT_FORMATS = ("parquet",)
@@ -74,7 +75,7 @@ def render_diff(console, data: dict) -> None:
     if not data["changes"]:
         console.print("no fact changed")
         return
-    rows = [[c["change"], c["fact_id"], f"{c['subject']} {c['relation']} {c['object']}", c["before"], c["after"]] for c in data["changes"]]
+    rows = [[c["change"], c["fact_id"], str(Fact(c["subject"], c["relation"], c["object"])), c["before"], c["after"]] for c in data["changes"]]
     console.print(table(None, ["change", "fact", "fact text", "before", "after"], rows))
     console.print(", ".join(f"{n} {name}" for name, n in data["summary"].items()))
 

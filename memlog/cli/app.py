@@ -28,7 +28,7 @@ def _register() -> None:
 
     for module in (store_cmds, wake_cmds, sleep_cmds, replay_cmds):
         module.register(app)
-    for optional in ("analytics_cmds", "experiment_cmds", "demo_cmds", "serve_cmds"):
+    for optional in ("analytics_cmds", "experiment_cmds", "demo_cmds", "serve_cmds", "eval_cmds"):
         try:
             module = __import__(f"memlog.cli.{optional}", fromlist=["register"])
         except ModuleNotFoundError as exc:

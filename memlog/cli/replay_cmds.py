@@ -81,7 +81,7 @@ def _history_rows(history: list[dict]) -> list[list]:
 
 
 def render_why(c, d: dict) -> None:
-    c.print(styled((f"{d['subject']} {d['relation']} {d['object']}", "bold"), f" ({d['fact_id']}, {'active' if d['active'] else 'pruned'})"))
+    c.print(styled((f"{d['prompt']} {d['object']}", "bold"), f" ({d['fact_id']}, {'active' if d['active'] else 'pruned'})"))
     c.print(table("history", ["seq", "event", "cycle", "recalled", "completion / edit"], _history_rows(d["history"]), compact=True))
     if d["window"] is None:
         c.print(f"   {d.get('note', 'nothing to explain')}")

@@ -9,6 +9,7 @@ import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, store_path
 from memlog.cli.output import Format, emit, progress_bars, styled, table
+from memlog.core.facts import Fact
 
 
 def _read_state(store: Path | None):
@@ -57,8 +58,8 @@ def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     """Active facts, recall, degraded count, sleep pressure, cycle and head seq."""
     from memlog.engine.memory import status_of
 
-    st, header, _, ledger = _read_state(store)
-    data = status_of(header, ledger, st.path)
+    st, header, logged, ledger = _read_state(store)
+    data = status_of(header, ledger, st.path, [item.event for item in logged])
 
     def render(c, d):
         rows = [[k, d[k]] for k in ("store", "model", "layers", "active_facts", "ledger_size", "recall", "degraded", "pressure", "cycle", "seq")]
@@ -104,7 +105,7 @@ def _summary(row: dict) -> str:
             parts.append(f"{key}={row[key]:.4g}" if isinstance(row[key], float) else f"{key}={row[key]}")
     fact = row.get("fact")
     if isinstance(fact, dict):
-        parts.append(f"{fact['subject']} {fact['relation']} {fact['object']}")
+        parts.append(str(Fact(fact["subject"], fact["relation"], fact["object"])))
     return " ".join(parts)
 
 

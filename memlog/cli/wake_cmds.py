@@ -2,57 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, open_rw
 from memlog.cli.output import Format, emit, progress_bars, styled, table
+from memlog.core.factfile import read_facts
+from memlog.core.facts import Fact
 from memlog.errors import UserError
-
-
-def _utf8_lines(path: Path) -> list[str]:
-    """The file's lines, split at newlines only (as editors number them); a line that is not
-    UTF-8 is a UserError naming ``file:line``."""
-    raw = path.read_bytes()
-    try:
-        return [line.removesuffix("\r") for line in raw.decode("utf-8").split("\n")]
-    except UnicodeDecodeError as exc:
-        lineno = raw.count(b"\n", 0, exc.start) + 1
-        raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
-
-
-def read_facts_file(path: Path):
-    """Facts from a JSONL file (fields subject, relation, object), all validated before anything is written."""
-    from memlog.core.facts import Fact
-
-    if not path.is_file():
-        raise UserError(f"no such facts file: {path}")
-    facts = []
-    for lineno, line in enumerate(_utf8_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be an object with subject, relation, object") from None
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("subject", "relation", "object")):
-            raise UserError(f"{path}:{lineno}: each line needs string fields subject, relation and object")
-        try:
-            facts.append(Fact(row["subject"], row["relation"], row["object"]))
-        except UserError as exc:
-            raise UserError(f"{path}:{lineno}: {exc}") from None
-    if not facts:
-        raise UserError(f"{path} holds no facts")
-    return facts
 
 
 def inject(
     subject: str = typer.Argument(None),
     relation: str = typer.Argument(None),
     obj: str = typer.Argument(None, metavar="OBJECT"),
-    file: Path = typer.Option(None, "--file", help="JSONL file of facts (subject, relation, object)."),
+    file: Path = typer.Option(None, "--file", help="File of facts: JSONL (subject, relation or prompt, object), CounterFact or zsRE JSON."),
+    file_format: str = typer.Option("auto", "--file-format", help="Format of --file: auto, jsonl, counterfact or zsre (--format is the output format)."),
+    prompt: str = typer.Option(None, "--prompt", help="Prompt template with {} for the subject, e.g. 'The mother tongue of {} is'."),
+    subject_opt: str = typer.Option(None, "--subject", help="The subject (with --prompt)."),
+    object_opt: str = typer.Option(None, "--object", help="The object (with --prompt)."),
     no_audit: bool = typer.Option(False, "--no-audit", help="Skip the batched audit of all active facts after each inject."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Sleep when pressure (degraded/active) crosses this threshold."),
     store: Path = StoreOpt,
@@ -60,14 +29,19 @@ def inject(
     fmt: Format = FormatOpt,
 ):
     """Wake injection, unconstrained MEMIT, one fact at a time."""
-    from memlog.core.facts import Fact
-
-    if file is not None and subject is not None:
-        raise UserError("give either SUBJECT RELATION OBJECT or --file, not both")
+    given = [name for name, value in (("SUBJECT RELATION OBJECT", subject), ("--file", file), ("--prompt", prompt)) if value is not None]
+    if len(given) > 1:
+        raise UserError(f"give one of SUBJECT RELATION OBJECT, --prompt with --subject and --object, or --file; got {' and '.join(given)}")
     if file is not None:
-        facts = read_facts_file(file)
+        facts = read_facts(file, file_format)
+    elif prompt is not None:
+        if subject_opt is None or object_opt is None:
+            raise UserError("--prompt needs --subject and --object, e.g. --prompt 'The mother tongue of {} is' --subject 'Danielle Darrieux' --object French")
+        if "{}" not in prompt:
+            raise UserError(f"the prompt template {prompt!r} has no '{{}}' slot; mark where the subject stands with {{}}")
+        facts = [Fact(subject_opt, prompt, object_opt)]
     elif subject is None or relation is None or obj is None:
-        raise UserError("inject needs SUBJECT RELATION OBJECT (e.g. memlog inject 'Aria Nakamura' 'lives in' Thessaloniki) or --file FACTS.jsonl")
+        raise UserError("inject needs SUBJECT RELATION OBJECT (e.g. memlog inject 'Aria Nakamura' 'lives in' Thessaloniki), --prompt/--subject/--object or --file FACTS.jsonl")
     else:
         facts = [Fact(subject, relation, obj)]
     if auto_sleep is not None and not 0 <= auto_sleep < 1:
@@ -105,7 +79,7 @@ def audit(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = FormatO
     finally:
         mem.close()
     rows = [
-        {"fact_id": r.fact_id, "edit_id": r.edit_id, "prompt": f"{facts[r.fact_id].subject} {facts[r.fact_id].relation}", "object": facts[r.fact_id].object, "recalled": r.recalled, "completion": r.completion}
+        {"fact_id": r.fact_id, "edit_id": r.edit_id, "prompt": Fact.of(facts[r.fact_id]).prompt, "object": facts[r.fact_id].object, "recalled": r.recalled, "completion": r.completion}
         for r in event.results
     ]
     data = {"recall": event.recall, "degraded": event.degraded, "facts": rows, "seq": seq}

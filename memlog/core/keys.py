@@ -1,5 +1,8 @@
 """MEMIT keys: the MLP output projection's input at the subject's last token.
 
+The subject's last token is found wherever the subject stands in the prompt (a template such
+as "The mother tongue of {} is" puts it mid-prompt) from the tokenizer's character offsets.
+
 Each fact is read in a few contexts: the bare prompt plus short fixed prefixes (MEMIT used
 short generated ones; fixed ones keep memlog deterministic and save a generation pass).
 The key of a fact at a layer is the mean over those contexts. All facts and contexts go
@@ -99,8 +102,11 @@ def build_prompt_batch(lm: LoadedModel, texts_and_subject_ends: list[tuple[str, 
 
 
 def fact_contexts(facts: list[Fact], prefixes: list[str]) -> list[tuple[str, int, int]]:
-    """Rows ``(prefix + prompt, subject end char, fact index)``, fact-major, prefix-minor."""
-    return [(p + f.prompt, len(p) + len(f.subject), i) for i, f in enumerate(facts) for p in prefixes]
+    """Rows ``(prefix + prompt, subject end char, fact index)``, fact-major, prefix-minor.
+
+    The subject may stand anywhere in the prompt (``Fact.subject_span``); its end is shifted by
+    the prefix."""
+    return [(p + f.prompt, len(p) + f.subject_span[1], i) for i, f in enumerate(facts) for p in prefixes]
 
 
 def _mean_per_fact(rows: torch.Tensor, owner: torch.Tensor, n_facts: int) -> torch.Tensor:

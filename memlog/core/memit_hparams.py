@@ -36,6 +36,7 @@ class MemitConfig:
     v_weight_decay: float = 0.5
     clamp_norm_factor: float = 0.75
     v_stop_loss: float = 0.05  # stop v* early once every fact's loss is below this (as MEMIT)
+    v_boundary_weight: float = 0.0  # weight of v*'s word-boundary term (the object as a whole word)
     lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
     n_prefixes: int = 5  # contexts per fact: the bare prompt + n_prefixes - 1 fixed prefixes
     cov_samples: int = 200

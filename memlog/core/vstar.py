@@ -7,6 +7,14 @@ is optimised with Adam to minimise
     NLL(object tokens | prompt)                       (mean over tokens and contexts)
   + kl_factor · KL(p_base ‖ p_edited) on "{subject} is a"   (next-token distribution after "a")
   + v_weight_decay · (‖δ‖ / ‖h‖)²
+  + v_boundary_weight · −log P(word boundary | prompt + object)   (mean over contexts)
+
+The boundary term makes v* aim at the object as a whole word: P(boundary) is one minus the
+probability of the tokens that would continue the object's last word (tokens whose text starts
+with a letter, digit or underscore), read at the position after the object's last token. Without
+it an object that is the prefix of a likelier word ("sitcom" in "sitcoms") can reach a low NLL
+while greedy decoding still continues the word. With weight 0 (the default) the rows stop before
+the object's last token, as in MEMIT.
 
 where ``h`` is the unedited residual at that position in the bare prompt; after every step
 ``‖δ‖`` is clamped to ``clamp_norm_factor · ‖h‖``. The target is ``h + δ``. A fact whose NLL +
@@ -57,6 +65,10 @@ class _Problem:
     kl_cols: torch.Tensor  # (N,) suffix column of the last token of "{subject} is a"
     kl_base_logp: torch.Tensor  # (N, vocab) unedited log-probs
     kl_base_p: torch.Tensor  # (N, vocab)
+    boundary_rows: torch.Tensor  # (R,) rows scored for the word boundary (empty when the term is off)
+    boundary_cols: torch.Tensor  # (R,) suffix column after the object's last token
+    boundary_fact: torch.Tensor  # (R,)
+    continues_word: torch.Tensor  # (vocab,) bool: tokens that continue the word before them
     h_norm: torch.Tensor  # (N,) ‖h‖ at the bare prompt
     h_init: torch.Tensor  # (N, d)
 
@@ -69,12 +81,22 @@ def object_token_ids(tokenizer, obj: str) -> list[int]:
     return list(ids)
 
 
-def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int]], n_contexts: int):
+def continuation_mask(tokenizer, vocab_size: int, device) -> torch.Tensor:
+    """(vocab,) bool: the tokens whose text starts with a letter, digit or underscore, i.e. that
+    continue the word they follow (ids beyond the tokenizer's vocabulary count as not)."""
+    pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+    texts = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
+    flags = [bool(t) and (t[0].isalnum() or t[0] == "_") for t in texts]
+    flags += [False] * (vocab_size - len(flags))
+    return torch.tensor(flags, dtype=torch.bool, device=device)
+
+
+def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int]], n_contexts: int, full_object: bool):
     rows, cols, ids, weight, fact = [], [], [], [], []
     for r in range(n_rewrite):
         f = int(batch.fact_index[r])
         tgt = targets[f]
-        prompt_len = int(batch.lengths[r]) - (len(tgt) - 1)  # the row is prompt + tgt[:-1]
+        prompt_len = int(batch.lengths[r]) - (len(tgt) - (0 if full_object else 1))  # the row is prompt + tgt (or tgt[:-1])
         for j, token in enumerate(tgt):  # position prompt_len - 1 + j predicts tgt[j]
             rows.append(r)
             cols.append(prompt_len - 1 + j)
@@ -91,10 +113,13 @@ def _prepare(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig")
     targets = [object_token_ids(lm.tokenizer, f.object) for f in facts]
     rewrite = fact_contexts(facts, prefixes)
     kl = [(KL_TEMPLATE.format(f.subject), len(f.subject), i) for i, f in enumerate(facts)]
-    suffixes = [targets[fact][:-1] for _, _, fact in rewrite] + [[] for _ in kl]
+    boundary = cfg.v_boundary_weight > 0
+    suffixes = [targets[fact] if boundary else targets[fact][:-1] for _, _, fact in rewrite] + [[] for _ in kl]
     batch = build_prompt_batch(lm, rewrite + kl, suffixes)
     n_rewrite = len(rewrite)
-    rows, cols, ids, weight, fact = _scored_positions(batch, n_rewrite, targets, len(prefixes))
+    rows, cols, ids, weight, fact = _scored_positions(batch, n_rewrite, targets, len(prefixes), boundary)
+    b_rows = torch.arange(n_rewrite if boundary else 0, device=lm.device)
+    b_cols = batch.lengths[b_rows] - 1
     kl_rows = torch.arange(n_rewrite, n_rewrite + len(facts), device=lm.device)
     kl_cols = batch.lengths[kl_rows] - 1
     with torch.no_grad():
@@ -118,6 +143,10 @@ def _prepare(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig")
         kl_cols=runner.suffix_col(kl_rows, kl_cols),
         kl_base_logp=kl_base,
         kl_base_p=kl_base.exp(),
+        boundary_rows=b_rows,
+        boundary_cols=runner.suffix_col(b_rows, b_cols),
+        boundary_fact=batch.fact_index[b_rows],
+        continues_word=continuation_mask(lm.tokenizer, kl_base.shape[-1], lm.device) if boundary else torch.zeros(0, dtype=torch.bool),
         h_norm=h_init.norm(dim=1),
         h_init=h_init,
     )
@@ -147,6 +176,13 @@ def _losses(lm: LoadedModel, problem: _Problem, delta: torch.Tensor, cfg: "Memit
     kl = (problem.kl_base_p * (problem.kl_base_logp - kl_logp)).sum(-1)
     decay = (delta.norm(dim=1) / problem.h_norm) ** 2
     fit = nll + cfg.kl_factor * kl
+    if len(problem.boundary_rows):
+        logp_next = torch.log_softmax(_head(lm, normed[problem.boundary_rows, problem.boundary_cols]), dim=-1)
+        p_continue = torch.logsumexp(logp_next[:, problem.continues_word], dim=-1).exp().clamp(max=1 - 1e-6)
+        per_row = -torch.log1p(-p_continue)
+        contexts = torch.bincount(problem.boundary_fact, minlength=n).clamp_min(1)
+        boundary = torch.zeros(n, device=delta.device).index_add(0, problem.boundary_fact, per_row) / contexts
+        fit = fit + cfg.v_boundary_weight * boundary
     return fit + cfg.v_weight_decay * decay, fit, nll
 
 

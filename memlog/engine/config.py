@@ -25,6 +25,8 @@ class EngineConfig:
     ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
     max_cycles: int = 10
     audit_after_inject: bool = True
+    # stop refreshing a fact that stays degraded through this many refreshes in a row (None: never)
+    stale_after: int | None = 3
     auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this
 
     def __post_init__(self) -> None:
@@ -44,6 +46,8 @@ class EngineConfig:
             raise UserError(f"--max-cycles must be at least 1, got {self.max_cycles}")
         if self.auto_sleep is not None and not 0.0 <= self.auto_sleep < 1.0:
             raise UserError(f"auto-sleep threshold is a pressure in [0, 1), got {self.auto_sleep}")
+        if self.stale_after is not None and self.stale_after < 1:
+            raise UserError(f"stale_after must be at least 1 refresh (or None), got {self.stale_after}")
         if self.ppl_bound is not None and self.ppl_bound <= 0:
             raise UserError(f"ppl bound must be positive (a fraction such as 0.05), got {self.ppl_bound}")
 

@@ -19,6 +19,7 @@ from memlog.core.memit import EditResult, memit_edit
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.core.perplexity import perplexity
+from memlog.core.probes import ProbeResult, neighbour_completions, probe_audit
 from memlog.core.recall import RecallResult, audit, complete
 
 
@@ -34,6 +35,10 @@ class Editor(Protocol):
     def perplexity(self) -> float: ...
 
     def complete(self, prompts: list[str], max_new_tokens: int) -> list[str]: ...
+
+    def neighbour_completions(self, prompts: list[str]) -> list[str]: ...
+
+    def probes(self, facts: list[Fact], befores: list[list[str]]) -> list[ProbeResult]: ...
 
 
 @dataclass
@@ -62,3 +67,9 @@ class MemitEditor:
 
     def complete(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         return complete(self.lm, prompts, max_new_tokens=max_new_tokens)
+
+    def neighbour_completions(self, prompts: list[str]) -> list[str]:
+        return neighbour_completions(self.lm, prompts)
+
+    def probes(self, facts: list[Fact], befores: list[list[str]]) -> list[ProbeResult]:
+        return probe_audit(self.lm, facts, befores)

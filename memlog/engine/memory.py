@@ -25,6 +25,7 @@ import torch
 from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
 from memlog.core.memit_hparams import MemitConfig
+from memlog.engine.audit_measures import PROBED_PHASES, probe_means, with_probes
 from memlog.engine.config import EngineConfig
 from memlog.engine.sleep import run_sleep
 from memlog.errors import IntegrityError, ModelMismatchError, UserError
@@ -43,6 +44,7 @@ from memlog.store.events import (
     Event,
     FactInjected,
     LayerDelta,
+    NeighbourProbe,
     RecallAudited,
     SleepTriggered,
     StoreCreated,
@@ -134,6 +136,10 @@ class Memory:
         self._pending.append(event)
         self._next_seq += 1
         return event
+
+    def events(self) -> list[Event]:
+        """Every event so far: the committed log, then the ones buffered in the current unit."""
+        return [item.event for item in self.logged] + list(self._pending)
 
     def commit(self) -> int:
         if not self._pending:
@@ -237,12 +243,13 @@ class Memory:
                 edit_id, version, supersedes = entry.edit_id, entry.last_version + 1, entry.version
             else:
                 edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
+            before = self.editor.neighbour_completions([n.prompt for n in fact.neighbours]) if fact.neighbours else None
             result = self.editor.edit([fact])
             self.emit(
                 FactInjected(
                     edit_id=edit_id,
                     version=version,
-                    fact=record_of(fact),
+                    fact=record_of(fact, before),
                     deltas=self.write_deltas(result),
                     v_loss=float(result.v_loss),
                     supersedes_version=supersedes,
@@ -266,8 +273,12 @@ class Memory:
         """Audit every active fact (one batched greedy pass) and emit the result."""
         start = time.perf_counter()
         states = self.ledger.active_facts()
-        results = self.editor.audit([fact_of(s.fact) for s in states])
+        facts = [fact_of(s.fact) for s in states]
+        results = self.editor.audit(facts)
         rows = [AuditResult(fact_id=s.fact.fact_id, edit_id=s.edit_id, recalled=r.recalled, completion=r.completion) for s, r in zip(states, results)]
+        means = {}
+        if phase in PROBED_PHASES and rows:
+            rows, means = with_probes(rows, self.editor.probes(facts, [[n.before for n in s.fact.neighbours] for s in states]))
         hits = sum(r.recalled for r in rows)
         event = RecallAudited(
             phase=phase,
@@ -276,6 +287,7 @@ class Memory:
             recall=hits / len(rows) if rows else 1.0,
             degraded=len(rows) - hits,
             seconds=time.perf_counter() - start,
+            **means,
         )
         return self.emit(event)
 
@@ -312,7 +324,7 @@ class Memory:
 
     def status(self) -> dict:
         """The store's model, layers, fact counts, last recall, pressure, cycle and head seq."""
-        return status_of(self.header, self.ledger, self.store.path)
+        return status_of(self.header, self.ledger, self.store.path, self.events())
 
     def point_seq(self, at: str | Point | None) -> int:
         """The seq a point of the log (``"cycle=3"``, ``"seq=120"``, a time) resolves to; ``None`` is the head."""
@@ -353,7 +365,8 @@ class Memory:
         self.close()
 
 
-def status_of(header: StoreCreated, ledger: Ledger, store_path: Path) -> dict:
+def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=()) -> dict:
+    """The store's state; with its ``events``, also the latest probe-audit means."""
     audit = ledger.last_audit
     return {
         "store": str(store_path),
@@ -370,6 +383,7 @@ def status_of(header: StoreCreated, ledger: Ledger, store_path: Path) -> dict:
         "pressure": ledger.pressure(),
         "cycle": ledger.cycle,
         "seq": ledger.head_seq,
+        **probe_means(events),
     }
 
 

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 from memlog.engine.config import EngineConfig
 from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
+from memlog.engine.stale import hold_back_stale
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
 from memlog.store.events import (
@@ -142,6 +143,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         recalled = {r.fact_id: r.recalled for r in pre.results}
         healthy = [s for s in ledger.active_facts() if recalled.get(s.fact.fact_id)]
         degraded = [s for s in ledger.active_facts() if not recalled.get(s.fact.fact_id)]
+        degraded = hold_back_stale(mem, degraded, cycle, config.stale_after)
 
         t = time.perf_counter()
         constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from memlog.analytics.report import write_report
+from memlog.core.facts import Fact
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import ModelSpec
 from memlog.core.pool import fact_pool
@@ -135,7 +136,7 @@ def time_travel(mem) -> dict:
     facts = [
         {
             "fact_id": f["fact_id"],
-            "fact": f"{f['subject']} {f['relation']} {f['object']}",
+            "fact": str(Fact(f["subject"], f["relation"], f["object"])),
             "recorded_then": f["recalled"],
             "recomputed_then": f.get("recalled_now"),
             "now": now.get(f["fact_id"]),
@@ -165,7 +166,7 @@ def _recovered_example(mem, facts: list[dict]) -> dict | None:
     for f in facts:
         if f["recorded_then"] is False and f["now"]:
             state = mem.ledger.facts[f["fact_id"]]
-            prompt = f"{state.fact.subject} {state.fact.relation}"
+            prompt = Fact.of(state.fact).prompt
             then = mem.recall(prompt, at="cycle=0")
             now = mem.recall(prompt)
             why = why_report(mem, f["fact_id"], change="degraded")

@@ -57,12 +57,12 @@ def find_fact(ledger: Ledger, query: str) -> FactState:
     if exact:
         return exact[0]
     by_subject = [s for s in states if s.fact.subject.casefold() == text]
-    by_prompt = [s for s in states if f"{s.fact.subject} {s.fact.relation}".casefold() == text]
+    by_prompt = [s for s in states if " ".join(fact_of(s.fact).prompt.split()).casefold() == text]
     matches = by_prompt or by_subject
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        listed = "; ".join(f"{s.fact.fact_id} ({s.fact.subject} {s.fact.relation} {s.fact.object})" for s in matches)
+        listed = "; ".join(f"{s.fact.fact_id} ({fact_of(s.fact)})" for s in matches)
         raise UserError(f"{query!r} names {len(matches)} facts: {listed}; pass one fact_id")
     near = [s for s in states if text in s.fact.subject.casefold()][:5]
     hint = ("; did you mean " + ", ".join(repr(s.fact.subject) for s in near) + "?") if near else ""
@@ -77,7 +77,7 @@ def _describe(event) -> str:
     kind = event_kind(event)
     if isinstance(event, (FactInjected, EditRefreshed)):
         f = event.fact
-        return f"{kind} {event.edit_id} v{event.version}: {f.subject} {f.relation} {f.object}"
+        return f"{kind} {event.edit_id} v{event.version}: {fact_of(f)}"
     return f"{kind} {event.edit_id} v{event.version}" + (f" ({event.reason})" if getattr(event, "reason", None) else "")
 
 
@@ -207,7 +207,7 @@ def _suspects(mem, state: FactState, seq: int, recalled_at_end: bool, progress: 
                     {
                         "edit_id": entry.edit_id,
                         "version": entry.version,
-                        "fact": f"{f.subject} {f.relation} {f.object}",
+                        "fact": str(fact_of(f)),
                         "recalled_without": recalled,
                         "completion_without": completion,
                     }
@@ -242,6 +242,7 @@ def why_report(
         "fact_id": state.fact.fact_id,
         "subject": state.fact.subject,
         "relation": state.fact.relation,
+        "prompt": fact_of(state.fact).prompt,
         "object": state.fact.object,
         "active": state.active,
         "history": history,

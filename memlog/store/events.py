@@ -69,20 +69,40 @@ class LayerDelta(msgspec.Struct, frozen=True, omit_defaults=True):
         return [("u", self.u), ("v", self.v), ("keys", self.keys)]
 
 
-class FactRecord(msgspec.Struct, frozen=True):
-    """A fact as stored: identity (``fact_id``) is derived from subject and relation."""
+class NeighbourProbe(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A neighbourhood prompt of a fact, its true answer, and the model's greedy completion of
+    it just before the fact's edit (the reference an audit compares against)."""
+
+    prompt: str
+    answer: str
+    before: str = ""
+
+
+class FactRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A fact as stored: identity (``fact_id``) is derived from subject and relation (a relation
+    holding ``{}`` is the prompt template). ``paraphrases`` and ``neighbours`` are the fact's
+    probes (absent in logs written before they existed)."""
 
     fact_id: str
     subject: str
     relation: str
     object: str
+    paraphrases: list[str] = []
+    neighbours: list[NeighbourProbe] = []
 
 
-class AuditResult(msgspec.Struct, frozen=True):
+class AuditResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One fact's audit: exact-prompt recall, and, for facts with probes, the fraction of its
+    paraphrases recalled, the fraction of its neighbours unchanged, and chat-template recall
+    (None: not measured)."""
+
     fact_id: str
     edit_id: str
     recalled: bool
     completion: str
+    paraphrase: float | None = None
+    neighbours: float | None = None
+    chat: bool | None = None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -135,6 +155,11 @@ class RecallAudited(Event, tag="RecallAudited"):
     recall: float
     degraded: int
     seconds: float = 0.0
+    # means over the facts that were measured (None: none was); absent in older logs
+    paraphrase_recall: float | None = None
+    neighbour_unchanged: float | None = None
+    chat_recall: float | None = None
+    degraded_by: str = "exact"
 
 
 class EditReverted(Event, tag="EditReverted"):
@@ -207,6 +232,16 @@ class EditPruned(Event, tag="EditPruned"):
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
 
 
+class RefreshSuspended(Event, tag="RefreshSuspended"):
+    """Sleep stops refreshing a fact that stayed degraded through ``refreshes`` refreshes in a row;
+    it is refreshed again once it is recalled in an audit or injected anew."""
+
+    fact_id: str
+    edit_id: str
+    refreshes: int
+    cycle: int | None
+
+
 class SleepTriggered(Event, tag="SleepTriggered"):
     pressure: float
     threshold: float
@@ -256,6 +291,7 @@ AnyEvent = Union[
     EditRefreshed,
     RefreshRolledBack,
     EditPruned,
+    RefreshSuspended,
     SleepTriggered,
     RefreshFailed,
     SleepStarted,

@@ -1,0 +1,55 @@
+"""Sleep's policy for facts that refreshing does not help.
+
+Some facts stay degraded however often sleep refreshes them (an object that the model keeps
+continuing into a longer word, for instance: " sitcoms" for *sitcom*). Each refresh costs a
+v* optimisation and a constrained solve, and perturbs the weights for nothing. A fact that was
+refreshed ``stale_after`` times in a row without an audit finding it recalled in between is
+*suspended*: a ``RefreshSuspended`` event says so and later cycles leave it out of the refresh
+set. Something changing lifts the suspension: an audit that finds the fact recalled again, or a
+new injection of it (an update or a re-statement). Suspended facts are still audited and still
+count as degraded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudited, RefreshSuspended
+
+
+def fruitless_refreshes(events: Iterable[Event]) -> tuple[dict[str, int], set[str]]:
+    """Per fact, refreshes since it was last recalled or injected, and the facts suspended since."""
+    count: dict[str, int] = {}
+    suspended: set[str] = set()
+    for event in events:
+        if isinstance(event, FactInjected):
+            count[event.fact.fact_id] = 0
+            suspended.discard(event.fact.fact_id)
+        elif isinstance(event, EditRefreshed):
+            count[event.fact.fact_id] = count.get(event.fact.fact_id, 0) + 1
+        elif isinstance(event, RecallAudited):
+            for result in event.results:
+                if result.recalled:
+                    count[result.fact_id] = 0
+                    suspended.discard(result.fact_id)
+        elif isinstance(event, RefreshSuspended):
+            suspended.add(event.fact_id)
+    return count, suspended
+
+
+def hold_back_stale(mem, degraded: list, cycle: int, stale_after: int | None) -> list:
+    """The degraded fact states sleep should refresh this cycle; emits ``RefreshSuspended`` for
+    each fact that just reached ``stale_after`` fruitless refreshes."""
+    if stale_after is None:
+        return degraded
+    count, suspended = fruitless_refreshes(mem.events())
+    keep = []
+    for state in degraded:
+        fact_id = state.fact.fact_id
+        if fact_id in suspended:
+            continue
+        if count.get(fact_id, 0) >= stale_after:
+            mem.emit(RefreshSuspended(fact_id=fact_id, edit_id=state.edit_id, refreshes=count[fact_id], cycle=cycle))
+            continue
+        keep.append(state)
+    return keep
