@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from memlog.core.adapter import LayerAdapter
+from memlog.core.fingerprint import is_whole_model, model_fingerprint
 from memlog.core.model import fingerprint
 from memlog.engine.memory import check_fingerprint
 from memlog.errors import UserError
@@ -89,7 +90,11 @@ def attach(model: nn.Module, store, at: str | None = None) -> Attachment:
         logged = opened.log.read()
         adapter = LayerAdapter.for_model(model)
         layers = list(header.layers)
-        check_fingerprint(header, fingerprint(model, adapter, layers, header.model_id), f"the model passed to attach ({type(model).__name__})")
+        if is_whole_model(header.fingerprint):
+            actual = model_fingerprint(model)  # every weight: the model must be the store's base, unedited
+        else:  # a store from before whole-model fingerprints: its edit layers only
+            actual = fingerprint(model, adapter, layers, header.model_id)
+        check_fingerprint(header, actual, f"the model passed to attach ({type(model).__name__})")
         seq = logged[-1].seq if at is None else resolve_point(parse_point(at), logged)
         ledger = Ledger.fold([(item.seq, item.event) for item in logged if item.seq <= seq])
         saved = {layer: adapter.edit_weight_view(model, layer).detach().clone() for layer in layers}
