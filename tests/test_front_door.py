@@ -27,7 +27,7 @@ def fresh_tiny(tokenizer) -> LoadedModel:
 
 
 def test_exports():
-    assert set(memlog.__all__) == {"Fact", "Memory", "init", "open"}
+    assert set(memlog.__all__) == {"Fact", "Memory", "attach", "detach", "init", "open"}
     assert memlog.Memory.__module__ == "memlog.engine.memory"
     assert memlog.Fact("Aria Nakamura", "lives in", "Thessaloniki").prompt == "Aria Nakamura lives in"
     assert {"open", "init"} <= set(dir(memlog))

@@ -32,16 +32,18 @@ MANIFEST = "memlog-export.json"
 
 
 def check_out(out: Path, store_path: Path | None = None) -> None:
-    """Refuse an ``--out`` that is a file, a non-empty directory, or inside the store."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a new directory for the export")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {out} is not empty; pass a new or empty directory (nothing was written)")
+    """Refuse an ``--out`` inside the store (where it would mix with the store's files; under the
+    blob store's tmp/ ``gc`` would delete it), a file, or a non-empty directory."""
+    out = Path(out)
     if store_path is not None:
         store = Path(store_path).resolve()
         target = out.resolve()
         if target == store or store in target.parents:
-            raise UserError(f"--out {out} is inside the store {store_path}; pass a directory outside it")
+            raise UserError(f"--out {out} is inside the store {store_path}; pass a directory outside the store (nothing was written)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a new directory for the export")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty; pass a new or empty directory (nothing was written)")
 
 
 def loaded_model_for_export(mem):
