@@ -157,7 +157,8 @@ def test_copy_mode_blocks_refreshes_only_over_the_cap_and_prunes_the_three_oldes
     from memlog.store.events import EditPruned, RecallAudited, SleepEnded
 
     cap = 7
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, refresh_mode="copy", cap=cap), interference=2, d_in=32)
+    # stale_after=None: every degraded fact is refreshed or blocked (no suspension of fruitless ones)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, refresh_mode="copy", cap=cap, stale_after=None), interference=2, d_in=32)
     try:
         mem.inject(fact_pool(6, seed=7))
         mem.sleep(cycles=4)

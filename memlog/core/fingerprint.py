@@ -31,6 +31,9 @@ from torch import nn
 from memlog.core.model import LoadedModel, cache_dir, fingerprint
 
 WHOLE_MODEL_PREFIX = "model-sha256:"
+# Part of the cache key: a change to what ``model_fingerprint`` hashes must bump it, or a cached
+# value computed the old way would be read back and refuse the stores made the new way.
+FINGERPRINT_ALGORITHM = 2
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json")
 
 
@@ -103,6 +106,7 @@ def cached_model_fingerprint(lm: LoadedModel) -> str:
     if identity is None:
         return model_fingerprint(lm.model)
     key = {
+        "algorithm": FINGERPRINT_ALGORITHM,
         "source": str(source.resolve()),
         "files": identity,
         "dtype": lm.spec.dtype,

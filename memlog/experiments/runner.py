@@ -50,6 +50,7 @@ class ExperimentSetup:
             refresh_strategy=self.refresh_strategy,
             max_cycles=self.max_cycles,
             ppl_bound=self.ppl_bound,
+            stale_after=None,  # the paper's Algorithm 1 refreshes every degraded fact in every cycle
         )
 
     def to_dict(self) -> dict:
