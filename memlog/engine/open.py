@@ -41,10 +41,13 @@ def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> P
 
 
 def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitConfig, fp: str, corpus_path: str | None, progress):
+    """Each layer's covariance from the cache, else computed and cached. Every layer's file has its
+    own ``.meta.npy`` (samples, tokens), so windows that share layers share the cache."""
     corpus_sha = corpus_sha256(corpus_path)
     paths = {layer: _cov_cache_path(fp, layer, cfg, corpus_sha) for layer in layers}
-    if all(p.is_file() for p in paths.values()):
-        meta = np.load(paths[layers[0]].with_suffix(".meta.npy"))
+    metas = {layer: p.with_suffix(".meta.npy") for layer, p in paths.items()}
+    if all(p.is_file() and metas[layer].is_file() for layer, p in paths.items()):
+        meta = np.load(metas[layers[0]])
         covs = {layer: torch.from_numpy(np.load(p)) for layer, p in paths.items()}
         return covs, int(meta[0]), int(meta[1]), corpus_sha
     result = compute_covariance(lm, layers, cfg, corpus_path=corpus_path, progress=lambda d, t: progress("covariance", d, t))
@@ -53,7 +56,9 @@ def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitC
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, result.covs[layer].numpy())
         tmp.replace(path)
-    np.save(paths[layers[0]].with_suffix(".meta.npy"), np.array([result.n_samples, result.n_tokens]))
+        tmp_meta = path.with_suffix(".meta-tmp.npy")
+        np.save(tmp_meta, np.array([result.n_samples, result.n_tokens]))
+        tmp_meta.replace(metas[layer])
     return result.covs, result.n_samples, result.n_tokens, result.corpus_sha256
 
 
