@@ -16,6 +16,11 @@ from memlog.core.covariance import compute_covariance  # noqa: E402
 from memlog.core.model import cache_dir  # noqa: E402
 
 
+def log(message: str) -> None:
+    """One timestamped, flushed progress line."""
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
 def setup_threads() -> None:
     """Threads from ``MEMLOG_THREADS`` (default 1: on a shared machine extra OpenMP threads
     spin against other processes and can be several times slower)."""

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import setup_threads, write_json
+from _common import log, setup_threads, write_json
 
 from memlog.core.factfile import read_cases
 from memlog.core.memit import MemitConfig
@@ -22,10 +22,6 @@ from memlog.core.model import ModelSpec
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory
 from memlog.experiments.knowledge_eval import baseline, eval_single, known_filter, measure, sample_cases, summarise
-
-
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
 def main() -> None:

@@ -12,15 +12,11 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import setup_threads, write_json
+from _common import log, setup_threads, write_json
 
 from memlog.core.factfile import read_cases
 from memlog.engine.open import open_memory
 from memlog.experiments.knowledge_eval import baseline, measure, sample_cases, summarise
-
-
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
 def main() -> None:

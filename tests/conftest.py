@@ -37,6 +37,15 @@ def make_tiny_llama(seed: int = 0, layers: int = 4, hidden: int = 64, intermedia
     return model
 
 
+def save_tiny_model_dir(root, tokenizer, seed: int = 0):
+    """A tiny random Llama saved with the embedded tokenizer under ``root/model``, loadable by
+    ``ModelSpec(model=str(path))``; returns the directory."""
+    model_dir = root / "model"
+    make_tiny_llama(seed=seed).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
 @pytest.fixture(scope="session")
 def embedded_tokenizer():
     from transformers import AutoTokenizer

@@ -16,7 +16,7 @@ import memlog
 from memlog.cli.app import main
 from memlog.core.facts import Fact
 from memlog.errors import ModelMismatchError, UserError
-from tests.conftest import make_tiny_llama
+from tests.conftest import make_tiny_llama, save_tiny_model_dir
 
 FACTS = [Fact("Aria Nakamura", "lives in", "Porto"), Fact("Bo Lindqvist", "lives in", "Lyon"), Fact("Cem Aydin", "works as", "pilot")]
 
@@ -28,9 +28,7 @@ def tiny_store(tmp_path_factory, embedded_tokenizer):
     from memlog.engine.open import init_memory
 
     root = tmp_path_factory.mktemp("adapters")
-    model_dir = root / "model"
-    make_tiny_llama(seed=0).save_pretrained(model_dir)
-    embedded_tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_model_dir(root, embedded_tokenizer)
     mp = pytest.MonkeyPatch()
     mp.setenv("MEMLOG_CACHE", str(root / "cache"))
     try:

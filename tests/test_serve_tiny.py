@@ -19,7 +19,7 @@ import pytest
 from memlog.cli.app import main
 from memlog.serve.writer import parse_duration, parse_sleep_when
 from memlog.errors import UserError
-from tests.conftest import make_tiny_llama
+from tests.conftest import save_tiny_model_dir
 from tests.serve_helpers import running_server
 
 KEY = "test-key-123"
@@ -34,9 +34,7 @@ def base_store(tmp_path_factory, embedded_tokenizer):
     from memlog.engine.open import init_memory
 
     root = tmp_path_factory.mktemp("serve")
-    model_dir = root / "model"
-    make_tiny_llama(seed=0).save_pretrained(model_dir)
-    embedded_tokenizer.save_pretrained(model_dir)
+    model_dir = save_tiny_model_dir(root, embedded_tokenizer)
     mp = pytest.MonkeyPatch()
     mp.setenv("MEMLOG_CACHE", str(root / "cache"))
     try:
