@@ -87,7 +87,7 @@ def build_store(path: Path, lm, edits: int) -> None:
 def time_parts(path: Path, lm) -> dict[str, float]:
     """Seconds of each replay step, done by hand in the order ``open_memory`` does them."""
     from memlog.core.fingerprint import fingerprint_for
-    from memlog.engine.memory import covariances_from_log
+    from memlog.engine.header import covariances_from_log
     from memlog.projections.ledger import Ledger
     from memlog.projections.weights import WeightProjector
     from memlog.store.store import Store

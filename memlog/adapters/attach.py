@@ -27,7 +27,7 @@ from torch import nn
 from memlog.core.adapter import LayerAdapter
 from memlog.core.fingerprint import is_whole_model, model_fingerprint
 from memlog.core.model import fingerprint
-from memlog.engine.memory import check_fingerprint
+from memlog.engine.header import check_fingerprint
 from memlog.errors import UserError
 from memlog.projections.ledger import Ledger
 from memlog.projections.weights import WeightProjector

@@ -56,7 +56,7 @@ def init(
 
 def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     """Active facts, recall, degraded count, sleep pressure, cycle and head seq."""
-    from memlog.engine.memory import status_of
+    from memlog.engine.status import status_of
 
     st, header, logged, ledger = _read_state(store)
     data = status_of(header, ledger, st.path, [item.event for item in logged])

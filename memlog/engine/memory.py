@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -24,11 +23,11 @@ import torch
 
 from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
-from memlog.core.memit_hparams import MemitConfig
-from memlog.engine.audit_measures import PROBED_PHASES, probe_means, with_probes
+from memlog.engine.audit_measures import PROBED_PHASES, with_probes
 from memlog.engine.config import EngineConfig
+from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
-from memlog.errors import IntegrityError, ModelMismatchError, UserError
+from memlog.errors import IntegrityError, UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.facts import fact_of, record_of
 from memlog.projections.ledger import Ledger
@@ -39,7 +38,6 @@ from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
 from memlog.store.events import (
     AuditResult,
-    CovarianceComputed,
     EditReverted,
     Event,
     FactInjected,
@@ -363,48 +361,3 @@ class Memory:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=()) -> dict:
-    """The store's state; with its ``events``, also the latest probe-audit means."""
-    audit = ledger.last_audit
-    return {
-        "store": str(store_path),
-        "model": header.model_id,
-        "model_source": header.model_source,
-        "fingerprint": header.fingerprint,
-        "layers": list(header.layers),
-        "active_facts": len(ledger.active_facts()),
-        "ledger_size": ledger.ledger_size(),
-        "recall": audit.recall if audit else None,
-        "degraded": audit.degraded if audit else None,
-        "audited_facts": len(audit.results) if audit else 0,
-        "audit_seq": ledger.last_audit_seq,
-        "pressure": ledger.pressure(),
-        "cycle": ledger.cycle,
-        "seq": ledger.head_seq,
-        **probe_means(events),
-    }
-
-
-def covariances_from_log(store: Store, logged) -> dict[int, torch.Tensor]:
-    covs: dict[int, torch.Tensor] = {}
-    for item in logged:
-        if isinstance(item.event, CovarianceComputed):
-            covs[item.event.layer] = torch.from_numpy(store.blobs.get(item.event.cov).copy())
-    return covs
-
-
-def check_fingerprint(header: StoreCreated, actual: str, model_desc: str) -> None:
-    if header.fingerprint != actual:
-        raise ModelMismatchError(
-            f"the store was created for model {header.model_id!r} (fingerprint {header.fingerprint[:25]}…), "
-            f"but {model_desc} has fingerprint {actual[:25]}…; open it with the model it was made for"
-        )
-
-
-def memit_config_of(header: StoreCreated) -> MemitConfig:
-    data = dict(header.config.get("memit", {}))
-    data["layers"] = tuple(header.layers)
-    known = set(MemitConfig.__dataclass_fields__)
-    return MemitConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})

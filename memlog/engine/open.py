@@ -27,7 +27,8 @@ from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel, ModelSpec, cache_dir, format_layers, load_model
 from memlog.engine.config import EngineConfig
 from memlog.engine.editor import MemitEditor
-from memlog.engine.memory import Memory, check_fingerprint, covariances_from_log, memit_config_of
+from memlog.engine.header import check_fingerprint, covariances_from_log, memit_config_of
+from memlog.engine.memory import Memory
 from memlog.errors import UserError
 from memlog.progress import no_progress
 from memlog.projections.weights import WeightProjector

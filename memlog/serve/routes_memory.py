@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from memlog.core.facts import Fact
-from memlog.engine.memory import status_of
+from memlog.engine.status import status_of
 from memlog.replay.replay import fact_rows
 from memlog.serve.deps import ServerState, require_write_token
 from memlog.serve.schemas import FactsIn, SleepIn

@@ -1,0 +1,31 @@
+"""A store's state as one dict (``memlog status``, ``Memory.status``, the server's status route)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memlog.engine.audit_measures import probe_means
+from memlog.projections.ledger import Ledger
+from memlog.store.events import StoreCreated
+
+
+def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=()) -> dict:
+    """The store's state; with its ``events``, also the latest probe-audit means."""
+    audit = ledger.last_audit
+    return {
+        "store": str(store_path),
+        "model": header.model_id,
+        "model_source": header.model_source,
+        "fingerprint": header.fingerprint,
+        "layers": list(header.layers),
+        "active_facts": len(ledger.active_facts()),
+        "ledger_size": ledger.ledger_size(),
+        "recall": audit.recall if audit else None,
+        "degraded": audit.degraded if audit else None,
+        "audited_facts": len(audit.results) if audit else 0,
+        "audit_seq": ledger.last_audit_seq,
+        "pressure": ledger.pressure(),
+        "cycle": ledger.cycle,
+        "seq": ledger.head_seq,
+        **probe_means(events),
+    }
