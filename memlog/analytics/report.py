@@ -1,7 +1,9 @@
 """``memlog report``: a self-contained HTML page about a store, with matplotlib figures.
 
 ``write_report(store_dir, out_dir)`` reads the log through the read-only SQL views
-(``memlog.analytics.views``) and writes ``out_dir/index.html`` with PNG figures beside it:
+(``memlog.analytics.views``; the sleep cycles through their Python fold,
+``memlog.projections.readmodels``, which the ``cycles`` view equals) and writes
+``out_dir/index.html`` with PNG figures beside it:
 
 - ``wake.png``: the wake trajectory, recall and degraded count after each injection (the
   paper's Fig. 1 and Table 3), from the wake-phase ``RecallAudited`` after each
@@ -27,7 +29,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from memlog.analytics.connection import quote
 from memlog.analytics.views import connect, execute
+from memlog.projections.readmodels import CYCLE_EVENT_KINDS, fold_cycles
+from memlog.store.rows import decode_row
 
 FIGURE_NAMES: tuple[str, ...] = ("wake.png", "cycles_recall.png", "cycles_counts.png", "ppl.png")
 DPI = 110
@@ -84,13 +89,20 @@ def _summary(conn) -> dict:
     }
 
 
+def _cycles(conn) -> list[dict]:
+    """The sleep cycles, folded in Python from the events (the ``cycles`` view equals this fold)."""
+    kinds = ", ".join(quote(k) for k in CYCLE_EVENT_KINDS)
+    _, rows = execute(conn, f"SELECT seq, schema, kind, payload FROM log.events WHERE kind IN ({kinds}) ORDER BY seq")
+    return [row.to_dict() for row in fold_cycles((seq, decode_row(seq, schema, kind, payload)) for seq, schema, kind, payload in rows)]
+
+
 def load_report_data(store_dir: Path | str) -> ReportData:
     """Read the summary, wake trajectory, cycles, facts and perplexity series of a store."""
     with connect(store_dir) as conn:
         return ReportData(
             summary=_summary(conn),
             wake=_rows(conn, "SELECT * FROM wake ORDER BY injection"),
-            cycles=_rows(conn, "SELECT * EXCLUDE (step_seconds) FROM cycles ORDER BY cycle"),
+            cycles=_cycles(conn),
             facts=_rows(conn, "SELECT * FROM facts ORDER BY first_seq"),
             ppl=_rows(conn, "SELECT seq, ppl, phase, cycle FROM events WHERE kind = 'PerplexityMeasured' AND ppl IS NOT NULL ORDER BY seq"),
         )
@@ -235,6 +247,7 @@ CAPTIONS = {
     "ppl.png": "Perplexity measurements by phase (cf. Table 7); grey bands are sleep cycles.",
 }
 
+# Columns of memlog.projections.readmodels.CycleRow (the ``cycles`` view's names), in the page's order.
 CYCLE_COLUMNS = (
     "cycle", "recall_before", "recall_after", "recall_after_active", "degraded_before", "degraded_after", "refreshed", "reverted",
     "pruned", "rolled_back", "blocked", "failed", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",

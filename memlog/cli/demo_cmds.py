@@ -16,6 +16,7 @@ from rich.console import Group
 from memlog.cli.common import FormatOpt, quiet_model_loading
 from memlog.cli.output import Format, emit, progress_bars, stderr, stdout, styled, table
 from memlog.errors import UserError
+from memlog.projections.readmodels import cycle_cells, cycle_values
 
 Say = Callable[[object], None]
 
@@ -39,22 +40,17 @@ class RichNarrator:
         self.say(travel_summary(travel))
 
 
+DEMO_CYCLE_COLUMNS = ("cycle", "recall_before", "recall_after", "degraded_after", "refreshed", "pruned", "ppl_before", "ppl_after", "wall_seconds")
+
+
 def cycle_table(cycles: list[dict]):
-    """One row per sleep cycle: recall and PPL before → after, the counts and the wall seconds."""
-    rows = [
-        [
-            c["cycle"],
-            f"{_fmt_recall(c['recall_before'])}→{_fmt_recall(c['recall'])}",
-            c["degraded"],
-            c["refreshed"],
-            c["pruned"],
-            f"{c['ppl_before']:.3f}→{c['ppl_after']:.3f}",
-            f"{c['seconds']:.0f}",
-        ]
-        for c in cycles
-    ]
-    columns = ["cycle", "recall", "degraded", "refreshed", "pruned", "ppl", "s"]
-    return table(None, columns, rows, compact=True)
+    """One row per sleep cycle (``CycleReport`` dicts), narrow enough for 80 columns: recall and
+    PPL as before→after, the counts and the wall seconds (values formatted as in every cycle table)."""
+    rows = []
+    for c in cycles:
+        cycle, r0, r1, degraded, refreshed, pruned, p0, p1, seconds = cycle_cells(cycle_values(c), DEMO_CYCLE_COLUMNS)
+        rows.append([cycle, f"{r0}→{r1}", degraded, refreshed, pruned, f"{p0}→{p1}", seconds])
+    return table(None, ["cycle", "recall", "degraded", "refreshed", "pruned", "ppl", "s"], rows, compact=True)
 
 
 def _fmt_recall(value) -> str:

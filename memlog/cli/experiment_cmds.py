@@ -18,6 +18,8 @@ import typer
 
 from memlog.cli.common import FormatOpt, StoreOpt, store_path
 from memlog.cli.output import Format, emit, progress_bars, table
+from memlog.errors import UserError
+from memlog.experiments.markdown import perplexity_table, phase_line, phase_table, wake_notes, wake_table
 
 experiment_app = typer.Typer(
     help="Run the paper's protocols (wake-capacity, phase-ab) into a fresh store.",
@@ -77,12 +79,13 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
     )
 
 
-def protocol_command(name: str) -> Callable:
-    """Register ``run(setup, store, fmt, **own_options)`` as ``memlog experiment NAME``: its own
-    options come first, then ``SETUP_OPTIONS``, which are parsed into an ``ExperimentSetup``."""
+def protocol_command(name: str, render: Callable) -> Callable:
+    """Register ``run(setup, store, progress, **own_options) -> document`` as ``memlog experiment
+    NAME``: its own options come first, then ``SETUP_OPTIONS``, which are parsed into an
+    ``ExperimentSetup``; the run shows progress bars, and its document is printed with ``render``."""
 
     def register(run: Callable) -> Callable:
-        own = [p for p in inspect.signature(run).parameters.values() if p.name not in ("setup", "store", "fmt")]
+        own = [p for p in inspect.signature(run).parameters.values() if p.name not in ("setup", "store", "progress")]
         shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=t) for n, t, opt in SETUP_OPTIONS]
         setup_names = [n for n, _, _ in SETUP_OPTIONS if n not in ("store", "fmt")]
 
@@ -91,7 +94,10 @@ def protocol_command(name: str) -> Callable:
             if "refresh_strategy" in kwargs:
                 setup_args["refresh_strategy"] = kwargs["refresh_strategy"]
             store, fmt = kwargs.pop("store"), kwargs.pop("fmt")
-            return run(_setup(**setup_args), store, fmt, **kwargs)
+            setup = _setup(**setup_args)
+            with progress_bars(True) as progress:
+                data = run(setup, store_path(store), progress, **kwargs)
+            emit(data, fmt, render)
 
         command.__name__, command.__doc__ = run.__name__, run.__doc__
         command.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared)
@@ -99,14 +105,6 @@ def protocol_command(name: str) -> Callable:
         return run
 
     return register
-
-
-def _f(value, digits: int = 3) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value) -> str:
-    return "" if value is None else f"{100 * value:+.2f}%"
 
 
 def _run_label(d: dict) -> str:
@@ -123,106 +121,53 @@ def _store_line(d: dict) -> str:
 
 
 def render_wake(c, d: dict) -> None:
-    from memlog.experiments.paper import table3_row
-
-    rows = []
-    for r in d["rows"]:
-        paper = table3_row(r["facts"])
-        rows.append(
-            [r["facts"], _f(r["recall"]), r["degraded"], r["newly_broken"], _f(r["ppl"]), r["recalled"], f"{r['seconds']:.1f}"]
-            + ([_f(paper[1]), paper[2], _f(paper[3])] if paper else ["", "", ""])
-        )
-    cols = ["facts", "recall", "degraded", "newly broken", "PPL", "new fact recalled", "inject s", "paper recall", "paper degraded", "paper PPL"]
-    c.print(table(f"wake capacity ({_run_label(d)})", cols, rows))
-    c.print(f"base PPL {_f(d['base_ppl'])}")
-    c.print(f"wake capacity (last count with recall ≥ {d['min_recall']}): {d['wake_capacity']}   (paper 8B: 13)")
-    c.print(f"first count below {d['min_recall']}: {d['first_below']}")
-    c.print(f"tipping point (degraded rises by ≥ {d['jump']} in one inject): {d['tipping_point']}   (paper 8B: 14, degraded 1 → 6)")
-    if d["largest_jump"]:
-        j = d["largest_jump"]
-        c.print(f"largest jump: at {j['facts']} facts, degraded {j['before']} → {j['after']}")
+    c.print(table(f"wake capacity ({_run_label(d)})", *wake_table(d, missing="")))
+    for note in wake_notes(d):
+        c.print(note)
     c.print(_store_line(d))
 
 
-@protocol_command("wake-capacity")
+@protocol_command("wake-capacity", render_wake)
 def wake_capacity(
     setup,
     store: Path,
-    fmt: Format,
+    progress,
     facts: int = typer.Option(30, "--facts", help="Facts to inject, one at a time."),
     ppl_every: int = typer.Option(1, "--ppl-every", help="Measure perplexity every K facts (and after the last; 0: only after the last)."),
     min_recall: float = typer.Option(0.9, "--min-recall", help="Recall that still counts as within wake capacity."),
     jump: int = typer.Option(2, "--jump", help="A rise of the degraded count by at least this much in one inject is the tipping point."),
 ):
     """Table 3: inject pool facts one at a time, auditing after each; detect wake capacity and the tipping point."""
-    from memlog.experiments.runner import wake_capacity_experiment
+    from memlog.experiments.runner import wake_capacity_experiment  # loads torch: only when an experiment runs
 
-    with progress_bars(True) as progress:
-        data = wake_capacity_experiment(store_path(store), setup, n_facts=facts, ppl_every=ppl_every, min_recall=min_recall, jump=jump, progress=progress)
-    emit(data, fmt, render_wake)
+    return wake_capacity_experiment(store, setup, n_facts=facts, ppl_every=ppl_every, min_recall=min_recall, jump=jump, progress=progress)
 
 
 # -- phase-ab ------------------------------------------------------------------------------------
 
-PHASE_COLUMNS = ["cycle", "recall (all injected)", "recall (active)", "degraded (all injected)", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
-
-
-def phase_rows(phase: dict) -> list[list]:
-    w = phase["wave"]
-    rows = [["0 (post-inj.)", _f(w["recall"]), _f(w.get("recall_active")), w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "", _f(w["ppl"]), f"{w['seconds']:.1f}"]]
-    for cyc in phase["cycles"]:
-        rows.append(
-            [
-                f"{cyc['phase_cycle']} (#{cyc['cycle']})",
-                _f(cyc["recall"]),
-                _f(cyc.get("recall_active")),
-                cyc["degraded"],
-                cyc["refreshed"],
-                cyc["pruned"],
-                cyc["blocked"],
-                cyc["rolled_back"],
-                cyc["ledger_size"],
-                cyc["active_facts"],
-                _f(cyc["ppl_before"]),
-                _f(cyc["ppl_after"]),
-                f"{cyc['seconds']:.1f}",
-            ]
-        )
-    return rows
-
-
 def render_phase_ab(c, d: dict) -> None:
     title = f"{d['facts']}+{d['second_wave']} facts, {d['refresh_mode']} mode, cap {d['cap']} ({_run_label(d)})"
     for phase in d["phases"]:
-        c.print(table(f"Phase {phase['name']}: {title}", PHASE_COLUMNS, phase_rows(phase)))
-        c.print(f"Phase {phase['name']}: {phase['result']} after {phase['cycles_run']} cycle(s); first clean cycle {phase['first_clean_cycle']}; final recall {_f(phase['final_recall'])}; max ledger {phase['max_ledger_size']}")
-    p = d["perplexity"]
-    c.print(
-        table(
-            "perplexity (Table 7)",
-            ["baseline", "post-inj. A", "post-sleep A", "post-inj. B", "final", "peak", "drift post-sleep A", "drift final", "drift peak"],
-            [[_f(p["baseline"]), _f(p["post_injection"]), _f(p["post_sleep_A"]), _f(p["post_injection_B"]), _f(p["final"]), _f(p["peak"]), _pct(p["drift_post_sleep_A"]), _pct(p["drift_final"]), _pct(p["drift_peak"])]],
-        )
-    )
+        c.print(table(f"Phase {phase['name']}: {title}", *phase_table(phase)))
+        c.print(phase_line(phase))
+    c.print(table("perplexity (Table 7)", *perplexity_table(d["perplexity"], missing="")))
     c.print(_store_line(d))
 
 
-@protocol_command("phase-ab")
+@protocol_command("phase-ab", render_phase_ab)
 def phase_ab(
     setup,
     store: Path,
-    fmt: Format,
+    progress,
     facts: int = typer.Option(14, "--facts", help="Phase A: facts injected before the first sleep."),
     second_wave: int = typer.Option(5, "--second-wave", help="Phase B: facts injected into the maintained model."),
     ppl_every: int = typer.Option(0, "--ppl-every", help="Measure perplexity every K injected facts (0: after each wave only)."),
     refresh_strategy: str = RefreshStrategyOpt,
 ):
     """Tables 4, 6, 7: Phase A (inject, sleep until converged), Phase B (second wave, sleep again)."""
-    from memlog.experiments.runner import phase_ab_experiment
+    from memlog.experiments.runner import phase_ab_experiment  # loads torch: only when an experiment runs
 
-    with progress_bars(True) as progress:
-        data = phase_ab_experiment(store_path(store), setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
-    emit(data, fmt, render_phase_ab)
+    return phase_ab_experiment(store, setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
 
 
 # -- summary -------------------------------------------------------------------------------------
@@ -233,7 +178,6 @@ def summary(store: Path = StoreOpt, fmt: Format = FormatOpt):
     """Rebuild an experiment's tables from its store's log alone (no model is loaded)."""
     from memlog.experiments.fromlog import document_from_store
     from memlog.store.store import is_store
-    from memlog.errors import UserError
 
     path = store_path(store)
     if not is_store(path):

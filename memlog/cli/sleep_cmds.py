@@ -8,13 +8,13 @@ import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_rw
 from memlog.cli.output import Format, emit, progress_bars, table
-
-CYCLE_COLUMNS = ["cycle", "recall (all injected)", "recall (active)", "degraded (all injected)", "refreshed", "failed", "pruned", "ppl_before", "ppl_after", "seconds"]
+from memlog.errors import UserError
+from memlog.projections.readmodels import cycle_cells, cycle_headers, cycle_values
 
 
 def render_cycles(c, cycles: list[dict], title: str = "sleep cycles") -> None:
-    rows = [[d["cycle"], d["recall"], d["recall_active"], d["degraded"], d["refreshed"], len(d["failed"]), d["pruned"], d["ppl_before"], d["ppl_after"], f"{d['seconds']:.1f}"] for d in cycles]
-    c.print(table(title, CYCLE_COLUMNS, rows))
+    """The cycles of a sleep report (``CycleReport`` dicts) in the one cycle table's columns."""
+    c.print(table(title, cycle_headers(), [cycle_cells(cycle_values(d)) for d in cycles]))
 
 
 def sleep(
@@ -31,8 +31,6 @@ def sleep(
     fmt: Format = FormatOpt,
 ):
     """Sleep cycles (Algorithm 1 of the paper)."""
-    from memlog.errors import UserError
-
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
     mem = open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles)

@@ -7,7 +7,8 @@ from a store that was extended by hand (``memlog sleep`` after an interrupted ru
 - a *wave* is a run of ``FactInjected`` events, each with the wake ``RecallAudited`` and
   any wake ``PerplexityMeasured`` that follow it;
 - a *phase* is a wave and the sleep cycles (``SleepEnded``) that follow it, up to the next
-  injection.
+  injection; each cycle is the ``CycleRow`` of ``memlog.projections.readmodels`` (the fold the
+  ``cycles`` SQL view equals) in the shape of the engine's ``CycleReport``.
 
 ``phase_ab_from_log`` returns the same ``PhaseABResult`` as ``run_phase_ab``, and
 ``wake_capacity_from_log`` the same ``WakeCapacityResult`` as ``run_wake_capacity``. Two
@@ -21,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memlog.projections.ledger import Ledger
+from memlog.projections.readmodels import CycleFold, CycleRow
 from memlog.store.events import FactInjected, PerplexityMeasured, RecallAudited, SleepEnded, SleepStarted
 from memlog.store.store import Store
 from memlog.engine.sleep import open_degraded
@@ -39,45 +41,14 @@ class _Phase:
     facts_known: int = 0  # facts ever injected after the wave
 
 
-def cycle_from_event(event: SleepEnded, phase_cycle: int, ledger: Ledger, refresh_mode: str, pre: RecallAudited | None) -> dict:
-    """A ``SleepEnded`` event as the cycle dict ``run_phase_ab`` reports (``CycleReport.to_dict()``),
-    given the ledger folded up to it (facts ever injected, the sleep-post audit) and the cycle's
-    sleep-pre audit."""
-    steps = dict(event.step_seconds)
-    blocked = int(steps.pop("blocked", 0))
-    held = int(steps.pop("held", 0))
-    steps.pop("failed", None)
-    known = len(ledger.facts)
+def cycle_report(row: CycleRow, phase_cycle: int, ledger: Ledger, refresh_mode: str) -> dict:
+    """A folded cycle as the dict ``run_phase_ab`` reports (``CycleReport.to_dict()``), given the
+    ledger folded up to its ``SleepEnded`` (for ``open_degraded``: its latest audit is the
+    cycle's sleep-post audit)."""
+    report = row.report_dict()
     post = ledger.last_audit
-    hits = (len(post.results) if post is not None else event.active_facts) - event.degraded_after
-    hits_before = len(pre.results) - pre.degraded if pre is not None else hits
-    return {
-        "cycle": event.cycle,
-        "recall_before": hits_before / known if known else 1.0,
-        "recall": hits / known if known else 1.0,
-        "degraded_before": known - hits_before,
-        "degraded": known - hits,
-        "recall_before_active": event.recall_before,
-        "recall_active": event.recall_after,
-        "degraded_before_active": event.degraded_before,
-        "degraded_active": event.degraded_after,
-        "facts_known": known,
-        "open_degraded": open_degraded(ledger, post, refresh_mode) if post is not None else event.degraded_after,
-        "held": held,
-        "refreshed": event.refreshed,
-        "reverted": event.reverted,
-        "rolled_back": event.rolled_back,
-        "blocked": blocked,
-        "pruned": event.pruned,
-        "ledger_size": event.ledger_size,
-        "active_facts": event.active_facts,
-        "ppl_before": event.ppl_before,
-        "ppl_after": event.ppl_after,
-        "seconds": event.seconds,
-        "step_seconds": steps,
-        "failed": [],
-        "phase_cycle": phase_cycle,
-    }
+    opened = open_degraded(ledger, post, refresh_mode) if post is not None else row.degraded_after_active
+    return {**report, "open_degraded": opened, "failed": [], "phase_cycle": phase_cycle}
 
 
 def _wake_row(ledger: Ledger, injected: FactInjected, audit: RecallAudited, previous: set[str], seq: int) -> WakeRow:
@@ -100,14 +71,14 @@ def _wake_row(ledger: Ledger, injected: FactInjected, audit: RecallAudited, prev
 
 def split_phases(logged) -> tuple[list[_Phase], float | None, SleepStarted | None]:
     """Fold the log into phases (wave rows and cycles); also the base PPL and the last SleepStarted."""
-    ledger, phases, base = Ledger(), [], None
+    ledger, cycles, phases, base = Ledger(), CycleFold(), [], None
     pending: FactInjected | None = None
     previous: set[str] = set()
     last_start: SleepStarted | None = None
-    pre: RecallAudited | None = None
     for item in logged:
         event = item.event
         ledger.apply(item.seq, event)
+        row = cycles.apply(item.seq, event)
         if isinstance(event, FactInjected):
             if not phases or phases[-1].cycles:
                 phases.append(_Phase())
@@ -124,11 +95,8 @@ def split_phases(logged) -> tuple[list[_Phase], float | None, SleepStarted | Non
             phases[-1].wave_seq = item.seq
         elif isinstance(event, SleepStarted):
             last_start = event
-        elif isinstance(event, RecallAudited) and event.phase == "sleep-pre":
-            pre = event
-        elif isinstance(event, SleepEnded) and phases:
-            mode = last_start.refresh_mode if last_start else "in-place"
-            phases[-1].cycles.append(cycle_from_event(event, len(phases[-1].cycles) + 1, ledger, mode, pre))
+        elif row is not None and phases:
+            phases[-1].cycles.append(cycle_report(row, len(phases[-1].cycles) + 1, ledger, row.refresh_mode or "in-place"))
         if isinstance(event, RecallAudited):
             previous = recalled_set(event)
         if phases:

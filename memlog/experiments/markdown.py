@@ -4,7 +4,8 @@
 
 reads the JSON documents that ``memlog experiment … --format json`` printed and writes
 Markdown tables: the wake trajectory beside Table 3, and per phase the per-cycle table
-(Tables 4 and 6) and the perplexity summary (Table 7).
+(Tables 4 and 6) and the perplexity summary (Table 7). ``memlog experiment`` prints the same
+tables (``wake_table``, ``phase_table``, ``perplexity_table``) with rich.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import sys
 from pathlib import Path
 
 from memlog.experiments.paper import TABLE3_WAKE, TABLE6_SPIRAL, table3_row
+from memlog.projections.readmodels import CYCLE_TABLE, cycle_cells, cycle_headers, cycle_values
 
 
-def _f(value, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+def _f(value, digits: int = 3, missing: str = "—") -> str:
+    return missing if value is None else f"{value:.{digits}f}"
 
 
-def _pct(value) -> str:
-    return "—" if value is None else f"{100 * value:+.2f}%"
+def _pct(value, missing: str = "—") -> str:
+    return missing if value is None else f"{100 * value:+.2f}%"
 
 
 def md_table(columns: list[str], rows: list[list]) -> str:
@@ -30,7 +32,13 @@ def md_table(columns: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def wake_markdown(doc: dict, only_paper_rows: bool = False) -> str:
+# Each ``*_table`` returns (headers, rows of text cells); the CLI prints them with rich, this
+# module as Markdown. ``missing`` is what a value that was not measured shows.
+
+WAKE_HEADERS = ["facts", "recall", "degraded", "newly broken", "PPL", "new fact recalled", "inject s", "paper recall", "paper degraded", "paper PPL"]
+
+
+def wake_table(doc: dict, only_paper_rows: bool = False, missing: str = "—") -> tuple[list[str], list[list]]:
     """Table 3 side by side: measured recall/degraded/PPL per fact count, the paper's where it reports one."""
     rows = []
     for r in doc["rows"]:
@@ -38,49 +46,74 @@ def wake_markdown(doc: dict, only_paper_rows: bool = False) -> str:
         if only_paper_rows and paper is None:
             continue
         rows.append(
-            [r["facts"], _f(r["recall"]), r["degraded"], r["newly_broken"], _f(r["ppl"]), f"{r['seconds']:.1f}"]
+            [r["facts"], _f(r["recall"], missing=missing), r["degraded"], r["newly_broken"], _f(r["ppl"], missing=missing), r["recalled"], f"{r['seconds']:.1f}"]
             + ([_f(paper[1]), paper[2], _f(paper[3])] if paper else ["", "", ""])
         )
-    table = md_table(["facts", "recall", "degraded", "newly broken", "PPL", "inject s", "paper recall", "paper degraded", "paper PPL"], rows)
+    return WAKE_HEADERS, rows
+
+
+def wake_notes(doc: dict) -> list[str]:
+    """The thresholds of a wake-capacity run, one sentence each, beside the paper's."""
     jump = doc.get("largest_jump") or {}
-    notes = (
-        f"\n\nBase PPL {_f(doc['base_ppl'])}. Wake capacity (last count with recall ≥ {doc['min_recall']}): "
-        f"**{doc['wake_capacity']}** (paper 8B: 13). First count below {doc['min_recall']}: {doc['first_below']}. "
-        f"Tipping point (degraded rises by ≥ {doc['jump']} in one inject): **{doc['tipping_point']}** (paper 8B: 14, 1 → 6). "
-        f"Largest single-inject jump: at {jump.get('facts')} facts, {jump.get('before')} → {jump.get('after')}."
-    )
-    return table + notes
+    notes = [
+        f"Base PPL {_f(doc['base_ppl'])}.",
+        f"Wake capacity (last count with recall ≥ {doc['min_recall']}): {doc['wake_capacity']} (paper 8B: 13).",
+        f"First count below {doc['min_recall']}: {doc['first_below']}.",
+        f"Tipping point (degraded rises by ≥ {doc['jump']} in one inject): {doc['tipping_point']} (paper 8B: 14, degraded 1 → 6).",
+    ]
+    if jump:
+        notes.append(f"Largest single-inject jump: at {jump.get('facts')} facts, degraded {jump.get('before')} → {jump.get('after')}.")
+    return notes
 
 
-def cycle_rows(phase: dict) -> list[list]:
+def wake_markdown(doc: dict, only_paper_rows: bool = False) -> str:
+    return md_table(*wake_table(doc, only_paper_rows)) + "\n\n" + " ".join(wake_notes(doc))
+
+
+def phase_table(phase: dict, missing: str = "—") -> tuple[list[str], list[list]]:
+    """One phase's cycles (Tables 4 and 6): the wave as row 0, then one row per sleep cycle,
+    in the columns of ``memlog.projections.readmodels.CYCLE_TABLE``."""
     w = phase["wave"]
-    rows = [["0 (post-inj.)", _f(w["recall"]), _f(w.get("recall_active")), w["degraded"], "—", "—", "—", "—", w["ledger_size"], w["active_facts"], "—", _f(w["ppl"]), "—"]]
+    wave = {
+        "recall_after": w["recall"],
+        "recall_after_active": w.get("recall_active"),
+        "degraded_after": w["degraded"],
+        "ledger_size": w["ledger_size"],
+        "active_facts": w["active_facts"],
+        "ppl_after": w["ppl"],
+        "wall_seconds": w["seconds"],
+    }
+    rest = CYCLE_TABLE[1:]
+    rows = [["0 (post-inj.)"] + cycle_cells(wave, rest, missing)]
     for c in phase["cycles"]:
-        rows.append(
-            [
-                f"{c['phase_cycle']} (#{c['cycle']})", _f(c["recall"]), _f(c.get("recall_active")), c["degraded"], c["refreshed"], c["pruned"], c["blocked"],
-                c["rolled_back"], c["ledger_size"], c["active_facts"], _f(c["ppl_before"]), _f(c["ppl_after"]), f"{c['seconds']:.0f}",
-            ]
-        )
-    return rows
+        rows.append([f"{c['phase_cycle']} (#{c['cycle']})"] + cycle_cells(cycle_values(c), rest, missing))
+    return cycle_headers(), rows
 
 
-CYCLE_COLUMNS = ["cycle", "recall (all injected)", "recall (active)", "degraded (all injected)", "refreshed", "pruned", "blocked", "rolled back", "ledger", "active", "PPL before", "PPL after", "wall s"]
+PERPLEXITY_HEADERS = ["baseline", "post-inj. A", "post-sleep A", "post-inj. B", "final", "peak", "drift post-sleep A", "drift final", "drift peak"]
+
+
+def perplexity_table(p: dict, missing: str = "—") -> tuple[list[str], list[list]]:
+    """Table 7: the perplexity summary of a phase-ab run."""
+    values = [_f(p[k], missing=missing) for k in ("baseline", "post_injection", "post_sleep_A", "post_injection_B", "final", "peak")]
+    drifts = [_pct(p[k], missing) for k in ("drift_post_sleep_A", "drift_final", "drift_peak")]
+    return PERPLEXITY_HEADERS, [values + drifts]
+
+
+def phase_line(phase: dict) -> str:
+    return (
+        f"Phase {phase['name']}: {phase['result']} after {phase['cycles_run']} cycle(s); first clean cycle "
+        f"{phase['first_clean_cycle']}; final recall {_f(phase['final_recall'])}; max ledger {phase['max_ledger_size']}"
+    )
 
 
 def phase_ab_markdown(doc: dict) -> str:
     parts = []
     for phase in doc["phases"]:
-        parts.append(f"**Phase {phase['name']}** ({phase['wave']['injected']} facts injected; {phase['result']}, {phase['cycles_run']} cycle(s), first clean cycle {phase['first_clean_cycle']}, max ledger {phase['max_ledger_size']})\n")
-        parts.append(md_table(CYCLE_COLUMNS, cycle_rows(phase)))
+        parts.append(f"**{phase_line(phase)}** ({phase['wave']['injected']} facts injected)\n")
+        parts.append(md_table(*phase_table(phase)))
         parts.append("")
-    p = doc["perplexity"]
-    parts.append(
-        md_table(
-            ["baseline", "post-inj. A", "post-sleep A", "post-inj. B", "final", "peak", "drift post-sleep A", "drift final", "drift peak"],
-            [[_f(p["baseline"]), _f(p["post_injection"]), _f(p["post_sleep_A"]), _f(p["post_injection_B"]), _f(p["final"]), _f(p["peak"]), _pct(p["drift_post_sleep_A"]), _pct(p["drift_final"]), _pct(p["drift_peak"])]],
-        )
-    )
+    parts.append(md_table(*perplexity_table(doc["perplexity"])))
     return "\n".join(parts)
 
 

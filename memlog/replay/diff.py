@@ -1,7 +1,7 @@
 """What changed between two points of a log, fact by fact (pure: no model, no I/O).
 
-``diff_points(logged, a_seq, b_seq)`` folds the log to both points (``Ledger.fold``) and
-compares each fact known at either. A change is one of:
+``diff_points(logged, a_seq, b_seq)`` folds the log to both points (``Ledger.fold``, the one
+fold of the ledger and the facts' health) and compares each fact known at either. A change is one of:
 
 - ``injected``: the fact is active at B but was unknown (or had been pruned) at A;
 - ``updated``: active at both, with another object at B (a wake re-injection);
@@ -101,7 +101,11 @@ def diff_points(logged, a_seq: int, b_seq: int) -> list[dict]:
     ``change`` (see the module docstring), ``before``, ``after``. Ordered by change kind, then
     by when the fact was first injected.
     """
-    a, b = _fold_until(logged, a_seq), _fold_until(logged, b_seq)
+    return ledger_changes(_fold_until(logged, a_seq), _fold_until(logged, b_seq))
+
+
+def ledger_changes(a: Ledger, b: Ledger) -> list[dict]:
+    """``diff_points`` between two ledgers already folded (A's and B's)."""
     first_seen: dict[str, int] = {}
     for ledger in (a, b):
         for fact_id, state in ledger.facts.items():
@@ -144,13 +148,14 @@ def diff_report(logged, from_point: str, to_point: str) -> dict:
     Returns ``{"from": {...}, "to": {...}, "changes": [...], "summary": {change: count}}``,
     where each side has ``point, seq, cycle, active_facts, recall, degraded``.
     """
-    a_seq = resolve_point(parse_point(from_point), logged)
-    b_seq = resolve_point(parse_point(to_point), logged)
-    changes = diff_points(logged, a_seq, b_seq)
+    a_point, b_point = parse_point(from_point), parse_point(to_point)
+    a_seq, b_seq = resolve_point(a_point, logged), resolve_point(b_point, logged)
+    a, b = _fold_until(logged, a_seq), _fold_until(logged, b_seq)
+    changes = ledger_changes(a, b)
     counts = Counter(c["change"] for c in changes)
     return {
-        "from": _point_summary(_fold_until(logged, a_seq), str(parse_point(from_point)), a_seq),
-        "to": _point_summary(_fold_until(logged, b_seq), str(parse_point(to_point)), b_seq),
+        "from": _point_summary(a, str(a_point), a_seq),
+        "to": _point_summary(b, str(b_point), b_seq),
         "changes": changes,
         "summary": {name: counts[name] for name in CHANGE_ORDER if counts[name]},
     }

@@ -1,0 +1,56 @@
+"""The ``edits`` view: one row per edit version, with the marks later events put on it.
+
+One row per edit version (each ``FactInjected`` and ``EditRefreshed``): ``edit_id, version,
+fact_id, subject, relation, object, layers`` (list), ``ranks`` (rank per layer, aligned with
+``layers``), ``rank`` (the largest), ``scale, mode`` (``wake`` or ``update`` for an injection,
+the refresh mode ``in-place``/``copy`` for a refresh), ``created_by, created_seq,
+superseded_seq`` (a later version of the same edit was created), ``reverted_seq`` (the first
+``EditReverted`` of this version), ``rolled_back_seq, pruned_seq, cycle`` (of a refresh),
+``copy_of, v_loss, n_constraint_keys, supersedes_version``.
+"""
+
+from __future__ import annotations
+
+SQL = """
+WITH created AS (
+    SELECT seq, kind, edit_id, version, fact_id, cycle, payload
+    FROM log.events WHERE kind IN ('FactInjected', 'EditRefreshed')
+),
+marks AS (
+    SELECT kind, edit_id, version, min(seq) AS seq
+    FROM log.events WHERE kind IN ('EditReverted', 'EditPruned', 'RefreshRolledBack')
+    GROUP BY kind, edit_id, version
+)
+SELECT c.edit_id, c.version, c.fact_id,
+       c.payload->>'$.fact.subject' AS subject,
+       c.payload->>'$.fact.relation' AS relation,
+       c.payload->>'$.fact.object' AS object,
+       TRY_CAST(json_extract(c.payload, '$.deltas[*].layer') AS INTEGER[]) AS layers,
+       TRY_CAST(list_concat(json_extract(c.payload, '$.deltas[*].packed.shape[1]'),
+                            json_extract(c.payload, '$.deltas[*].u.shape[1]')) AS INTEGER[]) AS ranks,
+       list_max(TRY_CAST(list_concat(json_extract(c.payload, '$.deltas[*].packed.shape[1]'),
+                                     json_extract(c.payload, '$.deltas[*].u.shape[1]')) AS INTEGER[])) AS rank,
+       TRY_CAST(c.payload->>'$.scale' AS DOUBLE) AS scale,
+       CASE
+           WHEN c.kind = 'EditRefreshed' THEN c.payload->>'$.mode'
+           WHEN c.payload->>'$.supersedes_version' IS NOT NULL THEN 'update'
+           ELSE 'wake'
+       END AS mode,
+       c.kind AS created_by,
+       c.seq AS created_seq,
+       (SELECT min(n.seq) FROM created n
+         WHERE n.edit_id = c.edit_id AND n.version > c.version AND n.seq > c.seq) AS superseded_seq,
+       rv.seq AS reverted_seq,
+       rb.seq AS rolled_back_seq,
+       pr.seq AS pruned_seq,
+       c.cycle,
+       c.payload->>'$.copy_of' AS copy_of,
+       TRY_CAST(c.payload->>'$.v_loss' AS DOUBLE) AS v_loss,
+       TRY_CAST(c.payload->>'$.n_constraint_keys' AS INTEGER) AS n_constraint_keys,
+       TRY_CAST(c.payload->>'$.supersedes_version' AS INTEGER) AS supersedes_version
+FROM created c
+LEFT JOIN marks rv ON rv.kind = 'EditReverted' AND rv.edit_id = c.edit_id AND rv.version = c.version AND rv.seq > c.seq
+LEFT JOIN marks rb ON rb.kind = 'RefreshRolledBack' AND rb.edit_id = c.edit_id AND rb.version = c.version AND rb.seq > c.seq
+LEFT JOIN marks pr ON pr.kind = 'EditPruned' AND pr.edit_id = c.edit_id AND pr.version = c.version AND pr.seq > c.seq
+ORDER BY c.seq
+"""
