@@ -90,3 +90,16 @@ def test_pool_spreads_names():
         firsts = [f.subject.split(" ", 1)[0] for f in block]
         lasts = [f.subject.split(" ", 1)[1] for f in block]
         assert len(set(firsts)) == len(set(lasts)) == 50
+
+
+def test_the_stored_record_has_the_facts_prompt():
+    from memlog.projections.facts import record_of
+
+    for fact in (
+        Fact("Aria Nakamura", "lives in", "Thessaloniki"),
+        Fact("Aria Nakamura", "'s favourite colour is", "teal"),
+        Fact("Danielle Darrieux", "The mother tongue of {} is", "French"),
+    ):
+        record = record_of(fact)
+        assert (record.prompt, record.template) == (fact.prompt, fact.template)
+        assert record.fact_id == fact.fact_id

@@ -168,8 +168,9 @@ def test_the_memit_steps_do_not_depend_on_memit():
 LAYERS = {
     "errors": set(),
     "progress": set(),
-    "core": {"errors", "progress"},
-    "store": {"errors"},
+    "facttext": set(),
+    "core": {"errors", "progress", "facttext"},
+    "store": {"errors", "facttext"},
     "projections": {"core", "store", "errors", "progress"},
     "replay": {"projections", "core", "store", "errors", "progress"},
     "analytics": {"projections", "replay", "store", "errors", "progress"},

@@ -79,7 +79,7 @@ def audit(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = FormatO
     finally:
         mem.close()
     rows = [
-        {"fact_id": r.fact_id, "edit_id": r.edit_id, "prompt": Fact.of(facts[r.fact_id]).prompt, "object": facts[r.fact_id].object, "recalled": r.recalled, "completion": r.completion}
+        {"fact_id": r.fact_id, "edit_id": r.edit_id, "prompt": facts[r.fact_id].prompt, "object": facts[r.fact_id].object, "recalled": r.recalled, "completion": r.completion}
         for r in event.results
     ]
     data = {"recall": event.recall, "degraded": event.degraded, "facts": rows, "seq": seq}

@@ -5,8 +5,9 @@ relation is either a suffix of the subject (the shorthand ``"{subject} {relation
 ``Fact("Aria Nakamura", "lives in", "Thessaloniki")``) or a template holding ``{}`` once
 where the subject stands (the ROME/MEMIT convention:
 ``Fact("Danielle Darrieux", "The mother tongue of {} is", "French")``). ``Fact.template``
-is the one definition of both forms, ``Fact.prompt`` the text, ``Fact.subject_span`` where
-the subject stands in it (keys are read at its last token).
+gives both forms, ``Fact.prompt`` the text, ``Fact.subject_span`` where the subject stands in
+it (keys are read at its last token). The rules themselves live in the leaf ``memlog.facttext``,
+which the store's ``FactRecord`` reads too.
 
 ``fact_id`` identifies a fact by its normalised subject and relation (template included)
 only, so re-stating "Aria Nakamura lives in" with a new city is an update of the same fact.
@@ -17,32 +18,27 @@ audits and ``memlog eval`` use to measure generalisation and specificity.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass, field
 
 from memlog.errors import UserError
+from memlog.facttext import SLOT, WHITESPACE as _WHITESPACE, fact_id, normalise, prompt_of, template_of
+
+__all__ = [
+    "MAX_OBJECT_CHARS",
+    "MAX_RELATION_CHARS",
+    "MAX_SUBJECT_CHARS",
+    "SLOT",
+    "Fact",
+    "Neighbour",
+    "check_template",
+    "fact_id",
+    "normalise",
+    "template_from_prompt",
+]
 
 MAX_OBJECT_CHARS = 200
 MAX_SUBJECT_CHARS = 200
 MAX_RELATION_CHARS = 200
-SLOT = "{}"
-_WHITESPACE = re.compile(r"\s+")
-_POSSESSIVE = ("'", "\u2019")
-
-
-def normalise(text: str) -> str:
-    """NFC, stripped, case-folded, whitespace collapsed to single spaces."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text).strip()).casefold()
-
-
-def fact_id(subject: str, relation: str) -> str:
-    """A stable short id (``f-`` + 12 hex) of the normalised subject and relation."""
-    payload = f"{normalise(subject)}\x1f{normalise(relation)}".encode("utf-8")
-    return "f-" + hashlib.sha256(payload).hexdigest()[:12]
-
-
 def _check_part(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise UserError(f"a fact's {name} must be text, got {type(value).__name__}")
@@ -133,17 +129,14 @@ class Fact:
     @property
     def template(self) -> str:
         """The prompt with ``{}`` for the subject. The shorthand relation ``"lives in"`` reads
-        ``"{} lives in"``; a possessive one (``"'s favourite colour is"``) joins without the space."""
-        if SLOT in self.relation:
-            return self.relation
-        if self.relation.startswith(_POSSESSIVE):
-            return SLOT + self.relation
-        return f"{SLOT} {self.relation}"
+        ``"{} lives in"``; a possessive one (``"'s favourite colour is"``) joins without the space
+        (``memlog.facttext``, the rule the store's ``FactRecord`` shares)."""
+        return template_of(self.relation)
 
     @property
     def prompt(self) -> str:
         """The text recall completes: the template with the subject in its slot."""
-        return self.template.replace(SLOT, self.subject, 1)
+        return prompt_of(self.subject, self.relation)
 
     @property
     def subject_span(self) -> tuple[int, int]:

@@ -166,7 +166,7 @@ def _recovered_example(mem, facts: list[dict]) -> dict | None:
     for f in facts:
         if f["recorded_then"] is False and f["now"]:
             state = mem.ledger.facts[f["fact_id"]]
-            prompt = Fact.of(state.fact).prompt
+            prompt = state.fact.prompt
             then = mem.recall(prompt, at="cycle=0")
             now = mem.recall(prompt)
             why = why_report(mem, f["fact_id"], change="degraded")

@@ -57,7 +57,7 @@ def find_fact(ledger: Ledger, query: str) -> FactState:
     if exact:
         return exact[0]
     by_subject = [s for s in states if s.fact.subject.casefold() == text]
-    by_prompt = [s for s in states if " ".join(fact_of(s.fact).prompt.split()).casefold() == text]
+    by_prompt = [s for s in states if " ".join(s.fact.prompt.split()).casefold() == text]
     matches = by_prompt or by_subject
     if len(matches) == 1:
         return matches[0]
@@ -242,7 +242,7 @@ def why_report(
         "fact_id": state.fact.fact_id,
         "subject": state.fact.subject,
         "relation": state.fact.relation,
-        "prompt": fact_of(state.fact).prompt,
+        "prompt": state.fact.prompt,
         "object": state.fact.object,
         "active": state.active,
         "history": history,

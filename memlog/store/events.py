@@ -17,6 +17,7 @@ from typing import Union
 import msgspec
 
 from memlog.errors import IntegrityError
+from memlog.facttext import prompt_of, template_of
 
 SCHEMA_VERSION = 2  # 2: LayerDelta.packed (one blob per layer); 1: separate u, v, keys blobs
 
@@ -89,6 +90,16 @@ class FactRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     object: str
     paraphrases: list[str] = []
     neighbours: list[NeighbourProbe] = []
+
+    @property
+    def template(self) -> str:
+        """The prompt with ``{}`` for the subject (the rule of ``memlog.facttext``, as ``Fact``'s)."""
+        return template_of(self.relation)
+
+    @property
+    def prompt(self) -> str:
+        """The text recall completes (the same as ``Fact.prompt`` of this fact)."""
+        return prompt_of(self.subject, self.relation)
 
 
 class AuditResult(msgspec.Struct, frozen=True, omit_defaults=True):
