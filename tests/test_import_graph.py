@@ -197,3 +197,16 @@ def test_light_imports_do_not_load_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True, env={"PYTHONPATH": str(REPO)})
     assert out.stdout.split() == ["False", "False"], (module, out.stdout, out.stderr)
+
+
+def test_the_cli_defers_only_modules_its_start_does_not_load():
+    """A function-local import in the CLI is there to keep torch, DuckDB, Zarr and matplotlib out
+    of ``memlog --help``: one of a module that starting the CLI loads anyway belongs at the top."""
+    _, local = _graph()
+    deferred = sorted({target for module, target in local if module.startswith("memlog.cli.") and target.startswith("memlog")})
+    code = "import sys, memlog.cli.app; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True, env={"PYTHONPATH": str(REPO)})
+    loaded = set(out.stdout.split())
+    assert deferred, "the walk should see the CLI's deferred imports"
+    assert not [t for t in deferred if t in loaded], "deferred in the CLI but loaded at its start anyway"
+    assert not {"torch", "duckdb", "zarr", "matplotlib", "transformers"} & loaded

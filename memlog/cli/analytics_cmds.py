@@ -18,6 +18,7 @@ from memlog.cli.common import FormatOpt, StoreOpt, store_path
 from memlog.cli.output import Format, emit, stderr, table
 from memlog.core.facts import Fact
 from memlog.errors import UserError
+from memlog.replay.diff import diff_report
 
 EXPORT_FORMATS = ("parquet",)
 
@@ -87,7 +88,6 @@ def diff(
     fmt: Format = FormatOpt,
 ):
     """What changed between two points: facts degraded, recovered, refreshed, pruned, injected, updated."""
-    from memlog.replay.diff import diff_report
     from memlog.store.store import Store
 
     st = Store.open(store_path(store), writable=False)

@@ -1,4 +1,4 @@
-"""The ``memlog`` Typer app: registers every command and maps errors to exit codes.
+"""The ``memlog`` Typer app: registers every command module's commands and maps errors to exit codes.
 
 Exit codes: 0 success; 1 user error (one line on stderr naming the problem and the fix);
 2 integrity problem (corrupted delta, model mismatch, locked store).
@@ -12,6 +12,17 @@ import click
 import typer
 from typer._click import exceptions as typer_exceptions
 
+from memlog.cli import (
+    analytics_cmds,
+    demo_cmds,
+    eval_cmds,
+    experiment_cmds,
+    replay_cmds,
+    serve_cmds,
+    sleep_cmds,
+    store_cmds,
+    wake_cmds,
+)
 from memlog.errors import MemlogError
 
 app = typer.Typer(
@@ -23,22 +34,12 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from memlog.cli import store_cmds, wake_cmds, sleep_cmds, replay_cmds
-
-    for module in (store_cmds, wake_cmds, sleep_cmds, replay_cmds):
-        module.register(app)
-    for optional in ("analytics_cmds", "experiment_cmds", "demo_cmds", "serve_cmds", "eval_cmds"):
-        try:
-            module = __import__(f"memlog.cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"memlog.cli.{optional}":
-                raise
-            continue
-        module.register(app)
-
-
-_register()
+# Each command module imports at its top only what starts fast (typer, rich, msgspec, the event
+# types, the folds); what loads torch, DuckDB, Zarr or matplotlib it imports inside the command
+# that needs it, so that `memlog --help` starts in a fraction of a second.
+COMMAND_MODULES = (store_cmds, wake_cmds, sleep_cmds, replay_cmds, analytics_cmds, experiment_cmds, demo_cmds, serve_cmds, eval_cmds)
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def _one_line(text: str) -> str:

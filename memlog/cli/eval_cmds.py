@@ -11,6 +11,7 @@ import typer
 from memlog.cli.common import FormatOpt, open_rw, quiet_model_loading
 from memlog.cli.output import Format, emit, progress_bars, table
 from memlog.core.factfile import read_cases
+from memlog.engine.config import EngineConfig
 from memlog.errors import UserError
 
 
@@ -36,7 +37,6 @@ def eval_command(
     with tempfile.TemporaryDirectory() as tmp:
         if store is None:
             from memlog.core.model import ModelSpec
-            from memlog.engine.config import EngineConfig
             from memlog.engine.open import init_memory
 
             quiet_model_loading()

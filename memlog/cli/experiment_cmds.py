@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from memlog.cli.common import FormatOpt, StoreOpt, store_path
+from memlog.cli.common import FormatOpt, StoreOpt, quiet_model_loading, store_path
 from memlog.cli.output import Format, emit, progress_bars, table
 from memlog.errors import UserError
 from memlog.experiments.markdown import perplexity_table, phase_line, phase_table, wake_notes, wake_table
@@ -59,7 +59,6 @@ SETUP_OPTIONS: list[tuple[str, type, object]] = [
 
 
 def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, refresh_strategy="reinject"):
-    from memlog.cli.common import quiet_model_loading
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
 

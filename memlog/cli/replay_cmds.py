@@ -7,9 +7,13 @@ from pathlib import Path
 
 import typer
 
+from memlog.cli.analytics_cmds import render_diff
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, store_path
-from memlog.cli.output import Format, emit, styled, table
+from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.errors import UserError
+from memlog.replay.diff import diff_report
+from memlog.replay.export import MANIFEST, check_out, export_model
+from memlog.replay.why import why_report
 
 
 def replay(
@@ -25,8 +29,6 @@ def replay(
     try:
         data = mem.replay(until, verify=verify)
         if diff is not None:
-            from memlog.replay.diff import diff_report
-
             data["diff"] = diff_report(mem.logged, diff, until)
     finally:
         mem.close()
@@ -41,8 +43,6 @@ def replay(
         c.print(table(f"state at {d['point']} (seq {d['seq']}, cycle {d['cycle']})", cols, rows))
         c.print(styled(f"weights rebuilt: sha256 {d['weights_sha256'][:16]}… ", ("matches the record", "") if d["weights_match"] else ("no record to compare", "") if d["weights_match"] is None else ("DIFFERS from the record", "red")))
         if d.get("diff") is not None:
-            from memlog.cli.analytics_cmds import render_diff
-
             render_diff(c, d["diff"])
         if verify:
             c.print(styled(("verified", "green"), ": recall recomputed matches the audit recorded then") if d["verified"] else styled(("not verified", "red"), f": mismatches {d.get('mismatches')}"))
@@ -120,8 +120,6 @@ def why(
     fmt: Format = FormatOpt,
 ):
     """Why did a fact's recall change? Its history, then the weights replayed after every event in between."""
-    from memlog.cli.output import progress_bars
-    from memlog.replay.why import why_report
 
     mem = open_ro(store, device)
     try:
@@ -159,7 +157,6 @@ def export(
     device: str = DeviceOpt,
 ):
     """Save the memory as it was at a point: a plain Hugging Face checkpoint, or a PEFT LoRA adapter."""
-    from memlog.replay.export import MANIFEST, check_out
 
     kind, fmt = _export_formats(formats)
     check_out(out, store_path(store))  # before loading the model
@@ -172,8 +169,6 @@ def export(
 
             data = export_peft(mem, out, at, max_rank=max_rank)
         else:
-            from memlog.replay.export import export_model
-
             data = export_model(mem, out, at)
     finally:
         mem.close()

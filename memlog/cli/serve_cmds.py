@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from memlog.cli.common import DeviceOpt, StoreOpt, open_rw
+from memlog.serve.writer import parse_duration, parse_sleep_when
 
 
 def serve(
@@ -23,7 +24,6 @@ def serve(
 ):
     """Serve the live memory over HTTP: OpenAI completions and chat, plus inject, sleep, status and replay."""
     from memlog.serve.server import serve as run_server
-    from memlog.serve.writer import parse_duration, parse_sleep_when
 
     pressure = parse_sleep_when(sleep_when) if sleep_when is not None else None
     idle = parse_duration(sleep_idle) if sleep_idle is not None else None

@@ -7,14 +7,19 @@ from pathlib import Path
 import msgspec
 import typer
 
-from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, store_path
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, quiet_model_loading, store_path
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.core.facts import Fact
+from memlog.engine.config import EngineConfig
+from memlog.engine.status import status_of
+from memlog.errors import MemlogError, UserError
+from memlog.projections.ledger import Ledger
+from memlog.replay.points import parse_point, resolve_point
+from memlog.store.events import EVENT_KINDS, event_kind
 
 
 def _read_state(store: Path | None):
     """Header, logged events and ledger, without loading a model."""
-    from memlog.projections.ledger import Ledger
     from memlog.store.store import Store
 
     st = Store.open(store_path(store), writable=False)
@@ -39,8 +44,6 @@ def init(
 ):
     """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""
     from memlog.core.model import ModelSpec, parse_layers
-    from memlog.engine.config import EngineConfig
-    from memlog.cli.common import quiet_model_loading
     from memlog.engine.open import init_memory
 
     quiet_model_loading()
@@ -56,7 +59,6 @@ def init(
 
 def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     """Active facts, recall, degraded count, sleep pressure, cycle and head seq."""
-    from memlog.engine.status import status_of
 
     st, header, logged, ledger = _read_state(store)
     data = status_of(header, ledger, st.path, [item.event for item in logged])
@@ -76,9 +78,6 @@ def log(
     fmt: Format = FormatOpt,
 ):
     """List events."""
-    from memlog.errors import UserError
-    from memlog.replay.points import parse_point, resolve_point
-    from memlog.store.events import EVENT_KINDS, event_kind
 
     _, _, logged, _ = _read_state(store)
     unknown = [k for k in kind or [] if k not in EVENT_KINDS]
@@ -114,7 +113,6 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
     fingerprint, and that replay reproduces the recorded weights."""
     from memlog.core.fingerprint import is_whole_model
     from memlog.engine.open import open_memory
-    from memlog.errors import MemlogError
     from memlog.store.store import Store, verify_store
 
     st = Store.open(store_path(store), writable=False)
@@ -131,8 +129,6 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
             "only); changes to other weights of the base model are not detected"
         )
     if not problems:
-        from memlog.cli.common import quiet_model_loading
-
         quiet_model_loading()
         try:
             mem = open_memory(store_path(store), writable=False, device=device)
