@@ -11,17 +11,15 @@ forming it: QR of both factors, then the SVD of the small R × R core. The relat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from memlog.projections.ledger import LedgerEntry
-from memlog.store.deltas import read_uv
-from memlog.store.events import BlobRef
+from memlog.store.deltas import BlobLoader, read_uv
 
-BlobLoader = Callable[[BlobRef], np.ndarray]
 
 
 @dataclass

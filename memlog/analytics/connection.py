@@ -29,21 +29,20 @@ import duckdb
 from memlog.analytics.view_sql import create_views
 from memlog.errors import UserError
 from memlog.store.duck import LOCK_WAIT_S, attach
-from memlog.store.store import LOG_NAME as LOG_FILE
+from memlog.store.store import LOG_NAME
 
-LOG_ALIAS = "log"
-ATTACH_WAIT_S = LOCK_WAIT_S
+LOG_ALIAS = "log"  # the name the views read the attached log by (``log.events``)
 
 
 def log_path(store_dir: Path | str) -> Path:
     """The event log file of a store; UserError when there is none."""
-    path = Path(store_dir) / LOG_FILE
+    path = Path(store_dir) / LOG_NAME
     if not path.is_file():
-        raise UserError(f"no memlog store at {store_dir} (no {LOG_FILE}); pass --store DIR or create one with `memlog init`")
+        raise UserError(f"no memlog store at {store_dir} (no {LOG_NAME}); pass --store DIR or create one with `memlog init`")
     return path
 
 
-def _attach_log(conn: duckdb.DuckDBPyConnection, path: Path, wait_s: float = ATTACH_WAIT_S) -> None:
+def _attach_log(conn: duckdb.DuckDBPyConnection, path: Path, wait_s: float = LOCK_WAIT_S) -> None:
     """ATTACH the log read-only as ``log``, retrying while a writer holds it."""
     attach(conn, path, read_only=True, wait_s=wait_s, alias=LOG_ALIAS)
 
@@ -87,7 +86,7 @@ def connect(store_dir: Path | str, export_dir: Path | str | None = None) -> Iter
     that ``COPY … TO`` may then write into.
     """
     with tempfile.TemporaryDirectory(prefix="memlog-sql-") as tmp:
-        log_file = snapshot(log_path(store_dir).resolve(), Path(tmp) / LOG_FILE)
+        log_file = snapshot(log_path(store_dir).resolve(), Path(tmp) / LOG_NAME)
         views_file = Path(tmp) / "views.duckdb"
         _build_views_file(views_file, log_file)
         conn = duckdb.connect(str(views_file), read_only=True)

@@ -17,15 +17,13 @@ from uuid import UUID
 
 import duckdb
 
-from memlog.analytics.connection import ATTACH_WAIT_S, LOG_ALIAS, LOG_FILE, connect, log_path, quote
+from memlog.analytics.connection import LOG_ALIAS, connect, log_path, quote
 from memlog.analytics.view_sql import EXAMPLE_QUERIES, VIEW_NAMES, VIEWS, create_views
 from memlog.errors import UserError
 
 __all__ = [
-    "ATTACH_WAIT_S",
     "EXAMPLE_QUERIES",
     "LOG_ALIAS",
-    "LOG_FILE",
     "VIEWS",
     "VIEW_NAMES",
     "connect",

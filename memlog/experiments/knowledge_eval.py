@@ -30,6 +30,7 @@ from memlog.core.model import LoadedModel
 from memlog.core.probes import neighbour_completions, neighbour_unchanged
 from memlog.core.recall import chat_audit, complete, is_recalled, object_tokens
 from memlog.core.scoring import target_scores
+from memlog.progress import ProgressFn, no_progress
 
 METRICS = (
     "ES", "PS", "NS", "efficacy_acc", "paraphrase_acc", "neighbour_acc",
@@ -135,7 +136,7 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def eval_single(editor, cases: list[EditCase], base: Baseline, progress=lambda *a: None) -> list[dict]:
+def eval_single(editor, cases: list[EditCase], base: Baseline, progress: ProgressFn = no_progress) -> list[dict]:
     """Each case edited alone into the unedited weights, measured, and undone (bit for bit)."""
     rows = []
     for i, case in enumerate(cases):
@@ -147,7 +148,7 @@ def eval_single(editor, cases: list[EditCase], base: Baseline, progress=lambda *
     return rows
 
 
-def eval_sequential(mem, cases: list[EditCase], progress=lambda *a: None) -> None:
+def eval_sequential(mem, cases: list[EditCase], progress: ProgressFn = no_progress) -> None:
     """Write every case into the store ``mem``, one edit after another (no audits in between)."""
     mem.inject([c.fact for c in cases], audit=False, progress=progress)
 
@@ -158,7 +159,7 @@ def run_eval(
     sequential: bool = False,
     known_only: bool = False,
     chat: bool = True,
-    progress=lambda *a: None,
+    progress: ProgressFn = no_progress,
 ) -> dict:
     """Measure ``cases`` before and after editing them into ``mem``'s model (see the module doc).
 

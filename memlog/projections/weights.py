@@ -14,7 +14,7 @@ prune is a rebuild from the sum, never a subtraction, and replay equals the live
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,10 +22,9 @@ import torch
 from memlog.core.adapter import LayerAdapter
 from memlog.core.determinism import pinned
 from memlog.projections.ledger import LedgerEntry
-from memlog.store.deltas import read_uv
-from memlog.store.events import BlobRef, LayerDelta
+from memlog.store.deltas import BlobLoader, read_uv
+from memlog.store.events import LayerDelta
 
-BlobLoader = Callable[[BlobRef], np.ndarray]
 
 
 class WeightProjector:
