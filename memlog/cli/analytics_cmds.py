@@ -90,11 +90,8 @@ def diff(
     """What changed between two points: facts degraded, recovered, refreshed, pruned, injected, updated."""
     from memlog.store.store import Store
 
-    st = Store.open(store_path(store), writable=False)
-    try:
+    with Store.open(store_path(store), writable=False) as st:
         logged = st.log.read()
-    finally:
-        st.close()
     emit(diff_report(logged, from_point, to_point), fmt, render_diff)
 
 

@@ -25,13 +25,10 @@ def replay(
     fmt: Format = FormatOpt,
 ):
     """Rebuild the weights at a point of the log and show each fact's state there."""
-    mem = open_ro(store, device)
-    try:
+    with open_ro(store, device) as mem:
         data = mem.replay(until, verify=verify)
         if diff is not None:
             data["diff"] = diff_report(mem.logged, diff, until)
-    finally:
-        mem.close()
 
     def render(c, d):
         cols = ["fact", "subject", "relation", "object", "edit", "active", "recalled"] + (["recalled now"] if verify else [])
@@ -120,13 +117,9 @@ def why(
     fmt: Format = FormatOpt,
 ):
     """Why did a fact's recall change? Its history, then the weights replayed after every event in between."""
-
-    mem = open_ro(store, device)
-    try:
+    with open_ro(store, device) as mem:
         with progress_bars(True) as progress:
             data = why_report(mem, fact, from_point, to_point, leave_one_out=suspects, change=change, progress=progress)
-    finally:
-        mem.close()
     emit(data, fmt, render_why)
 
 
@@ -157,21 +150,17 @@ def export(
     device: str = DeviceOpt,
 ):
     """Save the memory as it was at a point: a plain Hugging Face checkpoint, or a PEFT LoRA adapter."""
-
     kind, fmt = _export_formats(formats)
     check_out(out, store_path(store))  # before loading the model
     if max_rank is not None and kind != "peft":
         raise UserError("--max-rank applies to --format peft only")
-    mem = open_ro(store, device)
-    try:
+    with open_ro(store, device) as mem:
         if kind == "peft":
             from memlog.adapters.peft_export import export_peft
 
             data = export_peft(mem, out, at, max_rank=max_rank)
         else:
             data = export_model(mem, out, at)
-    finally:
-        mem.close()
 
     def render(c, d):
         recalled = sum(1 for f in d["facts"] if f["recalled"])

@@ -33,12 +33,9 @@ def sleep(
     """Sleep cycles (Algorithm 1 of the paper)."""
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    mem = open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles)
-    try:
+    with open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)
-    finally:
-        mem.close()
     data = report.to_dict()
 
     def render(c, d):

@@ -22,12 +22,9 @@ def _read_state(store: Path | None):
     """Header, logged events and ledger, without loading a model."""
     from memlog.store.store import Store
 
-    st = Store.open(store_path(store), writable=False)
-    try:
+    with Store.open(store_path(store), writable=False) as st:
         logged = st.log.read()
         header = st.log.header()
-    finally:
-        st.close()
     return st, header, logged, Ledger.fold([(item.seq, item.event) for item in logged])
 
 
@@ -59,7 +56,6 @@ def init(
 
 def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     """Active facts, recall, degraded count, sleep pressure, cycle and head seq."""
-
     st, header, logged, ledger = _read_state(store)
     data = status_of(header, ledger, st.path, [item.event for item in logged])
 
@@ -78,7 +74,6 @@ def log(
     fmt: Format = FormatOpt,
 ):
     """List events."""
-
     _, _, logged, _ = _read_state(store)
     unknown = [k for k in kind or [] if k not in EVENT_KINDS]
     if unknown:
@@ -115,13 +110,10 @@ def verify(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = Format
     from memlog.engine.open import open_memory
     from memlog.store.store import Store, verify_store
 
-    st = Store.open(store_path(store), writable=False)
-    try:
+    with Store.open(store_path(store), writable=False) as st:
         problems = verify_store(st)
         recorded = st.log.header().fingerprint if not problems else ""
         chained = st.log.chained()
-    finally:
-        st.close()
     notes = [] if chained else ["the log has no hash chain yet (it was written by an older memlog); its next write adds one"]
     if recorded and not is_whole_model(recorded):
         notes.append(

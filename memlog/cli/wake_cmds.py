@@ -46,12 +46,9 @@ def inject(
         facts = [Fact(subject, relation, obj)]
     if auto_sleep is not None and not 0 <= auto_sleep < 1:
         raise UserError(f"--auto-sleep is a pressure threshold in [0, 1), got {auto_sleep}")
-    mem = open_rw(store, device)
-    try:
+    with open_rw(store, device) as mem:
         with progress_bars(True) as progress:
             report = mem.inject(facts, audit=not no_audit, auto_sleep=auto_sleep, progress=progress)
-    finally:
-        mem.close()
     data = {
         "facts": [vars(o) for o in report.facts],
         "seq": report.seq,
@@ -71,13 +68,10 @@ def inject(
 
 def audit(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = FormatOpt):
     """Audit every active fact and record the result."""
-    mem = open_rw(store, device)
-    try:
+    with open_rw(store, device) as mem:
         event = mem.audit()
         seq = mem.head_seq
         facts = {s.fact.fact_id: s.fact for s in mem.ledger.facts.values()}
-    finally:
-        mem.close()
     rows = [
         {"fact_id": r.fact_id, "edit_id": r.edit_id, "prompt": facts[r.fact_id].prompt, "object": facts[r.fact_id].object, "recalled": r.recalled, "completion": r.completion}
         for r in event.results
@@ -100,11 +94,8 @@ def recall(
     fmt: Format = FormatOpt,
 ):
     """Greedy raw completion on the live weights, or on the weights as they were at a point."""
-    mem = open_ro(store, device)
-    try:
+    with open_ro(store, device) as mem:
         data = mem.recall(prompt, at=at, max_new_tokens=max_new_tokens)
-    finally:
-        mem.close()
     emit(data, fmt, lambda c, d: c.print(styled((d["prompt"], "dim"), (d["completion"], "bold"), (f"  (seq {d['seq']}, cycle {d['cycle']})", "dim"))))
 
 
@@ -115,11 +106,8 @@ def revert(
     fmt: Format = FormatOpt,
 ):
     """Revert an edit: its current version leaves the weights (the fact stays; sleep may refresh it)."""
-    mem = open_rw(store, device)
-    try:
+    with open_rw(store, device) as mem:
         seq = mem.revert(edit_id)
-    finally:
-        mem.close()
     emit({"edit_id": edit_id, "seq": seq}, fmt, lambda c, d: c.print(f"reverted {d['edit_id']} (seq {d['seq']})"))
 
 

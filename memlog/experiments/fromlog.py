@@ -28,7 +28,7 @@ from memlog.store.store import Store
 from memlog.engine.sleep import open_degraded
 from memlog.experiments.phase_ab import PhaseABResult, PhaseResult, phase_label, wave_summary_of
 from memlog.experiments.wake import WakeRow, recalled_set
-from memlog.experiments.wake_capacity import WakeCapacityResult, detect_first_below, detect_tipping_point, detect_wake_capacity, largest_jump
+from memlog.experiments.wake_capacity import WakeCapacityResult, wake_capacity_result
 
 
 @dataclass
@@ -144,16 +144,7 @@ def wake_capacity_from_log(logged, min_recall: float = 0.9, jump: int = 2) -> Wa
     """The wake-capacity result of a store: every wake row in log order, and the thresholds."""
     phases, base, _ = split_phases(logged)
     rows = [row for phase in phases for row in phase.rows]
-    return WakeCapacityResult(
-        rows=rows,
-        base_ppl=base,
-        min_recall=min_recall,
-        jump=jump,
-        wake_capacity=detect_wake_capacity(rows, min_recall),
-        first_below=detect_first_below(rows, min_recall),
-        tipping_point=detect_tipping_point(rows, jump),
-        largest_jump=largest_jump(rows),
-    )
+    return wake_capacity_result(rows, base, min_recall, jump)
 
 
 def document_from_store(store_dir) -> dict:

@@ -78,6 +78,20 @@ def largest_jump(rows: list[WakeRow]) -> dict | None:
     return best
 
 
+def wake_capacity_result(rows: list[WakeRow], base: float | None, min_recall: float, jump: int) -> WakeCapacityResult:
+    """The result of a wake trajectory (measured now, or rebuilt from a log): its rows and thresholds."""
+    return WakeCapacityResult(
+        rows=rows,
+        base_ppl=base,
+        min_recall=min_recall,
+        jump=jump,
+        wake_capacity=detect_wake_capacity(rows, min_recall),
+        first_below=detect_first_below(rows, min_recall),
+        tipping_point=detect_tipping_point(rows, jump),
+        largest_jump=largest_jump(rows),
+    )
+
+
 def run_wake_capacity(
     mem,
     facts: list[Fact],
@@ -88,13 +102,4 @@ def run_wake_capacity(
 ) -> WakeCapacityResult:
     """Inject ``facts`` one at a time (audit after each) and detect the thresholds."""
     rows = inject_wave(mem, facts, ppl_every=ppl_every, progress=progress, label="wake")
-    return WakeCapacityResult(
-        rows=rows,
-        base_ppl=base_ppl(mem),
-        min_recall=min_recall,
-        jump=jump,
-        wake_capacity=detect_wake_capacity(rows, min_recall),
-        first_below=detect_first_below(rows, min_recall),
-        tipping_point=detect_tipping_point(rows, jump),
-        largest_jump=largest_jump(rows),
-    )
+    return wake_capacity_result(rows, base_ppl(mem), min_recall, jump)
