@@ -151,3 +151,14 @@ def test_the_report_shows_cycle_columns():
     from memlog.analytics.report import CYCLE_COLUMNS as REPORT_COLUMNS
 
     assert set(REPORT_COLUMNS) <= set(CYCLE_COLUMNS)
+
+
+def test_the_facts_view_equals_the_ledger_fold(scenario):
+    from memlog.projections.ledger import Ledger
+    from tests.test_views import _check_facts_against_ledger
+
+    _, path, logged = scenario
+    _check_facts_against_ledger(path, logged)
+    ledger = Ledger.fold([(item.seq, item.event) for item in logged])
+    prompts = {r["fact_id"]: r["prompt"] for r in run_sql(path, "SELECT fact_id, prompt FROM facts")}
+    assert prompts == {fact_id: state.fact.prompt for fact_id, state in ledger.facts.items()}
