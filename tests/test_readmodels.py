@@ -34,18 +34,10 @@ def _waves(mem, pool, revert: bool = True) -> None:
     mem.sleep(cycles=3)
 
 
-def _copy_mode(path):
-    mem = fake_memory(path, EngineConfig(cap=10, refresh_mode="copy", ppl_bound=None))
+def _fake(path, refresh_mode: str, cap: int, seed: int):
+    mem = fake_memory(path, EngineConfig(cap=cap, refresh_mode=refresh_mode, ppl_bound=None))
     try:
-        _waves(mem, fact_pool(14, seed=3))
-    finally:
-        mem.close()
-
-
-def _in_place(path):
-    mem = fake_memory(path, EngineConfig(cap=8, refresh_mode="in-place", ppl_bound=None))
-    try:
-        _waves(mem, fact_pool(14, seed=5))
+        _waves(mem, fact_pool(14, seed=seed))
     finally:
         mem.close()
 
@@ -75,7 +67,12 @@ def _correct(path):
         mem.close()
 
 
-SCENARIOS = {"copy": _copy_mode, "in-place": _in_place, "rollbacks": _rollbacks, "correct": _correct}
+SCENARIOS = {
+    "copy": lambda path: _fake(path, "copy", cap=10, seed=3),
+    "in-place": lambda path: _fake(path, "in-place", cap=8, seed=5),
+    "rollbacks": _rollbacks,
+    "correct": _correct,
+}
 
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))

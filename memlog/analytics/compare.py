@@ -1,8 +1,9 @@
 """Compare runs: several stores' sleep cycles side by side (``memlog compare``).
 
 Made for the question the paper's §5.5 raises: from the same seed and the same facts, what does
-the refresh policy change? ``compare_runs`` reads each store's ``cycles`` view (read-only, no
-model) and lines the runs up cycle by cycle:
+the refresh policy change? ``compare_runs`` reads each store's sleep cycles (read-only, no model:
+the ``CycleRow`` fold of ``memlog.projections.readmodels``, which the ``cycles`` view equals) and
+lines the runs up cycle by cycle:
 
 * recall after each cycle over the *active* facts (what the sleep audit measures), and over
   *all facts injected so far*, where a fact pruned out of the ledger counts as forgotten;
