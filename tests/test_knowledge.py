@@ -269,12 +269,18 @@ def test_degraded_by_chooses_the_measure_sleep_refreshes(tmp_path, degraded_by, 
     mem.close()
 
 
-def test_degraded_by_is_checked():
+def test_degraded_by_is_checked(tmp_path, capsys):
+    from memlog.cli.app import main
     from memlog.engine.config import EngineConfig
 
     with pytest.raises(UserError, match="unknown --degraded-by 'typo'"):
         EngineConfig(degraded_by="typo")
     assert EngineConfig.from_dict(EngineConfig(degraded_by="chat").to_dict()).degraded_by == "chat"
+    for command in (["sleep", "--cycles", "1"], ["init"]):
+        code = main([*command, "--degraded-by", "typo", "--store", str(tmp_path / "store")])
+        err = capsys.readouterr().err
+        assert code == 1 and "unknown --degraded-by 'typo'" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "store").exists()
 
 
 # ---------------------------------------------------------------- whole-word objects

@@ -34,10 +34,12 @@ def sleep(
     fmt: Format = FormatOpt,
 ):
     """Sleep cycles (Algorithm 1 of the paper)."""
+    from memlog.engine.config import EngineConfig
     from memlog.errors import UserError
 
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
+    EngineConfig().with_overrides(degraded_by=degraded_by)  # an unknown measure fails before the model loads
     mem = open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles, degraded_by=degraded_by)
     try:
         with progress_bars(True) as progress:
