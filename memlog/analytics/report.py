@@ -222,7 +222,7 @@ def plot_measures(rows: list[dict], path: Path) -> Path:
     ax.set_xlabel("audit (c = sleep cycle)")
     ax.set_ylabel("fraction of facts")
     ax.set_title("Recall by measure at each sleep and manual audit")
-    ax.legend(loc="lower left", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
