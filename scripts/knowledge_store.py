@@ -1,22 +1,44 @@
-"""Measure the CounterFact/zsRE records already written into a store, before (base weights),
-at the head, and after ``--sleep-cycles`` sleep cycles.
+"""Measure the CounterFact/zsRE records written into a store, before (base weights), at the
+head, and after sleep; optionally write them first, one at a time, until a wall-clock time.
 
 Usage: ``python scripts/knowledge_store.py --file data.json --sample 100 --seed 0 --store DIR
---out run.json [--sleep-cycles 1]``: the sample is drawn as in ``scripts/knowledge.py`` and the
-records whose facts are in the store are measured (for a sequential run stopped part-way).
+--out run.json [--sleep-cycles 1 | --until-converged K] [--inject-until HH:MM]``: the sample
+is drawn as in ``scripts/knowledge.py`` and the records whose facts are in the store are
+measured (for a sequential run stopped part-way). With ``--inject-until`` a new store is created
+and the sampled records are injected in their seeded order (no audit between edits) until that
+UTC time or the sample's end, so a run that cannot write all of them in the time left measures
+a seeded prefix of the sample instead of nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from _common import log, setup_threads, write_json
 
 from memlog.core.factfile import read_cases
-from memlog.engine.open import open_memory
-from memlog.experiments.knowledge_eval import baseline, measure, sample_cases, summarise
+from memlog.core.model import ModelSpec
+from memlog.engine.config import EngineConfig
+from memlog.engine.open import init_memory, open_memory
+from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
+
+
+def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int):
+    """Create ``store``, inject ``cases`` one at a time until ``until`` (HH:MM, UTC); the open
+    memory and the run's timings."""
+    hour, minute = map(int, until.split(":"))
+    stop = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles))
+    started, seconds = time.perf_counter(), []
+    for i, case in enumerate(cases):
+        if datetime.now(timezone.utc) >= stop:
+            break
+        seconds.append(mem.inject([case.fact], audit=False).facts[0].seconds)
+        log(f"injected {i + 1}/{len(cases)} ({seconds[-1]:.1f}s, {time.perf_counter() - started:.0f}s in all)")
+    return mem, {"inject_until": until, "injected": len(seconds), "inject_each_seconds": seconds, "inject_seconds": time.perf_counter() - started}
 
 
 def main() -> None:
@@ -26,32 +48,47 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--store", required=True)
     parser.add_argument("--sleep-cycles", type=int, default=1)
+    parser.add_argument("--until-converged", type=int, default=0, help="instead: sleep until converged, at most K cycles")
+    parser.add_argument("--inject-until", default=None, help="create the store and inject the sample until HH:MM (UTC)")
+    parser.add_argument("--no-before", action="store_true", help="skip the measurement on the base weights (its neighbour reference is still taken)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     setup_threads()
-    mem = open_memory(Path(args.store))
-    lm = mem.editor.lm
     sampled = sample_cases(read_cases(Path(args.file), skipped=[]), args.sample, args.seed)
+    out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed}
+    if args.inject_until:
+        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged))
+        out.update(timings)
+    else:
+        mem = open_memory(Path(args.store), engine_overrides={"max_cycles": args.until_converged or None})
+    lm = mem.editor.lm
     cases = [c for c in sampled if c.fact.fact_id in mem.ledger.facts]
-    out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed, "edited": len(cases)}
+    out["edited"] = len(cases)
+    started = time.perf_counter()
     with mem.weights_at(0):  # the base weights: no edit applied
         base = baseline(lm, cases)
-        out["before"] = summarise(measure(lm, cases, base))
-        out["ppl_before"] = mem.editor.perplexity()
-    log(f"before ({len(cases)}): {out['before']['all']}")
+        if not args.no_before:
+            out["known_by_base"] = len(cases) - known_filter(lm, cases)[1]
+            out["before"] = summarise(measure(lm, cases, base))
+            out["ppl_before"] = mem.editor.perplexity()
+            log(f"before ({len(cases)}): {out['before']['all']} ({time.perf_counter() - started:.0f}s)")
+    started = time.perf_counter()
     rows = measure(lm, cases, base)
     out["after_edits"], out["after_edits_rows"] = summarise(rows), rows
     out["ppl_after_edits"] = mem.editor.perplexity()
-    log(f"after {len(cases)} sequential edits: {out['after_edits']['all']} ppl {out['ppl_after_edits']:.3f}")
+    out["measure_seconds"] = time.perf_counter() - started
+    log(f"at the head, {len(cases)} records: {out['after_edits']['all']} ppl {out['ppl_after_edits']:.3f} ({out['measure_seconds']:.0f}s)")
     write_json(args.out, out)
-    if args.sleep_cycles:
+    if args.sleep_cycles or args.until_converged:
         started = time.perf_counter()
-        out["sleep"] = mem.sleep(cycles=args.sleep_cycles).to_dict()
+        report = mem.sleep(until_converged=True) if args.until_converged else mem.sleep(cycles=args.sleep_cycles)
+        out["sleep"] = report.to_dict()
         out["sleep_seconds"] = time.perf_counter() - started
+        log(f"sleep: {len(report.cycles)} cycles, converged {report.converged} ({out['sleep_seconds']:.0f}s)")
         rows = measure(lm, cases, base)
         out["after_sleep"], out["after_sleep_rows"] = summarise(rows), rows
         out["ppl_after_sleep"] = mem.editor.perplexity()
-        log(f"after sleep: {out['after_sleep']['all']} ppl {out['ppl_after_sleep']:.3f} ({out['sleep_seconds']:.0f}s)")
+        log(f"after sleep: {out['after_sleep']['all']} ppl {out['ppl_after_sleep']:.3f}")
         write_json(args.out, out)
     mem.close()
 

@@ -237,6 +237,52 @@ def test_sleep_suspends_a_fact_that_refreshes_do_not_help(tmp_path):
     mem.close()
 
 
+@pytest.mark.parametrize(
+    "degraded_by, refreshed",
+    [("exact", set()), ("paraphrase", {"para"}), ("chat", {"chat"}), ("any", {"para", "chat"})],
+)
+def test_degraded_by_chooses_the_measure_sleep_refreshes(tmp_path, degraded_by, refreshed):
+    """Every fact is recalled on its own prompt; one fails its paraphrase, one the chat template.
+    The measure named by ``degraded_by`` decides which of them sleep refreshes."""
+    from memlog.engine.config import EngineConfig
+    from memlog.store.events import EditRefreshed
+
+    facts = {
+        "para": Fact("Aria Nakamura", "lives in", "Porto", paraphrases=("Aria Nakamura's home is",)),
+        "chat": Fact("Danielle Darrieux", "The mother tongue of {} is", "English"),
+        "fine": Fact("Kai Lindqvist", "works as a", "baker", paraphrases=("Kai Lindqvist's job:",)),
+    }
+    names = {f.fact_id: name for name, f in facts.items()}
+    mem = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None, degraded_by=degraded_by), interference=10**9)
+    mem.inject(list(facts.values()))
+
+    def probes(fs, befores):
+        return [ProbeResult(0.0 if names[f.fact_id] == "para" else 1.0 if f.paraphrases else None, None, names[f.fact_id] != "chat") for f in fs]
+
+    mem.editor.probes = probes
+    (cycle,) = mem.sleep(cycles=1).cycles
+    log = [i.event for i in mem.store.log.read()]
+    assert {names[e.fact.fact_id] for e in log if isinstance(e, EditRefreshed)} == refreshed
+    pre = next(e for e in log if isinstance(e, RecallAudited) and e.phase == "sleep-pre")
+    assert (pre.degraded_by, pre.degraded, cycle.degraded_before_active) == (degraded_by, len(refreshed), len(refreshed))
+    assert all(r.recalled for r in pre.results)  # the exact-prompt column is unchanged
+    mem.close()
+
+
+def test_degraded_by_is_checked(tmp_path, capsys):
+    from memlog.cli.app import main
+    from memlog.engine.config import EngineConfig
+
+    with pytest.raises(UserError, match="unknown --degraded-by 'typo'"):
+        EngineConfig(degraded_by="typo")
+    assert EngineConfig.from_dict(EngineConfig(degraded_by="chat").to_dict()).degraded_by == "chat"
+    for command in (["sleep", "--cycles", "1"], ["init"]):
+        code = main([*command, "--degraded-by", "typo", "--store", str(tmp_path / "store")])
+        err = capsys.readouterr().err
+        assert code == 1 and "unknown --degraded-by 'typo'" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "store").exists()
+
+
 # ---------------------------------------------------------------- whole-word objects
 
 

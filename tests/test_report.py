@@ -21,6 +21,7 @@ from matplotlib.image import imread
 from memlog.analytics.report import FIGURE_NAMES, write_report
 from memlog.cli.app import main
 from memlog.core.pool import fact_pool
+from memlog.core.probes import ProbeResult
 from memlog.engine.config import EngineConfig
 from tests.fakes import fake_memory
 
@@ -44,6 +45,8 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "store"
     pool = fact_pool(12, seed=4)
     mem = fake_memory(path, EngineConfig(cap=9, ppl_bound=None))
+    # measured probe values, as a real editor gives for facts with paraphrases and neighbours
+    mem.editor.probes = lambda facts, befores: [ProbeResult(0.5, 1.0 if i % 2 else 0.0, i % 3 == 0) for i, _ in enumerate(facts)]
     try:
         mem.inject(pool[:9])
         mem.sleep(until_converged=True)
@@ -89,6 +92,31 @@ def test_report_tables_hold_every_cycle_and_fact(store, report_dir):
     n_cycles = run_sql(store, "SELECT count(*) AS n FROM cycles")[0]["n"]
     cycles_table = text.split("<h2>Sleep cycles</h2>")[1].split("</table>")[0]
     assert cycles_table.count("<tr>") == n_cycles + 1  # header + one row per cycle
+
+
+def test_report_shows_the_probe_measures_of_every_sleep_audit(store, report_dir):
+    from memlog.analytics.views import run_sql
+
+    text = (report_dir / "index.html").read_text(encoding="utf-8")
+    audits = run_sql(store, "SELECT seq, paraphrase_recall, neighbour_unchanged, chat_recall FROM measures WHERE phase LIKE 'sleep-%' ORDER BY seq")
+    n_cycles = run_sql(store, "SELECT count(*) AS n FROM cycles")[0]["n"]
+    assert len(audits) == 2 * n_cycles and all(a["paraphrase_recall"] == 0.5 for a in audits)
+    table = text.split("<h2>Recall by measure</h2>")[1].split("</table>")[0]
+    assert table.count("<tr>") == len(audits) + 1
+    head = table.split("</thead>")[0]
+    assert all(c in head for c in ("exact_recall", "paraphrase_recall", "neighbour_unchanged", "chat_recall"))
+    exact = run_sql(store, f"SELECT avg(CASE WHEN recalled THEN 1.0 ELSE 0.0 END) AS r FROM audits WHERE seq = {audits[0]['seq']}")[0]["r"]
+    first = table.split("<tbody>")[1].split("</tr>")[0]
+    assert f"<td>{exact:.4g}</td>" in first and f"<td>{audits[0]['neighbour_unchanged']:.4g}</td>" in first
+
+
+def test_a_store_without_probe_measures_has_no_measures_figure(tmp_path):
+    mem = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None))
+    mem.inject(fact_pool(3, seed=1))
+    mem.sleep(cycles=1)
+    mem.close()
+    result = write_report(tmp_path / "store", tmp_path / "out")
+    assert not any(f.endswith("measures.png") for f in result["figures"]) and "Recall by measure" not in (tmp_path / "out" / "index.html").read_text()
 
 
 def test_empty_store_gets_a_nothing_yet_page(tmp_path, capsys):

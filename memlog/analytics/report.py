@@ -10,10 +10,13 @@
   ``FactInjected``; dotted lines mark where sleep cycles ran between injections;
 - ``cycles_recall.png``: recall before and after each sleep cycle (Figs. 2 and 3);
 - ``cycles_counts.png``: refreshed, pruned (and rolled back, blocked) per cycle (Table 6);
-- ``ppl.png``: every perplexity measurement over the log's seq, by phase (Table 7).
+- ``ppl.png``: every perplexity measurement over the log's seq, by phase (Table 7);
+- ``measures.png``: exact-prompt recall beside paraphrase recall, neighbourhood kept and
+  chat-template recall at each audit that measured them (sleep and manual audits; the
+  ``measures`` view), drawn when any fact has probes or chat was measured.
 
 The page has no external references (inline CSS, relative image paths) and also holds the
-cycles, wake and facts tables. A store with nothing to show yet gets a page that says so.
+cycles, probe measures, wake and facts tables. A store with nothing to show yet gets a page that says so.
 Figures are drawn with matplotlib's object API on the Agg canvas, so no global backend is
 changed and no display is needed.
 """
@@ -34,7 +37,7 @@ from memlog.analytics.views import connect, execute
 from memlog.projections.readmodels import CYCLE_EVENT_KINDS, fold_cycles
 from memlog.store.rows import decode_row
 
-FIGURE_NAMES: tuple[str, ...] = ("wake.png", "cycles_recall.png", "cycles_counts.png", "ppl.png")
+FIGURE_NAMES: tuple[str, ...] = ("wake.png", "cycles_recall.png", "cycles_counts.png", "ppl.png", "measures.png")
 DPI = 110
 FIGSIZE = (8.0, 3.8)
 
@@ -56,6 +59,7 @@ class ReportData:
     cycles: list[dict] = field(default_factory=list)
     facts: list[dict] = field(default_factory=list)
     ppl: list[dict] = field(default_factory=list)
+    measures: list[dict] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -105,7 +109,19 @@ def load_report_data(store_dir: Path | str) -> ReportData:
             cycles=_cycles(conn),
             facts=_rows(conn, "SELECT * FROM facts ORDER BY first_seq"),
             ppl=_rows(conn, "SELECT seq, ppl, phase, cycle FROM events WHERE kind = 'PerplexityMeasured' AND ppl IS NOT NULL ORDER BY seq"),
+            measures=[r for r in _rows(conn, MEASURES_SQL) if any(r[m] is not None for m in PROBE_MEASURES)],
         )
+
+
+# the probe measures of each audit that took them, beside its exact-prompt recall (per fact, so
+# that it is the exact prompt's whatever measure ``degraded_by`` made the audit's own recall)
+MEASURES_SQL = """
+SELECT m.seq, m.cycle, m.phase, m.audited, m.degraded_by,
+       (SELECT avg(CASE WHEN a.recalled THEN 1.0 ELSE 0.0 END) FROM audits a WHERE a.seq = m.seq) AS exact_recall,
+       m.paraphrase_recall, m.neighbour_unchanged, m.chat_recall
+FROM measures m WHERE m.phase IN ('sleep-pre', 'sleep-post', 'manual') ORDER BY m.seq
+"""
+PROBE_MEASURES = ("paraphrase_recall", "neighbour_unchanged", "chat_recall")
 
 
 # --------------------------------------------------------------------- figures
@@ -203,6 +219,32 @@ def plot_ppl(rows: list[dict], cycles: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_measures(rows: list[dict], path: Path) -> Path:
+    """Exact, paraphrase, neighbourhood-kept and chat measures at each probed audit."""
+    fig, ax = _new_figure()
+    x = list(range(len(rows)))
+    series = [("exact_recall", "exact prompt", "#1f77b4", "o"), ("paraphrase_recall", "paraphrase", "#ff7f0e", "s")]
+    series += [("neighbour_unchanged", "neighbourhood kept", "#2ca02c", "^"), ("chat_recall", "chat template", "#9467bd", "D")]
+    for key, label, colour, marker in series:
+        points = [(i, r[key]) for i, r in zip(x, rows) if r[key] is not None]
+        if points:
+            ax.plot([i for i, _ in points], [v for _, v in points], marker=marker, color=colour, label=label)
+    ax.set_xticks(x, [_audit_label(r) for r in rows], rotation=45 if len(rows) > 8 else 0, fontsize="small")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("audit (c = sleep cycle)")
+    ax.set_ylabel("fraction of facts")
+    ax.set_title("Recall by measure at each sleep and manual audit")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _audit_label(row: dict) -> str:
+    if row["cycle"] is None:
+        return f"{row['phase']} @{row['seq']}"
+    return f"c{row['cycle']} {row['phase'].removeprefix('sleep-')}"
+
+
 def draw_figures(data: ReportData, out: Path) -> list[Path]:
     """Draw every figure that has data into ``out``; remove stale ones from an earlier report."""
     drawn: list[Path] = []
@@ -213,6 +255,8 @@ def draw_figures(data: ReportData, out: Path) -> list[Path]:
         drawn.append(plot_cycle_counts(data.cycles, out / "cycles_counts.png"))
     if data.ppl and (data.wake or data.cycles):
         drawn.append(plot_ppl(data.ppl, data.cycles, out / "ppl.png"))
+    if data.measures:
+        drawn.append(plot_measures(data.measures, out / "measures.png"))
     for name in FIGURE_NAMES:
         if out / name not in drawn:
             (out / name).unlink(missing_ok=True)
@@ -245,6 +289,8 @@ CAPTIONS = {
     "cycles_recall.png": "Recall over every fact ever injected (a pruned fact counts as degraded) before (sleep-pre audit) and after (sleep-post audit) each sleep cycle, and after over the active facts only (cf. Figs. 2 and 3).",
     "cycles_counts.png": "Edits refreshed and pruned in each cycle (cf. Table 6; rolled back and blocked are shown when any).",
     "ppl.png": "Perplexity measurements by phase (cf. Table 7); grey bands are sleep cycles.",
+    "measures.png": "At each sleep (pre, post) and manual audit: the fraction of active facts recalled on their own prompt, "
+    "the mean paraphrase recall and neighbourhood kept (over facts with such probes) and chat-template recall.",
 }
 
 # Columns of memlog.projections.readmodels.CycleRow (the ``cycles`` view's names), in the page's order.
@@ -253,12 +299,13 @@ CYCLE_COLUMNS = (
     "pruned", "rolled_back", "blocked", "failed", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",
     "refresh_mode", "refresh_strategy", "cap",
 )
+MEASURE_COLUMNS = ("cycle", "phase", "seq", "audited", "degraded_by", "exact_recall", *PROBE_MEASURES)
 WAKE_COLUMNS = ("injection", "seq", "subject", "object", "audited", "recall", "degraded", "recalled", "ppl", "cycles_before")
 FACT_COLUMNS = (
     "fact_id", "subject", "relation", "object", "active", "first_seq", "pruned_seq", "edit_id", "version",
     "audits", "times_degraded", "cycles_degraded", "refreshes", "last_recalled", "last_completion",
 )
-TEXT_COLUMNS = {"fact_id", "subject", "relation", "object", "edit_id", "refresh_mode", "refresh_strategy", "last_completion"}
+TEXT_COLUMNS = {"fact_id", "subject", "relation", "object", "edit_id", "refresh_mode", "refresh_strategy", "last_completion", "phase", "degraded_by"}
 
 
 def _cell(value) -> str:
@@ -322,6 +369,12 @@ def render_html(data: ReportData, figures: list[Path], store_dir: Path, generate
         sections.append("<h2>Sleep cycles</h2>" + html_table(data.cycles, CYCLE_COLUMNS))
     elif not data.empty:
         sections.append("<h2>Sleep cycles</h2><p>No sleep cycle yet (<code>memlog sleep</code>).</p>")
+    if data.measures:
+        sections.append(
+            "<h2>Recall by measure</h2><p class=meta>Exact-prompt recall beside paraphrase recall, neighbourhood kept and "
+            "chat-template recall, at each audit that measured them (empty: no fact had that probe).</p>"
+            + html_table(data.measures, MEASURE_COLUMNS)
+        )
     if data.wake:
         sections.append("<h2>Wake trajectory</h2>" + html_table(data.wake, WAKE_COLUMNS))
     if data.facts:

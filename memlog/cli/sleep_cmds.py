@@ -8,6 +8,7 @@ import typer
 
 from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_rw
 from memlog.cli.output import Format, emit, progress_bars, table
+from memlog.engine.config import EngineConfig
 from memlog.errors import UserError
 from memlog.projections.readmodels import cycle_cells, cycle_headers, cycle_values
 
@@ -26,6 +27,9 @@ def sleep(
         None, "--refresh-strategy", help="reinject (default: revert, then solve again) or correct (keep the edit, add a constrained correction; in-place only)."
     ),
     cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
+    degraded_by: str = typer.Option(
+        None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
+    ),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -33,7 +37,8 @@ def sleep(
     """Sleep cycles (Algorithm 1 of the paper)."""
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    with open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles) as mem:
+    EngineConfig().with_overrides(degraded_by=degraded_by)  # an unknown measure fails before the model loads
+    with open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles, degraded_by=degraded_by) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)
     data = report.to_dict()

@@ -37,6 +37,7 @@ def init(
     load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="NF4 through bitsandbytes (CUDA only); edit layers stay dense."),
     cap: int = typer.Option(50, "--cap", help="Most active facts before sleep prunes."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
+    degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
     fmt: Format = FormatOpt,
 ):
     """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""
@@ -46,7 +47,7 @@ def init(
     quiet_model_loading()
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
     with progress_bars(True) as progress:
-        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap, auto_sleep=auto_sleep), progress=progress)
+        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by), progress=progress)
     try:
         data = {**mem.status(), "created": True}
     finally:

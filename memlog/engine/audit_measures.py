@@ -5,6 +5,7 @@ fraction of neighbourhood prompts unchanged and chat-template recall
 (``memlog.core.probes``); the wake audit after every inject measures the exact prompt only, to
 keep injection fast. ``with_probes`` puts the measures into the audit rows and computes the
 ``RecallAudited`` means; ``probe_means`` reads the latest ones back from a list of events.
+``is_healthy`` says whether an audit row is healthy under sleep's ``degraded_by`` measure.
 """
 
 from __future__ import annotations
@@ -42,3 +43,21 @@ def probe_means(events) -> dict:
                 "chat_recall": event.chat_recall,
             }
     return {"probe_audit_phase": None, "paraphrase_recall": None, "neighbour_unchanged": None, "chat_recall": None}
+
+
+def is_healthy(row: AuditResult, degraded_by: str = "exact", tau: float = 0.5) -> bool:
+    """Whether an audited fact is healthy under ``degraded_by`` (``EngineConfig.degraded_by``).
+
+    ``exact``: recalled on its own prompt. ``paraphrase``: the fraction of its paraphrases
+    recalled is at least ``tau``. ``chat``: recalled through the chat template. ``any``: all
+    three hold, so any failing measure makes the fact degraded. A measure the row lacks (no
+    paraphrase, an audit without probes) falls back to exact-prompt recall."""
+    if degraded_by == "exact":
+        return row.recalled
+    paraphrase = row.recalled if row.paraphrase is None else row.paraphrase >= tau
+    chat = row.recalled if row.chat is None else bool(row.chat)
+    if degraded_by == "paraphrase":
+        return paraphrase
+    if degraded_by == "chat":
+        return chat
+    return row.recalled and paraphrase and chat

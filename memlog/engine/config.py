@@ -9,6 +9,8 @@ from memlog.errors import UserError
 REFRESH_MODES = ("in-place", "copy")
 REFRESH_STRATEGIES = ("reinject", "correct")
 PRUNE_POLICIES = ("least-recently-healthy", "oldest")
+# the audit measure that defines sleep's degraded set (memlog.engine.audit_measures.is_healthy)
+DEGRADED_BY = ("exact", "paraphrase", "chat", "any")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class EngineConfig:
     # stop refreshing a fact that stays degraded through this many refreshes in a row (None: never)
     stale_after: int | None = 3
     auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this
+    # which audit measure makes a fact degraded for sleep: exact-prompt recall, paraphrase recall
+    # (below tau), chat-template recall, or any of the three
+    degraded_by: str = "exact"
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
@@ -38,6 +43,8 @@ class EngineConfig:
             raise UserError("--refresh-strategy correct needs --refresh-mode in-place (copy mode reproduces the paper as written)")
         if self.prune_policy not in PRUNE_POLICIES:
             raise UserError(f"unknown prune policy {self.prune_policy!r}; choose one of {', '.join(PRUNE_POLICIES)}")
+        if self.degraded_by not in DEGRADED_BY:
+            raise UserError(f"unknown --degraded-by {self.degraded_by!r}; choose one of {', '.join(DEGRADED_BY)}")
         if self.cap < 1:
             raise UserError(f"--cap must be at least 1, got {self.cap}")
         if not 0.0 < self.tau <= 1.0:

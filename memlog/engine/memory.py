@@ -23,7 +23,7 @@ import torch
 
 from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
-from memlog.engine.audit_measures import PROBED_PHASES, with_probes
+from memlog.engine.audit_measures import PROBED_PHASES, is_healthy, with_probes
 from memlog.engine.config import EngineConfig
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
@@ -267,8 +267,9 @@ class Memory:
 
     # -- audit ---------------------------------------------------------------------------------
 
-    def record_audit(self, phase: str, cycle: int | None) -> RecallAudited:
-        """Audit every active fact (one batched greedy pass) and emit the result."""
+    def record_audit(self, phase: str, cycle: int | None, degraded_by: str = "exact", tau: float | None = None) -> RecallAudited:
+        """Audit every active fact (one batched greedy pass) and emit the result; its recall and
+        degraded count are by ``degraded_by`` (``memlog.engine.audit_measures.is_healthy``)."""
         start = time.perf_counter()
         states = self.ledger.active_facts()
         facts = [fact_of(s.fact) for s in states]
@@ -277,7 +278,8 @@ class Memory:
         means = {}
         if phase in PROBED_PHASES and rows:
             rows, means = with_probes(rows, self.editor.probes(facts, [[n.before for n in s.fact.neighbours] for s in states]))
-        hits = sum(r.recalled for r in rows)
+        tau = self.config.tau if tau is None else tau
+        hits = sum(is_healthy(r, degraded_by, tau) for r in rows)
         event = RecallAudited(
             phase=phase,
             cycle=cycle,
@@ -285,6 +287,7 @@ class Memory:
             recall=hits / len(rows) if rows else 1.0,
             degraded=len(rows) - hits,
             seconds=time.perf_counter() - start,
+            degraded_by=degraded_by,
             **means,
         )
         return self.emit(event)

@@ -4,7 +4,8 @@ A cycle:
 1. health check: perplexity before;
 2. curate: the active facts (their edits have scale > 0 or are due a refresh);
 3. audit every active fact (batched, greedy);
-4. split into degraded D (recall < tau, i.e. not recalled) and healthy H;
+4. split into degraded D (recall < tau, i.e. not recalled) and healthy H; ``degraded_by``
+   chooses the measure (exact prompt by default; paraphrase, chat, or any of them);
 5. for each degraded edit, in ledger order: solve its refresh on the weights without it, under
    null-space constraints from H's keys, recomputed on the current weights in one batched
    pass; then record the revert and the refresh. Each refreshed fact's keys join the
@@ -38,6 +39,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+from memlog.engine.audit_measures import is_healthy
 from memlog.engine.config import EngineConfig
 from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
 from memlog.engine.stale import hold_back_stale
@@ -138,12 +140,13 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         steps["ppl_before"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        pre = mem.record_audit("sleep-pre", cycle)
+        pre = mem.record_audit("sleep-pre", cycle, config.degraded_by, config.tau)
         steps["audit"] = time.perf_counter() - t
-        recalled = {r.fact_id: r.recalled for r in pre.results}
+        ok = _healthy_rule(config)  # the measure that defines the degraded set (EngineConfig.degraded_by)
+        recalled = {r.fact_id: ok(r) for r in pre.results}
         healthy = [s for s in ledger.active_facts() if recalled.get(s.fact.fact_id)]
         degraded = [s for s in ledger.active_facts() if not recalled.get(s.fact.fact_id)]
-        degraded = hold_back_stale(mem, degraded, cycle, config.stale_after)
+        degraded = hold_back_stale(mem, degraded, cycle, config.stale_after, healthy=ok)
 
         t = time.perf_counter()
         constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None
@@ -226,7 +229,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         steps["ppl_after"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        post = mem.record_audit("sleep-post", cycle)
+        post = mem.record_audit("sleep-post", cycle, config.degraded_by, config.tau)
         steps["audit_after"] = time.perf_counter() - t
         seconds = time.perf_counter() - start
         known = len(ledger.facts)
@@ -242,7 +245,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             degraded_before_active=pre.degraded,
             degraded_active=post.degraded,
             facts_known=known,
-            open_degraded=open_degraded(ledger, post, config.refresh_mode),
+            open_degraded=open_degraded(ledger, post, config.refresh_mode, healthy=ok),
             refreshed=refreshed,
             reverted=reverted,
             rolled_back=rolled_back,
@@ -279,16 +282,22 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
     return report
 
 
-def open_degraded(ledger, audit, refresh_mode: str) -> int:
+def _healthy_rule(config: EngineConfig):
+    """An audit row's health under ``config.degraded_by`` (exact-prompt recall by default)."""
+    return lambda row: is_healthy(row, config.degraded_by, config.tau)
+
+
+def open_degraded(ledger, audit, refresh_mode: str, healthy=None) -> int:
     """The degraded facts sleep still has to repair, for the convergence test.
 
-    Active facts the audit found not recalled, except those the user reverted (held: sleep
-    leaves them alone). In copy mode, facts pruned away count too: there pruning is the
+    Active facts the audit found not recalled (not ``healthy``: the ``degraded_by`` rule), except
+    those the user reverted (held: sleep leaves them alone). In copy mode, facts pruned away count too: there pruning is the
     paper's loss of a fact, and a sleep must not call itself converged by pruning its
     degraded facts (§5.5). In in-place mode a fact pruned by the cap policy left by design.
     """
     held = {e.fact_id for e in ledger.entries.values() if e.held and not e.applied}
-    count = sum(1 for r in audit.results if not r.recalled and r.fact_id not in held)
+    healthy = healthy or (lambda row: row.recalled)
+    count = sum(1 for r in audit.results if not healthy(r) and r.fact_id not in held)
     if refresh_mode == "copy":
         count += sum(1 for s in ledger.facts.values() if not s.active)
     return count

@@ -7,7 +7,8 @@ refreshed ``stale_after`` times in a row without an audit finding it recalled in
 *suspended*: a ``RefreshSuspended`` event says so and later cycles leave it out of the refresh
 set. Something changing lifts the suspension: an audit that finds the fact recalled again, or a
 new injection of it (an update or a re-statement). Suspended facts are still audited and still
-count as degraded.
+count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
+recall by default).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Iterable
 from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudited, RefreshSuspended
 
 
-def fruitless_refreshes(events: Iterable[Event]) -> tuple[dict[str, int], set[str]]:
+def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str, int], set[str]]:
     """Per fact, refreshes since it was last recalled or injected, and the facts suspended since."""
+    healthy = healthy or (lambda result: result.recalled)
     count: dict[str, int] = {}
     suspended: set[str] = set()
     for event in events:
@@ -29,7 +31,7 @@ def fruitless_refreshes(events: Iterable[Event]) -> tuple[dict[str, int], set[st
             count[event.fact.fact_id] = count.get(event.fact.fact_id, 0) + 1
         elif isinstance(event, RecallAudited):
             for result in event.results:
-                if result.recalled:
+                if healthy(result):
                     count[result.fact_id] = 0
                     suspended.discard(result.fact_id)
         elif isinstance(event, RefreshSuspended):
@@ -37,12 +39,12 @@ def fruitless_refreshes(events: Iterable[Event]) -> tuple[dict[str, int], set[st
     return count, suspended
 
 
-def hold_back_stale(mem, degraded: list, cycle: int, stale_after: int | None) -> list:
+def hold_back_stale(mem, degraded: list, cycle: int, stale_after: int | None, healthy=None) -> list:
     """The degraded fact states sleep should refresh this cycle; emits ``RefreshSuspended`` for
     each fact that just reached ``stale_after`` fruitless refreshes."""
     if stale_after is None:
         return degraded
-    count, suspended = fruitless_refreshes(mem.events())
+    count, suspended = fruitless_refreshes(mem.events(), healthy)
     keep = []
     for state in degraded:
         fact_id = state.fact.fact_id
