@@ -136,14 +136,24 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def eval_single(editor, cases: list[EditCase], base: Baseline, progress: ProgressFn = no_progress) -> list[dict]:
-    """Each case edited alone into the unedited weights, measured, and undone (bit for bit)."""
+def eval_single(
+    editor, cases: list[EditCase], base: Baseline, progress: ProgressFn = no_progress, ppl: bool = False, chat: bool = True
+) -> list[dict]:
+    """Each case edited alone into the unedited weights, measured, and undone (bit for bit).
+
+    Each row also holds the edit's v* NLL, its v* norm (relative to ‖h‖; equal to the clamp
+    when clamped) and its wall seconds; ``ppl`` adds the perplexity with the edit applied;
+    ``chat=False`` skips the chat-template measure."""
     rows = []
     for i, case in enumerate(cases):
         progress("eval", i, len(cases))
         result = editor.edit([case.fact])
         with applied(editor.lm, result.deltas):
-            rows.extend(measure(editor.lm, [case], Baseline([base.neighbours[i]])))
+            row = measure(editor.lm, [case], Baseline([base.neighbours[i]]), chat=chat)[0]
+            row.update(v_nll=result.v_losses[0], v_norm=result.v_norms[0], edit_seconds=result.seconds)
+            if ppl:
+                row["ppl"] = editor.perplexity()
+            rows.append(row)
     progress("eval", len(cases), len(cases))
     return rows
 
