@@ -26,6 +26,7 @@ def sleep(
         None, "--refresh-strategy", help="reinject (default: revert, then solve again) or correct (keep the edit, add a constrained correction; in-place only)."
     ),
     cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
+    batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place reinject); default: the store's setting (off)."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -35,7 +36,7 @@ def sleep(
 
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    mem = open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles)
+    mem = open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles, batch_refresh=batch_refresh)
     try:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)

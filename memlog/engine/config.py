@@ -28,6 +28,8 @@ class EngineConfig:
     # stop refreshing a fact that stays degraded through this many refreshes in a row (None: never)
     stale_after: int | None = 3
     auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this
+    # refresh a cycle's degraded facts in one constrained solve (in-place reinject; see engine/refresh_batch.py)
+    batch_refresh: bool = False
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
