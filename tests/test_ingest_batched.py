@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from memlog.core.adapter import LayerAdapter
@@ -124,5 +125,20 @@ def test_updates_and_repeats_in_the_input_take_the_single_path_in_order(tmp_path
         injected = _events(mem, FactInjected)
         assert [(e.fact.fact_id, e.version) for e in injected] == [(a.fact_id, 1), (b.fact_id, 1), (a.fact_id, 2), (c.fact_id, 1)]
         assert mem.ledger.facts[a.fact_id].fact.object == "Reykjavik"
+    finally:
+        mem.close()
+
+
+@pytest.mark.real_model
+def test_a_batch_on_the_embedded_model_is_recalled_and_replays(tmp_path, real_model):
+    """The capability on the real model: 4 facts in one batch, one audit, recalled, replay exact."""
+    facts = fact_pool(4, seed=11)
+    mem = init_memory(tmp_path / "s", ModelSpec(), lm=real_model, engine=EngineConfig(ppl_bound=None))
+    try:
+        report = mem.inject(facts, batch_size=4)
+        assert len(_events(mem, FactInjected)) == 4 and len(_events(mem, RecallAudited)) == 1
+        assert sum(bool(o.recalled) for o in report.facts) >= 3, [(o.fact_id, o.recalled) for o in report.facts]
+        head = mem.ledger.last_weights_sha256
+        assert mem.project() == head and mem.replay(f"seq={mem.head_seq}")["weights_match"] is True
     finally:
         mem.close()
