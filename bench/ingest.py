@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--sweep", default="1,8,32,64", help="batch sizes to compare at the first level (empty: skip)")
     parser.add_argument("--threads", default="1,2", help="thread counts for the loaded/idle comparison")
     parser.add_argument("--no-loaded", action="store_true", help="skip the loaded case")
+    parser.add_argument("--sweep-only", action="store_true", help="stop after the batch-size sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--store", default=None, help="store directory (default: a temporary one)")
     args = parser.parse_args()
@@ -149,11 +150,13 @@ def main() -> None:
                     recalled = sum(r.recalled for r in mem.editor.audit(batch_facts))
                     print(f"sweep: batch {size}: {seconds:.2f}s per fact, recall of the batch right after it {recalled}/{size}", flush=True)
                 stored = len(mem.ledger.active_facts())
+                if args.sweep_only:
+                    return
+            stored = len(mem.ledger.active_facts())
             idle = measure(mem, facts, args)
             parts = batch_parts(mem, facts.take(args.batch))
-            stored = len(mem.ledger.active_facts())
             print(
-                f"stored {level:>5} (now {stored}): single {idle['single']:.2f}s/fact, batch {idle['batch']:.2f}s/fact; "
+                f"level {level:>5}, {stored} stored: single {idle['single']:.2f}s/fact, batch {idle['batch']:.2f}s/fact; "
                 f"batch parts: inject {parts['inject']:.2f}s, projection {parts['projection']:.2f}s, audit {parts['audit']:.2f}s",
                 flush=True,
             )
