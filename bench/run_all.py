@@ -25,6 +25,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("replay", "replay.py", ()),
     ("sleep_cycle", "sleep_cycle.py", ()),
     ("integrity", "integrity.py", ()),
+    ("ingest", "ingest.py", ("--tiny", "--stored", "1,100", "--sweep", "1,8")),
 )
 
 

@@ -299,3 +299,25 @@ def test_v_star_scores_each_object_token_at_the_position_that_predicts_it(tiny):
         j = col - (len(prompt_ids[row]) - 1)
         assert 0 <= j < len(target) and target[j] == token
     assert problem.target_ids.numel() == sum(len(vstar.object_token_ids(tiny.tokenizer, f.object)) for f in facts) * cfg.n_prefixes
+
+
+def test_a_batch_narrowed_to_its_unfinished_facts_gives_each_the_v_star_it_gets_alone(tiny64, monkeypatch):
+    """With a stop loss between the two facts' starting losses, one fact is frozen at step 0 and
+    the batch narrows to the other (its rows only); both still get their single-fact v*."""
+    _, start = compute_v_star(tiny64, FACTS, 2, _cfg(v_steps=0, v_stop_loss=0.0))
+    cfg = _cfg(v_steps=6, v_stop_loss=float(start.mean()), clamp_norm_factor=100.0)
+    easy = int(start.argmin())
+    from memlog.core import vstar
+
+    narrowed = []
+    real_narrow = vstar._narrow
+    monkeypatch.setattr(vstar, "_narrow", lambda *a: narrowed.append(a[4].tolist()) or real_narrow(*a))
+    batch_targets, batch_nll = compute_v_star(tiny64, FACTS, 2, cfg)
+    assert narrowed == [[1 - easy]]
+    for i, fact in enumerate(FACTS):
+        targets, nll = compute_v_star(tiny64, [fact], 2, cfg)
+        assert torch.allclose(targets[:, 0], batch_targets[:, i], atol=1e-4, rtol=1e-4)
+        assert abs(float(nll[0]) - float(batch_nll[i])) < 1e-4
+    unmoved, _ = compute_v_star(tiny64, [FACTS[easy]], 2, _cfg(v_steps=0))
+    assert torch.equal(batch_targets[:, easy], unmoved[:, 0])  # frozen at step 0: the unedited residual
+    assert not torch.allclose(batch_targets[:, 1 - easy], compute_v_star(tiny64, [FACTS[1 - easy]], 2, _cfg(v_steps=0))[0][:, 0])

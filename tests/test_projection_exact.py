@@ -1,6 +1,6 @@
 """Invariants 3 and 4 with real tensors: replay is exact, and revert is exact.
 
-A Hypothesis state machine drives inject / revert / sleep on a tiny random Llama with the
+A Hypothesis state machine drives inject (one fact or a batch) / revert / sleep on a tiny random Llama with the
 real ``WeightProjector`` (the fake editor only makes random low-rank factors of the right
 shape). After every step:
 
@@ -85,6 +85,13 @@ class ProjectionMachine(RuleBasedStateMachine):
     def inject(self):
         self.mem.inject([Fact(f"Subject{self.n} Person", "lives in", f"City{self.n % 3}")], audit=self.n % 2 == 0)
         self.n += 1
+
+    @rule(size=st.integers(2, 4))
+    def inject_batch(self, size):
+        """A batch: one solve, one entry per fact holding its column (reverted one by one by ``revert``)."""
+        facts = [Fact(f"Subject{self.n + i} Person", "lives in", f"City{(self.n + i) % 3}") for i in range(size)]
+        self.mem.inject(facts, audit=self.n % 2 == 0, batch_size=size)
+        self.n += size
 
     @precondition(lambda self: hasattr(self, "mem") and any(e.applied for e in self.mem.ledger.entries.values()))
     @rule(data=st.data())

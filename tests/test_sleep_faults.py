@@ -224,3 +224,63 @@ def test_in_place_prune_victims_follow_the_policy(tmp_path, policy):
     if policy == "least-recently-healthy":
         assert victims != by_age, "the scenario should tell the policies apart"
     assert len(ledger.active_facts()) == 6
+
+
+def test_batched_refresh_is_one_solve_with_one_event_pair_per_fact(tmp_path):
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+    try:
+        mem.inject(fact_pool(8, seed=3))
+        degraded = set(_degraded_ids(mem))
+        assert len(degraded) >= 2, "the fake should degrade several facts"
+        edits_before = mem.editor.edits
+        report = mem.sleep(cycles=1)
+        assert mem.editor.edits == edits_before + 1  # one constrained solve for the whole cycle
+        refreshed = [e for e in _events(mem, EditRefreshed) if e.cycle == 1]
+        reverted = [e for e in _events(mem, EditReverted) if e.cycle == 1]
+        assert {mem.ledger.entries[e.edit_id].fact_id for e in refreshed} == degraded
+        assert [e.edit_id for e in reverted] == [e.edit_id for e in refreshed] and all(e.version == 2 for e in refreshed)
+        assert [bool(e.weights_sha256) for e in refreshed] == [False] * (len(refreshed) - 1) + [True]
+        assert report.cycles[0].refreshed == report.cycles[0].reverted == len(degraded)
+        assert all(len(d.deltas) == 2 and d.deltas[0].packed.shape[1] == 1 for d in refreshed)
+    finally:
+        mem.close()
+
+
+def test_batched_refresh_falls_back_per_fact_when_one_key_has_no_room(tmp_path):
+    facts = fact_pool(8, seed=5)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+    try:
+        mem.inject(facts)
+        degraded = _degraded_ids(mem)
+        assert len(degraded) >= 2
+        mem.editor.unsolvable = {degraded[0]}
+        report = mem.sleep(cycles=1)
+        failed = _events(mem, RefreshFailed)
+        assert [mem.ledger.entries[e.edit_id].fact_id for e in failed] == [degraded[0]]
+        refreshed = {mem.ledger.entries[e.edit_id].fact_id for e in _events(mem, EditRefreshed)}
+        assert refreshed == set(degraded[1:]) and report.cycles[0].refreshed == len(degraded) - 1
+        assert mem.ledger.entries[failed[0].edit_id].version == 1 and mem.ledger.entries[failed[0].edit_id].applied
+    finally:
+        mem.close()
+
+
+def test_batched_refresh_over_the_ppl_bound_rolls_back_each_then_refreshes_one_by_one(tmp_path):
+    facts = fact_pool(8, seed=3)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+    try:
+        mem.inject(facts)
+        degraded = _degraded_ids(mem)
+        assert len(degraded) >= 2
+        mem.editor.spiky = {degraded[0]}
+        report = mem.sleep(cycles=1)
+        rolled = _events(mem, RefreshRolledBack)
+        batch = [e for e in rolled if e.version == 2]
+        assert {mem.ledger.entries[e.edit_id].fact_id for e in batch} == set(degraded)  # the whole batch, one event each
+        again = [e for e in rolled if e.version == 3]  # then one by one: only the spiky fact is rolled back
+        assert [mem.ledger.entries[e.edit_id].fact_id for e in again] == [degraded[0]]
+        assert report.cycles[0].refreshed == len(degraded) - 1
+        for fact_id in degraded[1:]:
+            entry = mem.ledger.entry_for_fact(fact_id)
+            assert entry.version == 3 and entry.applied
+    finally:
+        mem.close()

@@ -33,9 +33,21 @@ def quiet_model_loading() -> None:
     hf_logging.set_verbosity_error()
 
 
+def pin_command_threads() -> None:
+    """Run a store command at memlog's thread count ($MEMLOG_THREADS, default 1; see memlog.core.determinism)."""
+    from memlog.core import determinism
+    from memlog.errors import UserError
+
+    try:
+        determinism.use_threads(determinism.command_threads())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def open_rw(store: Path | None, device: str | None = None, **engine_overrides):
     from memlog.engine.open import open_memory
 
+    pin_command_threads()
     quiet_model_loading()
     return open_memory(store_path(store), writable=True, device=device, engine_overrides=engine_overrides)
 
@@ -43,5 +55,6 @@ def open_rw(store: Path | None, device: str | None = None, **engine_overrides):
 def open_ro(store: Path | None, device: str | None = None):
     from memlog.engine.open import open_memory
 
+    pin_command_threads()
     quiet_model_loading()
     return open_memory(store_path(store), writable=False, device=device)

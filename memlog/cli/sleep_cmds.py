@@ -30,6 +30,7 @@ def sleep(
     degraded_by: str = typer.Option(
         None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
     ),
+    batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place reinject); default: the store's setting (off)."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -38,7 +39,10 @@ def sleep(
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
     EngineConfig().with_overrides(degraded_by=degraded_by)  # an unknown measure fails before the model loads
-    with open_rw(store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles, degraded_by=degraded_by) as mem:
+    with open_rw(
+        store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
+        degraded_by=degraded_by, batch_refresh=batch_refresh,
+    ) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)
     data = report.to_dict()

@@ -14,6 +14,12 @@ under ``pinned(PROJECTION_THREADS)``, so a log written with one thread count rep
 same hashes with another. The engine's MEMIT solves run under ``pinned(None)``:
 deterministic kernels at the caller's thread count (their factors are stored, never
 recomputed by a replay). ``apply`` sets the same switches for good (experiments do that once).
+
+``command_threads`` is the thread count the CLI's store commands run at: ``$MEMLOG_THREADS``,
+else ``DEFAULT_THREADS`` (1). On a 2-core machine with another CPU-bound process, torch's
+default (one thread per core) makes each parallel region wait for a thread the OS has
+descheduled; one thread does not wait (docs/RESULTS.md, "Speed", has the measurement).
+Replay does not depend on it: projections always pin ``PROJECTION_THREADS``.
 """
 
 from __future__ import annotations
@@ -21,9 +27,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import os
+
 import torch
 
 PROJECTION_THREADS = 1  # the projection is a small low-rank sum: one thread costs little and fixes its order
+THREADS_ENV = "MEMLOG_THREADS"
+DEFAULT_THREADS = 1  # the CLI's store commands, unless $MEMLOG_THREADS says otherwise
+
+
+def command_threads() -> int:
+    """The intra-op thread count for a CLI store command: ``$MEMLOG_THREADS`` or ``DEFAULT_THREADS``."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_THREADS
+    try:
+        threads = int(raw)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a whole number of threads, got {raw!r}") from None
+    if threads < 1:
+        raise ValueError(f"{THREADS_ENV} must be at least 1, got {threads}")
+    return threads
+
+
+def use_threads(threads: int) -> None:
+    """Set torch's intra-op thread count for the rest of the process (the CLI does this once)."""
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(int(threads))
 
 
 def apply(threads: int | None) -> None:

@@ -192,6 +192,17 @@ def _clamp(delta: torch.Tensor, max_norm: torch.Tensor) -> None:
     delta.mul_(scale)
 
 
+def _narrow(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", keep: torch.Tensor, delta: torch.Tensor, optimiser):
+    """The problem, delta and Adam state for the facts ``keep`` (indices into the current ones) only."""
+    problem = _prepare(lm, [facts[i] for i in keep.tolist()], layer, cfg)
+    narrow = delta.detach()[keep].clone().requires_grad_(True)
+    state = optimiser.state.get(delta, {})
+    fresh = torch.optim.Adam([narrow], lr=cfg.v_lr)
+    if state:
+        fresh.state[narrow] = {k: (v[keep].clone() if torch.is_tensor(v) and v.dim() and v.shape[0] == delta.shape[0] else v) for k, v in state.items()}
+    return problem, narrow, fresh
+
+
 def compute_v_star(
     lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,10 +210,17 @@ def compute_v_star(
 
     Each fact stops (its delta is frozen) once its NLL + KL term is below ``cfg.v_stop_loss``
     (the weight decay is left out of the test, as its MEMIT counterpart is negligible), so a fact
-    gets the same v* whether it is optimised alone or in a batch.
+    gets the same v* whether it is optimised alone or in a batch. Once at least half of a batch's
+    remaining facts are frozen, the batch is narrowed to the others (their rows only, their Adam
+    state carried over), so a batch's steps cost what its unfinished facts need; a single fact
+    never narrows.
     """
     problem = _prepare(lm, facts, layer, cfg)
-    delta = torch.zeros_like(problem.h_init, requires_grad=True)
+    h_init = problem.h_init
+    final = torch.zeros_like(h_init)  # every fact's delta, written as the loop goes
+    final_nll = torch.zeros(len(facts), device=h_init.device)
+    index = torch.arange(len(facts), device=h_init.device)  # the facts of the current problem
+    delta = torch.zeros_like(h_init, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=cfg.v_lr)
     max_norm = cfg.clamp_norm_factor * problem.h_norm
     frozen = torch.zeros(len(facts), dtype=torch.bool, device=delta.device)
@@ -214,8 +232,16 @@ def compute_v_star(
                     f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
                 )
             frozen |= fit.detach() < cfg.v_stop_loss
+            final[index] = delta.detach()
+            final_nll[index] = nll.detach()
             if step == cfg.v_steps or bool(frozen.all()):
                 break
+            if len(frozen) > 1 and 2 * int(frozen.sum()) >= len(frozen):
+                keep = (~frozen).nonzero().squeeze(1)
+                problem, delta, optimiser = _narrow(lm, [facts[i] for i in index.tolist()], layer, cfg, keep, delta, optimiser)
+                index, max_norm = index[keep], max_norm[keep]
+                frozen = torch.zeros(len(index), dtype=torch.bool, device=delta.device)
+                total, fit, nll = _losses(lm, problem, delta, cfg)
             optimiser.zero_grad(set_to_none=True)
             (total * ~frozen).sum().backward()
             kept = delta.detach()[frozen].clone()
@@ -223,5 +249,5 @@ def compute_v_star(
             with torch.no_grad():
                 delta[frozen] = kept
                 _clamp(delta, max_norm)
-    targets = (problem.h_init + delta.detach()).T.contiguous()
-    return targets, nll.detach().float().cpu()
+    targets = (h_init + final).T.contiguous()
+    return targets, final_nll.float().cpu()

@@ -33,6 +33,8 @@ class EngineConfig:
     # which audit measure makes a fact degraded for sleep: exact-prompt recall, paraphrase recall
     # (below tau), chat-template recall, or any of the three
     degraded_by: str = "exact"
+    # refresh a cycle's degraded facts in one constrained solve (in-place reinject; see engine/refresh_batch.py)
+    batch_refresh: bool = False
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:

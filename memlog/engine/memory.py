@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -25,6 +24,7 @@ from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
 from memlog.engine.audit_measures import PROBED_PHASES, is_healthy, with_probes
 from memlog.engine.config import EngineConfig
+from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
 from memlog.errors import IntegrityError, UserError
@@ -53,26 +53,6 @@ from memlog.store.store import Store
 if TYPE_CHECKING:
     from memlog.core.memit import EditResult
     from memlog.engine.editor import Editor
-
-
-@dataclass
-class InjectOutcome:
-    fact_id: str
-    edit_id: str
-    status: str  # "injected", "updated" or "duplicate"
-    recalled: bool | None
-    v_loss: float | None
-    seconds: float
-    seq: int
-
-
-@dataclass
-class InjectReport:
-    facts: list[InjectOutcome] = field(default_factory=list)
-    seq: int = 0
-    recall: float | None = None
-    degraded: int | None = None
-    sleeps: list = field(default_factory=list)
 
 
 class Memory:
@@ -200,33 +180,46 @@ class Memory:
         audit: bool | None = None,
         auto_sleep: float | None = None,
         progress: ProgressFn = no_progress,
+        batch_size: int = 1,
     ) -> InjectReport:
-        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit.
+        """Wake injection, unconstrained MEMIT. ``batch_size`` 1 (default): one fact at a time, each
+        its own committed unit with its audit; B > 1: B new facts per MEMIT solve and one audit per
+        batch (``memlog.engine.ingest``).
 
         Refuses (UserError) before any MEMIT run or blob write when the store is read-only or closed.
         The solves run with deterministic kernels (``pinned(None)``); projections pin one thread.
         """
         self.store.require_writable("inject")
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {batch_size}")
         with pinned(None):
-            return self._inject(facts, audit, auto_sleep, progress)
+            return self._inject(facts, audit, auto_sleep, progress, batch_size)
 
-    def _inject(self, facts: list[Fact], audit: bool | None, auto_sleep: float | None, progress: ProgressFn) -> InjectReport:
+    def _inject(self, facts: list[Fact], audit: bool | None, auto_sleep: float | None, progress: ProgressFn, batch_size: int = 1) -> InjectReport:
         audit = self.config.audit_after_inject if audit is None else audit
         auto_sleep = self.config.auto_sleep if auto_sleep is None else auto_sleep
         report = InjectReport()
-        for i, fact in enumerate(facts):
-            progress("inject", i, len(facts))
-            outcome = self._inject_one(fact, audit)
-            report.facts.append(outcome)
+        for kind, step in plan(self.ledger, facts, batch_size):
+            progress("inject", len(report.facts), len(facts))
+            if kind == "batch" and len(step) > 1:
+                outcomes = inject_batch(self, step, audit)
+            else:
+                outcomes = [self._inject_one(step[0], audit)]
+            report.facts.extend(outcomes)
             if audit and self.ledger.last_audit is not None:
                 report.recall, report.degraded = self.ledger.last_audit.recall, self.ledger.last_audit.degraded
-            if auto_sleep is not None and outcome.status != "duplicate" and self.ledger.pressure() > auto_sleep:
+            changed = any(o.status != "duplicate" for o in outcomes)
+            if auto_sleep is not None and changed and self.ledger.pressure() > auto_sleep:
                 with self.unit():
                     self.emit(SleepTriggered(pressure=self.ledger.pressure(), threshold=auto_sleep))
                 report.sleeps.append(self.sleep(until_converged=True, progress=progress))
         progress("inject", len(facts), len(facts))
         report.seq = self.head_seq
         return report
+
+    def _wake_constraints(self, facts: list[Fact]):
+        """The constraint keys (layer -> d_in × M) a wake edit of ``facts`` is solved under: where the wake's protection of stored facts is decided (None: unconstrained)."""
+        return None
 
     def _inject_one(self, fact: Fact, audit: bool) -> InjectOutcome:
         start = time.perf_counter()

@@ -32,6 +32,9 @@ as ``recall_active`` and ``degraded_active``. Convergence is two cycles in a row
 skips the revert: v* and the constrained solve run on the current weights, with the degraded
 edit still applied, and the new version stores the old factors with the correction's appended
 (``Memory.write_stacked_deltas``), so its projection is the old delta plus the correction.
+
+``batch_refresh`` (in-place, ``reinject``) first refreshes all of step 5's edits in one
+constrained solve (``memlog.engine.refresh_batch``); what that cannot do goes one by one.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from memlog.engine.audit_measures import is_healthy
 from memlog.engine.config import EngineConfig
 from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
+from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
@@ -155,10 +159,15 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         refreshed = reverted = rolled_back = blocked = held = 0
         failed: list[str] = []
         t = time.perf_counter()
+        together = BatchRefresh()
+        if applies(config):  # one solve for all of them first; what it leaves goes one by one below
+            together = refresh_together(mem, config, cycle, degraded, constraints, ppl_before)
+            refreshed, reverted, rolled_back = together.refreshed, together.reverted, together.rolled_back
+            constraints = together.constraints
         for n, state in enumerate(degraded):
             progress("refresh", n, len(degraded))
             entry = ledger.entry_for_fact(state.fact.fact_id)
-            if entry is None:
+            if entry is None or state.fact.fact_id in together.done:
                 continue
             if entry.held:  # the user reverted it: it stays reverted until the user says otherwise
                 held += 1

@@ -169,9 +169,8 @@ class Ledger:
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(seq, event)
-        sha = getattr(event, "weights_sha256", "")
-        if sha:
-            self.last_weights_sha256 = sha
+        if hasattr(event, "weights_sha256"):  # a weight-changing event: its hash, or "" when none was
+            self.last_weights_sha256 = event.weights_sha256  # recorded (inside a batch): nothing to compare
 
     def _new_entry(self, seq: int, edit_id: str, fact: FactRecord, version: EditVersion, copy_of: str | None) -> None:
         if edit_id in self.entries:

@@ -1,0 +1,105 @@
+"""Sleep's batched refresh: every degraded fact of a cycle in one constrained MEMIT solve.
+
+With ``EngineConfig.batch_refresh`` (in-place mode, ``reinject`` strategy), a cycle first tries
+to refresh all its degraded edits (those not held by the user) together:
+
+1. project the weights without any of them; run one MEMIT solve for all their facts under
+   the healthy facts' keys (``ΔW K_h = 0``), the same constraint set each would get alone;
+2. log, per fact, ``EditReverted`` then (after all reverts) ``EditRefreshed`` holding its
+   column of the batch's factors (``memlog.engine.ingest.column_deltas``: exact, the columns
+   sum to the batch's update); the weights are projected once, after the last event;
+3. with a perplexity bound, measure once; over the bound, every refresh of the batch is
+   rolled back (one ``RefreshRolledBack`` per fact).
+
+When the batched solve raises (the constraint leaves no room for one of the keys) or the
+batch was rolled back, nothing is kept from it and those facts go through the per-fact path
+(``memlog.engine.sleep``), which retries under a key subset, records ``RefreshFailed`` and
+rolls back per fact as before.
+
+When is it the same as the per-fact path? The per-fact path adds each refreshed fact's key
+to the constraint set of the next refresh; the batch solves them jointly. With ``S_P`` the
+constrained inverse covariance (``memlog.core.solve``), both give the same update at a layer
+when the refreshed keys are ``S_P``-orthogonal (``k_iᵀ S_P k_j = 0`` for i ≠ j) and the
+residuals are the same: then ``Kᵀ S_P K`` is diagonal, the batch's columns are the single
+solves, and adding ``k_i`` to the constraints leaves ``S_P k_j`` unchanged. In general the
+batch is the joint least-squares solution (``dense_constrained_update``); the per-fact path
+instead protects the earlier refreshes of the cycle exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from memlog.engine.constraints import concat_keys, n_keys
+from memlog.engine.ingest import column_deltas
+from memlog.errors import UserError
+from memlog.projections.facts import fact_of, record_of
+from memlog.store.events import EditRefreshed, EditReverted, RefreshRolledBack
+
+
+@dataclass
+class BatchRefresh:
+    """What the batched refresh did: ``done`` the fact ids it refreshed (the per-fact path skips them)."""
+
+    done: set[str] = field(default_factory=set)
+    refreshed: int = 0
+    reverted: int = 0
+    rolled_back: int = 0
+    constraints: dict | None = None
+
+
+def applies(config) -> bool:
+    return bool(config.batch_refresh) and config.refresh_mode == "in-place" and config.refresh_strategy == "reinject"
+
+
+def refresh_together(mem, config, cycle: int, degraded: list, constraints, ppl_before: float) -> BatchRefresh:
+    """Refresh ``degraded`` (fact states) in one solve under ``constraints``; see the module doc."""
+    ledger = mem.ledger
+    pairs = [(s, ledger.entry_for_fact(s.fact.fact_id)) for s in degraded]
+    pairs = [(s, e) for s, e in pairs if e is not None and not e.held]
+    out = BatchRefresh(constraints=constraints)
+    if len(pairs) < 2:
+        return out
+    ids = {e.edit_id for _, e in pairs}
+    facts = [fact_of(s.fact) for s, _ in pairs]
+    start = time.perf_counter()
+    mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
+    try:
+        result = mem.editor.edit(facts, constraint_keys=constraints)
+    except UserError:
+        mem.project()
+        return out
+    share = (time.perf_counter() - start) / len(facts)
+    losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
+    versions = []
+    for _, entry in pairs:
+        mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle))
+    for i, (fact, (_, entry)) in enumerate(zip(facts, pairs)):
+        versions.append(entry.last_version + 1)
+        event = EditRefreshed(
+            edit_id=entry.edit_id,
+            version=versions[-1],
+            fact=record_of(fact),
+            deltas=column_deltas(mem, result, i),
+            v_loss=float(losses[i]),
+            n_constraint_keys=n_keys(constraints),
+            mode=config.refresh_mode,
+            cycle=cycle,
+            seconds=share,
+            strategy=config.refresh_strategy,
+        )
+        mem.emit(event, project=i == len(pairs) - 1)
+    out.reverted = len(pairs)
+    if config.ppl_bound is not None:
+        ppl_now = mem.editor.perplexity()
+        if ppl_now > ppl_before * (1.0 + config.ppl_bound):
+            for i, (_, entry) in enumerate(pairs):
+                rolled = RefreshRolledBack(edit_id=entry.edit_id, version=versions[i], ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle)
+                mem.emit(rolled, project=i == len(pairs) - 1)
+            out.rolled_back = len(pairs)
+            return out
+    out.done = {s.fact.fact_id for s, _ in pairs}
+    out.refreshed = len(pairs)
+    out.constraints = concat_keys(constraints, mem.editor.keys(facts))
+    return out
