@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from memlog.cli.output import Format
+from memlog.errors import UserError
 
 DEFAULT_STORE = "memlog-store"
 
@@ -35,11 +36,10 @@ def quiet_model_loading() -> None:
 
 def pin_command_threads() -> None:
     """Run a store command at memlog's thread count ($MEMLOG_THREADS, default 1; see memlog.core.determinism)."""
-    from memlog.core import determinism
-    from memlog.errors import UserError
+    from memlog.core.determinism import command_threads, use_threads
 
     try:
-        determinism.use_threads(determinism.command_threads())
+        use_threads(command_threads())
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

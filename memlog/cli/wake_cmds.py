@@ -10,7 +10,7 @@ from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, open_rw
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.core.factfile import read_facts
 from memlog.core.facts import Fact
-from memlog.engine.ingest import DEFAULT_BATCH_SIZE
+from memlog.engine.config import DEFAULT_BATCH_SIZE
 from memlog.errors import UserError
 
 

@@ -8,6 +8,7 @@ from memlog.errors import UserError
 
 REFRESH_MODES = ("in-place", "copy")
 REFRESH_STRATEGIES = ("reinject", "correct")
+DEFAULT_BATCH_SIZE = 32  # `memlog inject --file`: see docs/RESULTS.md "Speed" for the measurement
 PRUNE_POLICIES = ("least-recently-healthy", "oldest")
 # the audit measure that defines sleep's degraded set (memlog.engine.audit_measures.is_healthy)
 DEGRADED_BY = ("exact", "paraphrase", "chat", "any")

@@ -36,7 +36,6 @@ from memlog.projections.facts import record_of
 from memlog.store.deltas import write_layer_delta
 from memlog.store.events import FactInjected, LayerDelta
 
-DEFAULT_BATCH_SIZE = 32  # `memlog inject --file`: see docs/RESULTS.md "Speed" for the measurement
 
 
 @dataclass
