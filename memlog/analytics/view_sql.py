@@ -37,7 +37,10 @@ connection in which the log is attached as ``log``:
     not be solved), ``held`` (manually reverted facts sleep left alone), ``ledger_size, active_facts, ppl_before, ppl_after, ppl_drift`` (relative),
     ``wall_seconds, refresh_mode, refresh_strategy, cap, tau, facts_injected`` (injections before the cycle ended),
     ``facts_known`` (distinct facts injected before it ended, pruned ones included),
-    ``step_seconds`` (JSON).
+    ``step_seconds`` (JSON), and from the cycle's ``ConstraintRoom`` (null where none was
+    measured: a count cap with unconstrained wake, or older logs) ``rank_left`` and ``delta_norm``
+    (JSON lists, one entry per edit layer: the null-space rank left and ‖W − W_base‖_F/‖W_base‖_F),
+    ``min_rank_left``, ``max_delta_norm``.
 ``audits``
     one row per fact per audit: ``seq, ts, cycle, phase, fact_id, edit_id, recalled, completion,
     result_index`` (the fact's place in that audit), ``paraphrase`` (fraction of its paraphrases
@@ -263,6 +266,11 @@ base AS (
     LEFT JOIN sleep_audits pre ON pre.cycle = e.cycle AND pre.phase = 'sleep-pre' AND pre.seq < e.seq
     LEFT JOIN sleep_audits post ON post.cycle = e.cycle AND post.phase = 'sleep-post' AND post.seq < e.seq
     WHERE e.kind = 'SleepEnded'
+),
+room AS (
+    SELECT TRY_CAST(payload->>'$.cycle' AS INTEGER) AS cycle, arg_max(payload, seq) AS payload
+    FROM log.events WHERE kind = 'ConstraintRoom' AND payload->>'$.phase' = 'sleep'
+    GROUP BY TRY_CAST(payload->>'$.cycle' AS INTEGER)
 )
 SELECT e.cycle,
        e.started_seq,
@@ -295,8 +303,13 @@ SELECT e.cycle,
        TRY_CAST(e.started_payload->>'$.tau' AS DOUBLE) AS tau,
        e.facts_injected,
        e.facts_known,
-       e.payload->'$.step_seconds' AS step_seconds
+       e.payload->'$.step_seconds' AS step_seconds,
+       r.payload->'$.rank_left' AS rank_left,
+       r.payload->'$.delta_norm' AS delta_norm,
+       list_min(CAST(r.payload->'$.rank_left' AS INTEGER[])) AS min_rank_left,
+       list_max(CAST(r.payload->'$.delta_norm' AS DOUBLE[])) AS max_delta_norm
 FROM base e
+LEFT JOIN room r ON r.cycle = e.cycle
 ORDER BY e.seq
 """
 

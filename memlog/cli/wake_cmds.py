@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, open_rw
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, WakeOpt, open_ro, open_rw
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.core.factfile import read_facts
 from memlog.core.facts import Fact
@@ -24,11 +24,12 @@ def inject(
     object_opt: str = typer.Option(None, "--object", help="The object (with --prompt)."),
     no_audit: bool = typer.Option(False, "--no-audit", help="Skip the batched audit of all active facts after each inject."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Sleep when pressure (degraded/active) crosses this threshold."),
+    wake: str = WakeOpt,
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
 ):
-    """Wake injection, unconstrained MEMIT, one fact at a time."""
+    """Wake injection: MEMIT one fact at a time, constrained or unconstrained (--wake)."""
     given = [name for name, value in (("SUBJECT RELATION OBJECT", subject), ("--file", file), ("--prompt", prompt)) if value is not None]
     if len(given) > 1:
         raise UserError(f"give one of SUBJECT RELATION OBJECT, --prompt with --subject and --object, or --file; got {' and '.join(given)}")
@@ -46,7 +47,7 @@ def inject(
         facts = [Fact(subject, relation, obj)]
     if auto_sleep is not None and not 0 <= auto_sleep < 1:
         raise UserError(f"--auto-sleep is a pressure threshold in [0, 1), got {auto_sleep}")
-    mem = open_rw(store, device)
+    mem = open_rw(store, device, wake=wake)
     try:
         with progress_bars(True) as progress:
             report = mem.inject(facts, audit=not no_audit, auto_sleep=auto_sleep, progress=progress)
@@ -71,7 +72,7 @@ def inject(
 
 def audit(store: Path = StoreOpt, device: str = DeviceOpt, fmt: Format = FormatOpt):
     """Audit every active fact and record the result."""
-    mem = open_rw(store, device)
+    mem = open_rw(store, device, wake=wake)
     try:
         event = mem.audit()
         seq = mem.head_seq
@@ -115,7 +116,7 @@ def revert(
     fmt: Format = FormatOpt,
 ):
     """Revert an edit: its current version leaves the weights (the fact stays; sleep may refresh it)."""
-    mem = open_rw(store, device)
+    mem = open_rw(store, device, wake=wake)
     try:
         seq = mem.revert(edit_id)
     finally:

@@ -192,36 +192,50 @@ def _clamp(delta: torch.Tensor, max_norm: torch.Tensor) -> None:
     delta.mul_(scale)
 
 
+def shared_key_groups(facts: list[Fact]) -> list[int]:
+    """A group index per fact: facts whose prompts agree up to the subject's last character
+    (the same subject in the same place, so the same key and residual there) share one."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(f.prompt[: f.subject_span[1]], len(seen)) for f in facts]
+
+
 def compute_v_star(
-    lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig"
+    lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets (d_model × N, float32) at the output of block ``layer`` and per-fact final NLL (N,).
 
     Each fact stops (its delta is frozen) once its NLL + KL term is below ``cfg.v_stop_loss``
     (the weight decay is left out of the test, as its MEMIT counterpart is negligible), so a fact
     gets the same v* whether it is optimised alone or in a batch.
+
+    ``groups`` (from ``shared_key_groups``) makes the facts of a group share one delta: one
+    target written at their common key that serves every object of the group (joint v*); a
+    group stops when all its facts are below the stop loss.
     """
     problem = _prepare(lm, facts, layer, cfg)
-    delta = torch.zeros_like(problem.h_init, requires_grad=True)
+    index = torch.tensor(groups if groups is not None else range(len(facts)), dtype=torch.long, device=problem.h_init.device)
+    first = torch.tensor([index.tolist().index(g) for g in range(int(index.max()) + 1)], device=index.device)
+    delta = torch.zeros_like(problem.h_init[first], requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=cfg.v_lr)
-    max_norm = cfg.clamp_norm_factor * problem.h_norm
-    frozen = torch.zeros(len(facts), dtype=torch.bool, device=delta.device)
+    max_norm = cfg.clamp_norm_factor * problem.h_norm[first]
+    frozen = torch.zeros(len(first), dtype=torch.bool, device=delta.device)
     with torch.enable_grad():
         for step in range(cfg.v_steps + 1):
-            total, fit, nll = _losses(lm, problem, delta, cfg)
+            total, fit, nll = _losses(lm, problem, delta[index], cfg)
             if not bool(torch.isfinite(total).all()):
                 raise NonFiniteError(
                     f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
                 )
-            frozen |= fit.detach() < cfg.v_stop_loss
+            above = (fit.detach() >= cfg.v_stop_loss).float()
+            frozen |= torch.zeros(len(first), device=above.device).index_add(0, index, above) == 0
             if step == cfg.v_steps or bool(frozen.all()):
                 break
             optimiser.zero_grad(set_to_none=True)
-            (total * ~frozen).sum().backward()
+            (total * ~frozen[index]).sum().backward()
             kept = delta.detach()[frozen].clone()
             optimiser.step()
             with torch.no_grad():
                 delta[frozen] = kept
                 _clamp(delta, max_norm)
-    targets = (problem.h_init + delta.detach()).T.contiguous()
+    targets = (problem.h_init + delta.detach()[index]).T.contiguous()
     return targets, nll.detach().float().cpu()

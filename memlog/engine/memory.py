@@ -27,6 +27,7 @@ from memlog.engine.audit_measures import PROBED_PHASES, with_probes
 from memlog.engine.config import EngineConfig
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
+from memlog.engine.wake import note_wake_room, wake_plan
 from memlog.errors import IntegrityError, UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.facts import fact_of, record_of
@@ -201,7 +202,8 @@ class Memory:
         auto_sleep: float | None = None,
         progress: ProgressFn = no_progress,
     ) -> InjectReport:
-        """Wake injection: unconstrained MEMIT, one fact at a time, each its own committed unit.
+        """Wake injection: MEMIT, one fact at a time, each its own committed unit; unconstrained or
+        under the healthy facts' null space (``EngineConfig.wake``, ``memlog.engine.wake``).
 
         Refuses (UserError) before any MEMIT run or blob write when the store is read-only or closed.
         The solves run with deterministic kernels (``pinned(None)``); projections pin one thread.
@@ -242,7 +244,8 @@ class Memory:
             else:
                 edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
             before = self.editor.neighbour_completions([n.prompt for n in fact.neighbours]) if fact.neighbours else None
-            result = self.editor.edit([fact])
+            edit_facts, options = wake_plan(self, [fact])
+            result = self.editor.edit(edit_facts, **options)
             self.emit(
                 FactInjected(
                     edit_id=edit_id,
@@ -255,6 +258,7 @@ class Memory:
                 ),
                 project=True,
             )
+            note_wake_room(self, result, options)
             recalled = None
             if audit:
                 self.record_audit("wake", None)
