@@ -26,7 +26,8 @@ from memlog.core.keys import KeyReader, bare_prompt_batch  # noqa: E402
 from memlog.core.memit import Protection, applied, apply_factors, memit_edit, prepare_covariances  # noqa: E402
 from memlog.core.memit_hparams import MemitConfig  # noqa: E402
 from memlog.core.model import EMBEDDED, ModelSpec, load_model  # noqa: E402
-from memlog.core.pool import mixed_pool  # noqa: E402
+from memlog.core.facts import Fact  # noqa: E402
+from memlog.core.pool import FIRST_NAMES, LAST_NAMES, mixed_pool  # noqa: E402
 from memlog.core.recall import audit  # noqa: E402
 from memlog.engine.open import _load_or_compute_covariances  # noqa: E402
 from memlog.progress import no_progress  # noqa: E402
@@ -49,6 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--facts", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shared-names", action="store_true", help="old facts about 4 first names × 2 surnames; the new one shares a surname")
+    parser.add_argument("--modes", nargs="+", default=["none", "subject", "prompt"])
     args = parser.parse_args()
     fix_threads(1)
     lm = load_model(ModelSpec(model=EMBEDDED))
@@ -56,12 +59,23 @@ def main() -> None:
     covs, *_ = _load_or_compute_covariances(lm, list(cfg.layers), cfg, cached_model_fingerprint(lm), None, lambda *a: None)
     covs = prepare_covariances(covs)
     pool = mixed_pool(args.facts + 1, seed=args.seed)
+    if args.shared_names:
+        people = [f"{FIRST_NAMES[i]} {LAST_NAMES[j]}" for j in range(2) for i in range(4)] + [f"{FIRST_NAMES[4]} {LAST_NAMES[0]}"]
+        pool = [Fact(person, f.relation, f.object) for person, f in zip(people, mixed_pool(9, seed=args.seed))]
     old, new = pool[:-1], pool[-1]
     for fact in old:
         apply_factors(lm, memit_edit(lm, [fact], cfg, covs).deltas)
     before = audit(lm, old)
     print(f"{sum(r.recalled for r in before)}/{len(old)} old facts recalled before the new edit; new: {new}")
-    for mode in ("none", "subject", "prompt"):
+    batch, rows, cols = bare_prompt_batch(lm, old + [new])
+    reader = KeyReader(lm, batch.input_ids, rows, cols)
+    cosines = []
+    for layer in cfg.layers:
+        k = reader.read(layer).double()
+        k = k / k.norm(dim=0)
+        cosines.append(float((k[:, :-1].T @ k[:, -1]).max()))
+    print(f"largest cosine of the new fact's audit key with an old one, per layer: {[round(c, 3) for c in cosines]}")
+    for mode in args.modes:
         start = time.perf_counter()
         protect = None if mode == "none" else Protection(tuple(old), mode)
         result = memit_edit(lm, [new], cfg, covs, protect=protect)
