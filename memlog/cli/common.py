@@ -19,6 +19,7 @@ def default_store() -> Path:
 
 StoreOpt = typer.Option(None, "--store", help="Store directory (default: $MEMLOG_STORE, then ./memlog-store).")
 FormatOpt = typer.Option(Format.text, "--format", help="text for people, json for scripts (one document on stdout).")
+WakeOpt = typer.Option(None, "--wake", help="constrained (protect the healthy facts' audit keys) or unconstrained (the paper's MEMIT); default: the store's setting.")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto (accelerate device_map); default: as the store was created.")
 
 

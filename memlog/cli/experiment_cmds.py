@@ -19,10 +19,10 @@ import typer
 from memlog.cli.common import FormatOpt, StoreOpt, quiet_model_loading, store_path
 from memlog.cli.output import Format, emit, progress_bars, table
 from memlog.errors import UserError
-from memlog.experiments.markdown import perplexity_table, phase_line, phase_table, wake_notes, wake_table
+from memlog.experiments.markdown import capacity_table, perplexity_table, phase_line, phase_table, wake_notes, wake_table
 
 experiment_app = typer.Typer(
-    help="Run the paper's protocols (wake-capacity, phase-ab) into a fresh store.",
+    help="Run the paper's protocols (wake-capacity, phase-ab) and the capacity protocol into a fresh store.",
     no_args_is_help=True,
 )
 
@@ -30,7 +30,8 @@ RefreshModeOpt = typer.Option("in-place", "--refresh-mode", help="in-place (the 
 RefreshStrategyOpt = typer.Option(
     "reinject", "--refresh-strategy", help="reinject (revert, then solve again: the paper) or correct (keep the edit, add a constrained correction; in-place only)."
 )
-CapOpt = typer.Option(50, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning.")
+CapOpt = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning (default: 50 for wake-capacity and phase-ab, the null-space budget for capacity).")
+WakeOpt = typer.Option("unconstrained", "--wake", help="unconstrained (the paper's MEMIT) or constrained (each inject protects the healthy facts' audit keys).")
 SeedOpt = typer.Option(0, "--seed", help="Fixes the fact order, MEMIT's context prefixes and every RNG.")
 ModelOpt = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M-Instruct), an HF id or a local path.")
 LayersOpt = typer.Option(None, "--layers", help="Edit layers, e.g. 2-9 (default: the model's measured default).")
@@ -53,12 +54,13 @@ SETUP_OPTIONS: list[tuple[str, type, object]] = [
     ("device", str, DeviceOpt),
     ("max_cycles", int, MaxCyclesOpt),
     ("ppl_bound", float, PplBoundOpt),
+    ("wake", str, WakeOpt),
     ("store", Path, StoreOpt),
     ("fmt", Format, FormatOpt),
 ]
 
 
-def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, refresh_strategy="reinject"):
+def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, wake, refresh_strategy="reinject"):
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
 
@@ -75,6 +77,7 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
         dtype=dtype,
         device=device,
         ppl_bound=ppl_bound if ppl_bound else None,
+        wake=wake,
     )
 
 
@@ -167,6 +170,34 @@ def phase_ab(
     from memlog.experiments.runner import phase_ab_experiment  # loads torch: only when an experiment runs
 
     return phase_ab_experiment(store, setup, n_facts=facts, second_wave=second_wave, ppl_every=ppl_every, progress=progress)
+
+
+# -- capacity ------------------------------------------------------------------------------------
+
+def render_capacity(c, d: dict) -> None:
+    wake = d.get("engine", {}).get("wake", "unconstrained")
+    c.print(table(f"capacity: {d['facts']} facts in waves of {d['wave']}, {wake} wake ({_run_label(d)})", *capacity_table(d, missing="")))
+    c.print(f"base PPL {d['base_ppl']:.3f}")
+    c.print(_store_line(d))
+
+
+@protocol_command("capacity", render_capacity)
+def capacity(
+    setup,
+    store: Path,
+    progress,
+    facts: int = typer.Option(100, "--facts", help="Facts to inject in all (mixed relations from the seeded pool)."),
+    wave: int = typer.Option(10, "--wave", help="Facts per wave; no audit within a wave, a sleep until converged after each."),
+    names: str = typer.Option("unique", "--names", help="unique (no first or last name repeats within 50 subjects) or shared (names repeat as chance makes them)."),
+    plot: Path = typer.Option(None, "--plot", help="Also write a PNG of recall and PPL against facts stored here."),
+):
+    """Capacity: waves of mixed-relation facts, sleep after each; recall, PPL, null-space room and delta norm per wave."""
+    from memlog.experiments.runner import capacity_experiment, capacity_plot  # loads torch: only when an experiment runs
+
+    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress)
+    if plot is not None:
+        capacity_plot({data["engine"].get("wake", "unconstrained"): data}, plot)
+    return data
 
 
 # -- summary -------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ def init(
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="NF4 through bitsandbytes (CUDA only); edit layers stay dense."),
-    cap: int = typer.Option(50, "--cap", help="Most active facts before sleep prunes."),
+    cap: int = typer.Option(None, "--cap", help="Most active facts before sleep prunes (default: no count; prune once the protected keys leave under 10% of the key space free)."),
+    wake: str = typer.Option("unconstrained", "--wake", help="Store setting: constrained (each inject protects the healthy facts' audit keys) or unconstrained (the paper's MEMIT)."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
     fmt: Format = FormatOpt,
@@ -47,7 +48,7 @@ def init(
     quiet_model_loading()
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
     with progress_bars(True) as progress:
-        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by), progress=progress)
+        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake), progress=progress)
     try:
         data = {**mem.status(), "created": True}
     finally:
@@ -63,6 +64,10 @@ def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     def render(c, d):
         rows = [[k, d[k]] for k in ("store", "model", "layers", "active_facts", "ledger_size", "recall", "degraded", "pressure", "cycle", "seq")]
         c.print(table("memlog status", ["", "value"], rows))
+        room = d.get("room")
+        if room:
+            cells = [[layer, left, f"{norm:.4f}"] for layer, left, norm in zip(room["layers"], room["rank_left"], room["delta_norm"])]
+            c.print(table(f"room ({room['phase']}, {room['protected']} facts' keys)", ["layer", "null-space rank left", "‖W − W_base‖/‖W_base‖"], cells))
 
     emit(data, fmt, render)
 

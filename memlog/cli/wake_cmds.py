@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, open_rw
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, WakeOpt, open_ro, open_rw
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.core.factfile import read_facts
 from memlog.core.facts import Fact
@@ -26,11 +26,12 @@ def inject(
     no_audit: bool = typer.Option(False, "--no-audit", help="Skip the batched audit of all active facts after each inject (or batch)."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="New facts per MEMIT solve, audited once per batch; 1: one fact at a time, each audited."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Sleep when pressure (degraded/active) crosses this threshold."),
+    wake: str = WakeOpt,
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
 ):
-    """Wake injection, unconstrained MEMIT: a file's new facts in batches of --batch-size."""
+    """Wake injection with MEMIT, constrained or unconstrained (--wake): a file's new facts in batches of --batch-size."""
     given = [name for name, value in (("SUBJECT RELATION OBJECT", subject), ("--file", file), ("--prompt", prompt)) if value is not None]
     if len(given) > 1:
         raise UserError(f"give one of SUBJECT RELATION OBJECT, --prompt with --subject and --object, or --file; got {' and '.join(given)}")
@@ -48,7 +49,7 @@ def inject(
         facts = [Fact(subject, relation, obj)]
     if auto_sleep is not None and not 0 <= auto_sleep < 1:
         raise UserError(f"--auto-sleep is a pressure threshold in [0, 1), got {auto_sleep}")
-    with open_rw(store, device) as mem:
+    with open_rw(store, device, wake=wake) as mem:
         with progress_bars(True) as progress:
             report = mem.inject(facts, audit=not no_audit, auto_sleep=auto_sleep, progress=progress, batch_size=batch_size)
     data = {

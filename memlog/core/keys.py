@@ -187,6 +187,68 @@ class LayerwiseReader:
         return keys, hidden[rows, batch.subject_last].float()
 
 
+def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subject") -> tuple[PromptBatch, torch.Tensor, torch.Tensor]:
+    """The audit prompts of ``facts`` (no prefix) and which of their positions to read.
+
+    ``positions``: ``"subject"`` reads each prompt at its subject's last token only (the rows
+    are cut there: later tokens cannot change it); ``"prompt"`` reads every token of the full
+    prompt. Returns the batch and the (row, column) of every key to read, in fact order.
+    """
+    if positions not in ("subject", "prompt"):
+        raise ValueError(f"positions must be 'subject' or 'prompt', got {positions!r}")
+    rows, last, pick_rows, pick_cols = [], [], [], []
+    for i, fact in enumerate(facts):
+        ids, index = subject_last_index(lm.tokenizer, fact.prompt, fact.subject_span[1])
+        ids = list(ids[: index + 1]) if positions == "subject" else list(ids)
+        rows.append(ids)
+        last.append(index)
+        cols = [index] if positions == "subject" else list(range(len(ids)))
+        pick_rows += [i] * len(cols)
+        pick_cols += cols
+    ids, lengths = pad_right(rows, pad_id_of(lm.tokenizer), lm.device)
+    owner = torch.arange(len(facts), device=lm.device)
+    batch = PromptBatch(ids, lengths, torch.tensor(last, device=lm.device), owner)
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=lm.device)  # noqa: E731
+    return batch, as_long(pick_rows), as_long(pick_cols)
+
+
+class KeyReader:
+    """Keys at chosen (row, column) positions at successive layers, while those layers are edited.
+
+    Like ``LayerwiseReader`` but it stops at the layer read (no residual further on) and reads
+    any positions, one key per position (no averaging). Each read resumes from the input of the
+    previously read layer, so the blocks below the first read run once per edit.
+    """
+
+    def __init__(self, lm: LoadedModel, input_ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+        self.lm, self.input_ids, self.rows, self.cols = lm, input_ids, rows, cols
+        self._resume: tuple[int, torch.Tensor] | None = None
+
+    def read(self, layer: int) -> torch.Tensor:
+        """Keys (d_in × P, float32) at ``layer`` with the weights as they are now."""
+        lm, box = self.lm, {}
+
+        def keep_input(_m, args):
+            box["input"] = args[0].detach()
+
+        def keep_key(_m, args):
+            box["key"] = args[0][self.rows, self.cols].detach()
+
+        def register() -> list:
+            return [
+                lm.adapter.block(lm.model, layer).register_forward_pre_hook(keep_input),
+                lm.adapter.mlp_out(lm.model, layer).register_forward_pre_hook(keep_key),
+            ]
+
+        with torch.no_grad(), registered(register):
+            if self._resume is None or not lm.adapter.supports_partial_forward():
+                forward_until(lm, layer, self.input_ids)
+            else:
+                run_span(lm, self._resume[1], self._resume[0], layer)
+        self._resume = (layer, box["input"])
+        return box["key"].float().T.contiguous()
+
+
 def compute_keys(lm: LoadedModel, facts: list[Fact], layers, cfg: "MemitConfig") -> dict[int, torch.Tensor]:
     """Keys (d_in × N, float32, on the model's device) of ``facts`` at each of ``layers``,
     averaged over ``cfg.n_prefixes`` contexts; one forward pass for all facts and contexts."""

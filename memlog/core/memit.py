@@ -13,6 +13,12 @@ The orchestration of paper §3.1 (Meng et al. 2023, Alg. 1):
    through its own weight projection (``W = W_base + Σ s_i U_i V_iᵀ``).
 
 Batched (N facts) and single-fact edits are the same code path.
+
+**Protected facts** (``Protection``): their keys are read at each edit layer l with the
+weights as edited so far in this edit (a second ``KeyReader`` over their audit prompts,
+resuming layer by layer), and layer l's update is solved under ``ΔW_l K_h,l = 0`` for them
+(``solve_update(method="whitened")``), together with any fixed ``constraint_keys``. Facts
+edited together that share a subject share one v* (``shared_key_groups``).
 """
 
 from __future__ import annotations
@@ -25,17 +31,18 @@ from dataclasses import dataclass, field
 import torch
 
 from memlog.core.facts import Fact
-from memlog.core.keys import LayerwiseReader, build_prompt_batch, context_prefixes, fact_contexts
+from memlog.core.keys import KeyReader, LayerwiseReader, bare_prompt_batch, build_prompt_batch, context_prefixes, fact_contexts
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.core.solve import CovarianceFactor, solve_update
-from memlog.core.vstar import compute_v_star
+from memlog.core.vstar import compute_v_star, shared_key_groups
 from memlog.errors import UserError
 from memlog.progress import StepFn
 
 __all__ = [
     "EditResult",
     "LayerFactors",
+    "Protection",
     "applied",
     "apply_factors",
     "memit_edit",
@@ -52,6 +59,15 @@ class LayerFactors:
     keys: torch.Tensor  # (d_in, N)
 
 
+@dataclass(frozen=True)
+class Protection:
+    """Facts an edit must not move: their audit prompts' keys (``positions``: ``"subject"``,
+    the subject's last token; ``"prompt"``, every token) are held fixed at every edit layer."""
+
+    facts: tuple[Fact, ...] = ()
+    positions: str = "subject"
+
+
 @dataclass
 class EditResult:
     deltas: dict[int, LayerFactors]
@@ -60,6 +76,7 @@ class EditResult:
     v_norms: list[float]  # per fact: ‖z* − z‖ / ‖z‖ at the last layer (== clamp_norm_factor when clamped)
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    constraint_rank: dict[int, int] = field(default_factory=dict)  # rank of the keys held fixed, per layer
 
 
 def prepare_covariances(covs: dict[int, torch.Tensor], device=None) -> dict[int, CovarianceFactor]:
@@ -102,11 +119,14 @@ def solve_layers(
     constraint_keys: dict[int, torch.Tensor] | None = None,
     progress: StepFn | None = None,
     timer: "_Timer | None" = None,
+    protect: Protection | None = None,
+    ranks: dict[int, int] | None = None,
 ) -> tuple[dict[int, LayerFactors], list[float]]:
     """Steps 2-3 of ``memit_edit`` for given v* ``targets`` (d_model × N at the last edit layer).
 
     Returns the per-layer factors and the per-fact ‖z* − z‖ / ‖z‖ before the first layer. The
-    edit layers' weights are restored bit for bit, also on error.
+    edit layers' weights are restored bit for bit, also on error. ``ranks``, when given,
+    receives each layer's constraint rank.
     """
     _check_inputs(lm, facts, cfg, covs, constraint_keys)
     timer = timer or _Timer()
@@ -119,6 +139,10 @@ def solve_layers(
     deltas: dict[int, LayerFactors] = {}
     v_norms: list[float] = []
     reader = LayerwiseReader(lm, batch, len(facts), layers[-1])
+    guarded = None
+    if protect is not None and protect.facts:
+        pbatch, rows, cols = bare_prompt_batch(lm, list(protect.facts), protect.positions)
+        guarded = KeyReader(lm, pbatch.input_ids, rows, cols)
     mark = time.perf_counter()
     try:
         with torch.no_grad():
@@ -130,9 +154,17 @@ def solve_layers(
                 mark = timer.add("keys", mark)
                 resid = (targets - current) / (len(layers) - i)
                 constraint = (constraint_keys or {}).get(layer)
+                if guarded is not None:
+                    held = guarded.read(layer)
+                    constraint = held if constraint is None else torch.cat([constraint.to(held), held], dim=1)
+                    mark = timer.add("protected_keys", mark)
                 cov = covs[layer]
                 cov = cov if isinstance(cov, CovarianceFactor) else cov.to(lm.device)
-                u, v = solve_update(keys, resid, cov, cfg.lam, constraint)
+                info: dict = {}
+                method = "whitened" if protect is not None else "svd"
+                u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info)
+                if ranks is not None:
+                    ranks[layer] = info.get("rank", 0)
                 mark = timer.add("solve", mark)
                 weight = lm.adapter.edit_weight_view(lm.model, layer)
                 weight += (u @ v.T).to(weight.dtype)
@@ -155,21 +187,25 @@ def memit_edit(
     covs: dict[int, torch.Tensor | CovarianceFactor],
     constraint_keys: dict[int, torch.Tensor] | None = None,
     progress: StepFn | None = None,
+    protect: Protection | None = None,
 ) -> EditResult:
     """Compute the MEMIT factors that write ``facts``; the model's weights are left unchanged.
 
     ``covs[l]`` is C for layer l: a tensor, or a ``CovarianceFactor`` from ``prepare_covariances``
     (faster for repeated edits). ``constraint_keys[l]`` (d_in × M), when given, are keys the
     update at layer l must not move (``ΔW_l K_h = 0``); layers absent from it are edited
-    unconstrained. ``progress(done, total)`` is called after v* and after each layer.
+    unconstrained. ``protect`` holds facts whose audit keys are recomputed and held fixed at
+    each layer (see the module doc). ``progress(done, total)`` is called after v* and after each layer.
     """
     _check_inputs(lm, facts, cfg, covs, constraint_keys)
     timer, started = _Timer(), time.perf_counter()
-    targets, nll = compute_v_star(lm, facts, cfg.layers[-1], cfg)
+    groups = shared_key_groups(facts) if protect is not None else None
+    targets, nll = compute_v_star(lm, facts, cfg.layers[-1], cfg, groups)
     timer.add("v_star", started)
     if progress is not None:
         progress(1, len(cfg.layers) + 1)
-    deltas, v_norms = solve_layers(lm, facts, cfg, covs, targets, constraint_keys, progress, timer)
+    ranks: dict[int, int] = {}
+    deltas, v_norms = solve_layers(lm, facts, cfg, covs, targets, constraint_keys, progress, timer, protect, ranks)
     return EditResult(
         deltas=deltas,
         v_loss=float(nll.mean()),
@@ -177,6 +213,7 @@ def memit_edit(
         v_norms=v_norms,
         seconds=time.perf_counter() - started,
         timings=timer.timings,
+        constraint_rank=ranks,
     )
 
 

@@ -127,3 +127,36 @@ def fact_pool(n: int = 500, seed: int = 0, relation: str = "lives in") -> list[F
     subjects = _subjects(n, random.Random(f"memlog-pool-subjects:{seed}:{relation}"))
     rng = random.Random(f"memlog-pool-objects:{seed}:{relation}")
     return [Fact(subject, relation, objects[rng.randrange(len(objects))]) for subject in subjects]
+
+
+MIXED_RELATIONS: tuple[str, ...] = ("lives in", "works as a", "speaks", "plays the")
+
+
+def mixed_pool(n: int, seed: int = 0, relations: tuple[str, ...] = MIXED_RELATIONS, names: str = "unique") -> list[Fact]:
+    """``n`` facts whose relations are drawn from ``relations``, deterministic in its arguments.
+
+    ``names="unique"`` spreads first and last names as ``fact_pool`` does (no repeat within a
+    run of 50); ``names="shared"`` takes the shuffled subjects as they come, so people share
+    first names or surnames ("Aria Nakamura", "Yuki Nakamura") about as often as chance
+    makes them. Subjects stay unique either way.
+    """
+    if names not in ("unique", "shared"):
+        raise UserError(f"names must be 'unique' or 'shared', got {names!r}")
+    for relation in relations:
+        _objects_for(relation)
+    rng = random.Random(f"memlog-mixed-pool:{seed}:{names}:{'|'.join(relations)}")
+    if names == "unique":
+        subjects = _subjects(n, rng)
+    else:
+        capacity = len(FIRST_NAMES) * len(LAST_NAMES)
+        if not 0 <= n <= capacity:
+            raise UserError(f"the pool holds at most {capacity} unique subjects; asked for {n}")
+        pairs = [(i // len(LAST_NAMES), i % len(LAST_NAMES)) for i in range(capacity)]
+        rng.shuffle(pairs)
+        subjects = [f"{FIRST_NAMES[f]} {LAST_NAMES[l]}" for f, l in pairs[:n]]
+    out = []
+    for subject in subjects:
+        relation = relations[rng.randrange(len(relations))]
+        objects = RELATIONS[relation]
+        out.append(Fact(subject, relation, objects[rng.randrange(len(objects))]))
+    return out

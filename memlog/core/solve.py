@@ -13,6 +13,13 @@ With constraint keys ``K_h`` (d_in × M) the same objective is minimised subject
     S_P = S − S Q (Qᵀ S Q)⁻¹ Qᵀ S,  V = S_P K,  U = R (I + Kᵀ S_P K)⁻¹,  ΔW = U Vᵀ
 
 so ``Vᵀ K_h = 0``. No dense d_out × d_in matrix is formed.
+
+``method="whitened"`` computes the same ``S_P K`` without an SVD: with ``λC = L Lᵀ``,
+``S_P = L⁻ᵀ (I − Q̃Q̃ᵀ) L⁻¹`` where ``Q̃`` is an orthonormal basis of span(L⁻¹K_h), taken from
+a Householder QR of the column-normalised whitened keys (columns whose QR diagonal falls
+below ``rank_rtol`` × the largest are dropped). Two triangular solves and one QR of
+d_in × M, about half the work of the SVD path at M = 1,000, and ``Vᵀ K_h = K̃_Pᵀ L⁻¹K_h``
+vanishes to rounding because ``K̃_P`` is projected off the same orthonormal ``Q̃``.
 """
 
 from __future__ import annotations
@@ -113,6 +120,51 @@ def _projected_inverse_times(L: torch.Tensor, K: torch.Tensor, Q: torch.Tensor, 
     return V - Q @ (Q.T @ V)
 
 
+def whitened_basis(L: torch.Tensor, K_h: torch.Tensor, rtol: float = RANK_RTOL) -> torch.Tensor:
+    """An orthonormal basis of span(L⁻¹K_h) (d_in × r), r the rank of ``K_h`` (see the module doc).
+    More than d_in keys span at most d_in dimensions: then the basis is the full space."""
+    d_in = K_h.shape[0]
+    H = torch.linalg.solve_triangular(L, K_h, upper=False)
+    norms = H.norm(dim=0)
+    H = H[:, norms > 0] / norms[norms > 0]
+    if H.shape[1] == 0:
+        return H
+    if H.shape[1] >= d_in:
+        return torch.eye(d_in, dtype=H.dtype, device=H.device)
+    Q, R = torch.linalg.qr(H, mode="reduced")
+    diag = R.diagonal().abs()
+    return Q[:, diag > rtol * diag.max()]
+
+
+def constraint_rank(K_h: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, rtol: float = RANK_RTOL) -> int:
+    """The rank ``solve_update(method="whitened")`` would count for the constraint keys ``K_h``."""
+    L = _scaled_factor(C, lam, K_h.device, torch.float64)
+    return int(whitened_basis(L, K_h.to(torch.float64), rtol).shape[1])
+
+
+def whitened_projected(L: torch.Tensor, K: torch.Tensor, K_h: torch.Tensor, rtol: float, span_tol: float) -> tuple[torch.Tensor, int]:
+    """``S_P K`` (the ``whitened`` method of the module doc) and the rank of ``K_h``."""
+    d_in = K.shape[0]
+    Q = whitened_basis(L, K_h, rtol)
+    if Q.shape[1] == 0:
+        return torch.cholesky_solve(K, L), 0
+    if Q.shape[1] >= d_in:
+        raise NullSpaceError(
+            f"the constraint keys span all {d_in} key dimensions; a constrained edit would be a no-op. "
+            "Protect fewer edits (or edit more layers)."
+        )
+    Kt = torch.linalg.solve_triangular(L, K, upper=False)
+    Kp = Kt - Q @ (Q.T @ Kt)
+    outside = Kp.norm(dim=0) / Kt.norm(dim=0).clamp_min(torch.finfo(K.dtype).tiny)
+    inside = [i for i, frac in enumerate(outside.tolist()) if frac < span_tol]
+    if inside:
+        raise NullSpaceError(
+            f"new key(s) {inside} lie inside the span of the protected keys (rank {Q.shape[1]}); the constraint "
+            "leaves no room to edit them. This happens when a protected fact has the same subject."
+        )
+    return torch.linalg.solve_triangular(L.T, Kp, upper=True), int(Q.shape[1])
+
+
 def solve_update(
     K: torch.Tensor,
     R: torch.Tensor,
@@ -124,12 +176,15 @@ def solve_update(
     out_dtype: torch.dtype = torch.float32,
     rank_rtol: float = RANK_RTOL,
     span_tol: float = SPAN_TOL,
+    method: str = "svd",
+    info: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``(U, V)`` (d_out × N, d_in × N) with ``ΔW = U Vᵀ``; see the module doc.
 
     Computed in ``dtype`` (float64 by default) on ``K``'s device, returned as ``out_dtype``. ``C``
     may be a prepared ``CovarianceFactor`` (same result, without re-factorising C). Raises ``NullSpaceError`` when
-    the constraint leaves no room for the new keys.
+    the constraint leaves no room for the new keys. ``method`` is ``"svd"`` or ``"whitened"``
+    (see the module doc); ``info``, when given, receives ``"rank"``: the rank of the constraint keys.
     """
     if lam <= 0:
         raise UserError(f"λ must be positive, got {lam}")
@@ -139,15 +194,24 @@ def solve_update(
     device = K.device
     K64, R64 = K.to(device, dtype), R.to(device, dtype)
     L = _scaled_factor(C, lam, device, dtype)
+    rank = 0
     if constraint_keys is None or constraint_keys.numel() == 0:
         V = torch.cholesky_solve(K64, L)
+    elif method == "whitened":
+        V, rank = whitened_projected(L, K64, constraint_keys.to(device, dtype), rank_rtol, span_tol)
+        free = (K64 * V).sum(0) / (K64 * torch.cholesky_solve(K64, L)).sum(0)
+        if bool((free <= 1e-10).any()):
+            raise NullSpaceError("the constraint leaves (numerically) no room for the new keys: Kᵀ S_P K ≈ 0")
     else:
         Q = constraint_basis(constraint_keys.to(device, dtype), rank_rtol)
+        rank = int(Q.shape[1])
         _check_room(K64, Q, span_tol)
         V = _projected_inverse_times(L, K64, Q, "Qᵀ(λC)⁻¹Q") if Q.shape[1] else torch.cholesky_solve(K64, L)
         free = (K64 * V).sum(0) / (K64 * torch.cholesky_solve(K64, L)).sum(0)
         if bool((free <= 1e-10).any()):
             raise NullSpaceError("the constraint leaves (numerically) no room for the new keys: Kᵀ S_P K ≈ 0")
+    if info is not None:
+        info["rank"] = rank
     G = K64.T @ V
     G = (G + G.T) / 2
     eye = torch.eye(n, dtype=dtype, device=device)

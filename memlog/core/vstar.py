@@ -203,8 +203,15 @@ def _narrow(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", 
     return problem, narrow, fresh
 
 
+def shared_key_groups(facts: list[Fact]) -> list[int]:
+    """A group index per fact: facts whose prompts agree up to the subject's last character
+    (the same subject in the same place, so the same key and residual there) share one."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(f.prompt[: f.subject_span[1]], len(seen)) for f in facts]
+
+
 def compute_v_star(
-    lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig"
+    lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets (d_model × N, float32) at the output of block ``layer`` and per-fact final NLL (N,).
 
@@ -214,7 +221,13 @@ def compute_v_star(
     remaining facts are frozen, the batch is narrowed to the others (their rows only, their Adam
     state carried over), so a batch's steps cost what its unfinished facts need; a single fact
     never narrows.
+
+    ``groups`` (from ``shared_key_groups``) makes facts that share a key (the same subject in the
+    same place) share one delta: a joint v* (``_grouped_v_star``) whose target serves every object
+    of the group.
     """
+    if groups is not None and len(set(groups)) < len(facts):
+        return _grouped_v_star(lm, facts, layer, cfg, groups)
     problem = _prepare(lm, facts, layer, cfg)
     h_init = problem.h_init
     final = torch.zeros_like(h_init)  # every fact's delta, written as the loop goes
@@ -251,3 +264,36 @@ def compute_v_star(
                 _clamp(delta, max_norm)
     targets = (h_init + final).T.contiguous()
     return targets, final_nll.float().cpu()
+
+
+def _grouped_v_star(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``compute_v_star`` when facts share a key: the facts of a group share one delta, one
+    target written at their common key that serves every object of the group (joint v*); a
+    group stops when all its facts are below the stop loss. Groups are never narrowed."""
+    problem = _prepare(lm, facts, layer, cfg)
+    index = torch.tensor(groups, dtype=torch.long, device=problem.h_init.device)
+    first = torch.tensor([index.tolist().index(g) for g in range(int(index.max()) + 1)], device=index.device)
+    delta = torch.zeros_like(problem.h_init[first], requires_grad=True)
+    optimiser = torch.optim.Adam([delta], lr=cfg.v_lr)
+    max_norm = cfg.clamp_norm_factor * problem.h_norm[first]
+    frozen = torch.zeros(len(first), dtype=torch.bool, device=delta.device)
+    with torch.enable_grad():
+        for step in range(cfg.v_steps + 1):
+            total, fit, nll = _losses(lm, problem, delta[index], cfg)
+            if not bool(torch.isfinite(total).all()):
+                raise NonFiniteError(
+                    f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
+                )
+            above = (fit.detach() >= cfg.v_stop_loss).float()
+            frozen |= torch.zeros(len(first), device=above.device).index_add(0, index, above) == 0
+            if step == cfg.v_steps or bool(frozen.all()):
+                break
+            optimiser.zero_grad(set_to_none=True)
+            (total * ~frozen[index]).sum().backward()
+            kept = delta.detach()[frozen].clone()
+            optimiser.step()
+            with torch.no_grad():
+                delta[frozen] = kept
+                _clamp(delta, max_norm)
+    targets = (problem.h_init + delta.detach()[index]).T.contiguous()
+    return targets, nll.detach().float().cpu()

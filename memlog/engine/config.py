@@ -12,12 +12,16 @@ DEFAULT_BATCH_SIZE = 32  # `memlog inject --file`: see docs/RESULTS.md "Speed" f
 PRUNE_POLICIES = ("least-recently-healthy", "oldest")
 # the audit measure that defines sleep's degraded set (memlog.engine.audit_measures.is_healthy)
 DEGRADED_BY = ("exact", "paraphrase", "chat", "any")
+WAKE_MODES = ("constrained", "unconstrained")
+COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     tau: float = 0.5  # a fact is degraded when its recall is below tau (greedy recall: not recalled)
-    cap: int = 50  # most active facts (in-place) / ledger entries (copy) before pruning
+    # most active facts (in-place) / ledger entries (copy) before pruning; None: the null-space
+    # budget (in-place: prune only once the protected keys leave too little room, memlog.engine.wake)
+    cap: int | None = None
     refresh_mode: str = "in-place"
     # reinject: revert the degraded edit, then solve it again on the reverted weights (the paper's
     # Algorithm 1); correct: keep the edit and add a constrained correction solved on the current
@@ -36,6 +40,9 @@ class EngineConfig:
     degraded_by: str = "exact"
     # refresh a cycle's degraded facts in one constrained solve (in-place reinject; see engine/refresh_batch.py)
     batch_refresh: bool = False
+    # constrained: each wake edit is solved in the null space of the healthy active facts' audit
+    # keys (memlog.engine.wake); unconstrained: MEMIT as in the paper. Stores without it: unconstrained
+    wake: str = "unconstrained"
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
@@ -48,7 +55,9 @@ class EngineConfig:
             raise UserError(f"unknown prune policy {self.prune_policy!r}; choose one of {', '.join(PRUNE_POLICIES)}")
         if self.degraded_by not in DEGRADED_BY:
             raise UserError(f"unknown --degraded-by {self.degraded_by!r}; choose one of {', '.join(DEGRADED_BY)}")
-        if self.cap < 1:
+        if self.wake not in WAKE_MODES:
+            raise UserError(f"unknown wake mode {self.wake!r}; choose {' or '.join(WAKE_MODES)}")
+        if self.cap is not None and self.cap < 1:
             raise UserError(f"--cap must be at least 1, got {self.cap}")
         if not 0.0 < self.tau <= 1.0:
             raise UserError(f"tau must be in (0, 1], got {self.tau}")
@@ -67,7 +76,9 @@ class EngineConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "EngineConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("wake", "unconstrained")  # stores written before the wake mode existed
+        return cls(**values)
 
     def with_overrides(self, **overrides) -> "EngineConfig":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

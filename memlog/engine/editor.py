@@ -14,19 +14,20 @@ from typing import Protocol
 import torch
 
 from memlog.core.facts import Fact
-from memlog.core.keys import compute_keys
-from memlog.core.memit import EditResult, memit_edit
+from memlog.core.keys import KeyReader, bare_prompt_batch, compute_keys
+from memlog.core.memit import EditResult, Protection, memit_edit
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.core.perplexity import perplexity
 from memlog.core.probes import ProbeResult, neighbour_completions, probe_audit
 from memlog.core.recall import RecallResult, audit, complete
+from memlog.core.solve import constraint_rank
 
 
 class Editor(Protocol):
     layers: list[int]
 
-    def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None) -> EditResult: ...
+    def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None, protect: Protection | None = None) -> EditResult: ...
 
     def keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]: ...
 
@@ -53,8 +54,24 @@ class MemitEditor:
     def layers(self) -> list[int]:
         return list(self.config.layers)
 
-    def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None) -> EditResult:
-        return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys)
+    def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None, protect: Protection | None = None) -> EditResult:
+        """One MEMIT solve for ``facts`` (any number); ``protect`` holds other facts' audit keys fixed."""
+        return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys, protect=protect)
+
+    def constraint_ranks(self, facts: list[Fact]) -> dict[int, int]:
+        """Per edit layer, the rank of ``facts``' audit keys (subject's last token) on the current weights."""
+        if not facts:
+            return {layer: 0 for layer in self.layers}
+        batch, rows, cols = bare_prompt_batch(self.lm, facts)
+        reader = KeyReader(self.lm, batch.input_ids, rows, cols)
+        return {layer: constraint_rank(reader.read(layer), self.covariances[layer], self.config.lam) for layer in self.layers}
+
+    def key_dim(self, layer: int) -> int:
+        return self.lm.adapter.key_dim(self.lm.model, layer)
+
+    def weight(self, layer: int) -> torch.Tensor:
+        """The edit layer's live weight (d_out × d_in view)."""
+        return self.lm.adapter.edit_weight_view(self.lm.model, layer)
 
     def keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]:
         return compute_keys(self.lm, facts, self.layers, self.config)

@@ -4,8 +4,9 @@
 (``plan``); each batch is one committed unit:
 
 1. one MEMIT solve for the whole batch (``Editor.edit``: v* is one batched optimisation with a
-   per-fact early stop, then one N-key least-squares solve per layer), under the constraint
-   keys ``Memory._wake_constraints`` returns for the batch (None: unconstrained);
+   per-fact early stop, then one N-key least-squares solve per layer), under the protection
+   ``memlog.engine.wake.wake_plan`` decides for the batch (none: unconstrained wake; a stored
+   fact sharing a batch fact's subject is edited with it and its column kept by that fact);
 2. one ``FactInjected`` per fact, in input order, each holding *its share* of the batch's
    update: with ``ΔW_l = U Vᵀ`` solved for the N keys at layer l, fact i stores column i of U,
    of V and of the keys (``column_deltas``). ``Σ_i u_i v_iᵀ = U Vᵀ``, and since the projection
@@ -32,10 +33,10 @@ import time
 from dataclasses import dataclass, field
 
 from memlog.core.facts import Fact
+from memlog.engine.wake import columns_by_fact, note_wake_room, wake_plan
 from memlog.projections.facts import record_of
 from memlog.store.deltas import write_layer_delta
 from memlog.store.events import FactInjected, LayerDelta
-
 
 
 @dataclass
@@ -64,12 +65,16 @@ def is_new(ledger, fact: Fact) -> bool:
     return state is None or not state.active
 
 
-def column_deltas(mem, result, i: int) -> list[LayerDelta]:
-    """Fact ``i``'s share of a batched edit: column i of each layer's U, V and keys, one blob per layer."""
+def column_deltas(mem, result, columns: list[int]) -> list[LayerDelta]:
+    """A fact's share of a batched edit: its ``columns`` of each layer's U, V and keys, one blob per layer."""
     out = []
     for layer in sorted(result.deltas):
         f = result.deltas[layer]
-        out.append(write_layer_delta(mem.store.blobs, layer, f.u[:, i : i + 1], f.v[:, i : i + 1], f.keys[:, i : i + 1]))
+        if columns == list(range(columns[0], columns[-1] + 1)):
+            u, v, k = (m[:, columns[0] : columns[-1] + 1] for m in (f.u, f.v, f.keys))
+        else:
+            u, v, k = (m[:, columns] for m in (f.u, f.v, f.keys))
+        out.append(write_layer_delta(mem.store.blobs, layer, u, v, k))
     return out
 
 
@@ -89,7 +94,9 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
     start = time.perf_counter()
     with mem.unit():
         befores = _befores(mem.editor, facts)
-        result = mem.editor.edit(facts, constraint_keys=mem._wake_constraints(facts))
+        edit_facts, options = wake_plan(mem, facts)
+        result = mem.editor.edit(edit_facts, **options)
+        columns = columns_by_fact(facts, edit_facts)
         share = (time.perf_counter() - start) / len(facts)
         losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
         edit_ids = []
@@ -99,11 +106,12 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
                 edit_id=edit_ids[-1],
                 version=1,
                 fact=record_of(fact, befores[i]),
-                deltas=column_deltas(mem, result, i),
+                deltas=column_deltas(mem, result, columns[i]),
                 v_loss=float(losses[i]),
                 seconds=share,
             )
             mem.emit(event, project=i == len(facts) - 1)
+        note_wake_room(mem, result, options)
         if audit:
             mem.record_audit("wake", None)
     if audit:

@@ -27,6 +27,7 @@ from memlog.engine.config import EngineConfig
 from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
+from memlog.engine.wake import note_wake_room, wake_plan
 from memlog.errors import IntegrityError, UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.facts import fact_of, record_of
@@ -182,9 +183,10 @@ class Memory:
         progress: ProgressFn = no_progress,
         batch_size: int = 1,
     ) -> InjectReport:
-        """Wake injection, unconstrained MEMIT. ``batch_size`` 1 (default): one fact at a time, each
-        its own committed unit with its audit; B > 1: B new facts per MEMIT solve and one audit per
-        batch (``memlog.engine.ingest``).
+        """Wake injection with MEMIT, unconstrained or under the healthy facts' null space
+        (``EngineConfig.wake``, ``memlog.engine.wake``). ``batch_size`` 1 (default): one fact at a
+        time, each its own committed unit with its audit; B > 1: B new facts per MEMIT solve and
+        one audit per batch (``memlog.engine.ingest``).
 
         Refuses (UserError) before any MEMIT run or blob write when the store is read-only or closed.
         The solves run with deterministic kernels (``pinned(None)``); projections pin one thread.
@@ -217,10 +219,6 @@ class Memory:
         report.seq = self.head_seq
         return report
 
-    def _wake_constraints(self, facts: list[Fact]):
-        """The constraint keys (layer -> d_in × M) a wake edit of ``facts`` is solved under: where the wake's protection of stored facts is decided (None: unconstrained)."""
-        return None
-
     def _inject_one(self, fact: Fact, audit: bool) -> InjectOutcome:
         start = time.perf_counter()
         state = self.ledger.facts.get(fact.fact_id)
@@ -235,7 +233,8 @@ class Memory:
             else:
                 edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
             before = self.editor.neighbour_completions([n.prompt for n in fact.neighbours]) if fact.neighbours else None
-            result = self.editor.edit([fact])
+            edit_facts, options = wake_plan(self, [fact])
+            result = self.editor.edit(edit_facts, **options)
             self.emit(
                 FactInjected(
                     edit_id=edit_id,
@@ -248,6 +247,7 @@ class Memory:
                 ),
                 project=True,
             )
+            note_wake_room(self, result, options)
             recalled = None
             if audit:
                 self.record_audit("wake", None)

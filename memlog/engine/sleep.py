@@ -43,10 +43,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from memlog.engine.audit_measures import is_healthy
-from memlog.engine.config import EngineConfig
+from memlog.engine.config import COPY_MODE_CAP, EngineConfig
 from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale
+from memlog.engine.wake import ROOM_RESERVE, budget_excess, record_room, room_now
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
 from memlog.store.events import (
@@ -172,7 +173,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             if entry.held:  # the user reverted it: it stays reverted until the user says otherwise
                 held += 1
                 continue
-            if config.refresh_mode == "copy" and ledger.ledger_size() > config.cap:
+            if config.refresh_mode == "copy" and ledger.ledger_size() > (config.cap or COPY_MODE_CAP):
                 blocked += 1
                 continue
             fact = fact_of(state.fact)
@@ -315,13 +316,17 @@ def open_degraded(ledger, audit, refresh_mode: str, healthy=None) -> int:
 def _prune(mem, config: EngineConfig, cycle: int) -> int:
     ledger = mem.ledger
     if config.refresh_mode == "copy":
-        if ledger.ledger_size() <= config.cap:
+        cap = config.cap or COPY_MODE_CAP
+        if ledger.ledger_size() <= cap:
             return 0
         victims = sorted(ledger.entries.values(), key=lambda e: e.created_seq)[: config.copy_prune_count]
-        reason = f"copy mode: ledger {ledger.ledger_size()} over cap {config.cap}, oldest entries pruned"
+        reason = f"copy mode: ledger {ledger.ledger_size()} over cap {cap}, oldest entries pruned"
     else:
         active = ledger.active_facts()
-        excess = len(active) - config.cap
+        room = room_now(mem) if config.cap is None or config.wake == "constrained" else None
+        excess = budget_excess(mem, room) if config.cap is None else len(active) - config.cap
+        if room is not None:
+            record_room(mem, "sleep", cycle, room)
         if excess <= 0:
             return 0
         if config.prune_policy == "least-recently-healthy":
@@ -329,7 +334,7 @@ def _prune(mem, config: EngineConfig, cycle: int) -> int:
         else:
             order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
         victims = [ledger.entries[s.edit_id] for s in order[:excess]]
-        reason = f"over cap {config.cap} ({config.prune_policy})"
+        reason = f"over cap {config.cap} ({config.prune_policy})" if config.cap is not None else f"null-space budget: under {ROOM_RESERVE:.0%} of the key dimensions left ({config.prune_policy})"
     for entry in victims:
         mem.emit(EditPruned(edit_id=entry.edit_id, version=entry.version, reason=reason, cycle=cycle), project=True)
     return len(victims)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from memlog.engine.audit_measures import probe_means
 from memlog.projections.ledger import Ledger
-from memlog.store.events import StoreCreated
+from memlog.store.events import ConstraintRoom, StoreCreated
 
 
 def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=()) -> dict:
@@ -28,4 +28,13 @@ def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=())
         "cycle": ledger.cycle,
         "seq": ledger.head_seq,
         **probe_means(events),
+        "room": room_of(events),
     }
+
+
+def room_of(events) -> dict | None:
+    """The latest ``ConstraintRoom``: per edit layer the null-space rank left and ‖ΔW‖_F/‖W_base‖_F."""
+    last = next((e for e in reversed(list(events)) if isinstance(e, ConstraintRoom)), None)
+    if last is None:
+        return None
+    return {"phase": last.phase, "cycle": last.cycle, "protected": last.protected, "layers": last.layers, "rank_left": last.rank_left, "delta_norm": last.delta_norm}

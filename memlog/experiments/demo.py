@@ -87,7 +87,7 @@ def prepare_store_dir(path: Path) -> None:
 
 def demo_configs(settings: DemoSettings):
     """(MemitConfig, EngineConfig) for the demo."""
-    engine = EngineConfig(max_cycles=settings.max_cycles)
+    engine = EngineConfig(max_cycles=settings.max_cycles, cap=50, wake="unconstrained")  # the paper's protocol
     if not settings.fast:
         return MemitConfig(seed=settings.seed), engine
     # v* keeps the paper's 30 steps: with 12 most facts were never written (v* loss 3-9, measured).

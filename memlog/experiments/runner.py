@@ -16,16 +16,18 @@ from pathlib import Path
 from memlog.core.facts import Fact
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import ModelSpec
-from memlog.core.pool import fact_pool
+from memlog.core.pool import fact_pool, mixed_pool
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory
 from memlog.errors import UserError
+from memlog.experiments.capacity import plot_capacity, run_capacity
 from memlog.experiments.phase_ab import run_phase_ab
 from memlog.experiments.seeding import seed_everything
 from memlog.experiments.wake_capacity import run_wake_capacity
 from memlog.progress import ProgressFn, no_progress
 
-EXPERIMENTS = ("wake-capacity", "phase-ab")
+EXPERIMENTS = ("wake-capacity", "phase-ab", "capacity")
+PAPER_CAP = 50  # the paper's protocols prune at a count cap; this one unless --cap says otherwise
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class ExperimentSetup:
     seed: int = 0
     refresh_mode: str = "in-place"
     refresh_strategy: str = "reinject"
-    cap: int = 50
+    cap: int | None = PAPER_CAP  # None: the null-space budget
     max_cycles: int = 10
     threads: int | None = None
     model: str = "embedded"
@@ -42,6 +44,7 @@ class ExperimentSetup:
     device: str = "cpu"
     relation: str = "lives in"
     ppl_bound: float | None = EngineConfig.ppl_bound  # roll back a refresh that raises PPL by more; None: no check
+    wake: str = "unconstrained"  # the paper's protocols inject unconstrained
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -51,6 +54,7 @@ class ExperimentSetup:
             max_cycles=self.max_cycles,
             ppl_bound=self.ppl_bound,
             stale_after=None,  # the paper's Algorithm 1 refreshes every degraded fact in every cycle
+            wake=self.wake,
         )
 
     def to_dict(self) -> dict:
@@ -97,6 +101,44 @@ def describe(mem, name: str, setup: ExperimentSetup, settings: dict, wall: float
     }
 
 
+def paper_setup(setup: ExperimentSetup) -> ExperimentSetup:
+    """The paper's protocols prune at a count cap: ``PAPER_CAP`` unless one is given."""
+    return replace(setup, cap=setup.cap if setup.cap is not None else PAPER_CAP)
+
+
+def capacity_experiment(
+    store_dir: Path,
+    setup: ExperimentSetup,
+    n_facts: int = 100,
+    wave: int = 10,
+    names: str = "unique",
+    lm=None,
+    memit=None,
+    progress: ProgressFn = no_progress,
+    on_row=None,
+) -> dict:
+    """Waves of ``wave`` mixed-relation pool facts, a sleep until converged after each (``experiments.capacity``)."""
+    if wave < 1:
+        raise UserError(f"--wave must be at least 1, got {wave}")
+    if n_facts < 1:
+        raise UserError(f"an experiment needs at least one fact, got {n_facts}")
+    facts = mixed_pool(n_facts, seed=setup.seed, names=names)
+    start = time.perf_counter()
+    mem, settings = create_memory(store_dir, setup, lm=lm, memit=memit, progress=progress)
+    try:
+        result = run_capacity(mem, facts, wave, max_cycles=setup.max_cycles, progress=progress, on_row=on_row)
+        doc = describe(mem, "capacity", setup, settings, time.perf_counter() - start)
+    finally:
+        mem.close()
+    return {**doc, "facts": n_facts, "names": names, **result}
+
+
+def capacity_plot(docs: dict[str, dict], path: Path) -> Path:
+    """One PNG of recall and PPL against facts stored for several capacity runs (label → document)."""
+    base = next((d.get("base_ppl") for d in docs.values() if d.get("base_ppl") is not None), None)
+    return plot_capacity({label: d["rows"] for label, d in docs.items()}, Path(path), base)
+
+
 def wake_capacity_experiment(
     store_dir: Path,
     setup: ExperimentSetup,
@@ -109,6 +151,7 @@ def wake_capacity_experiment(
     progress: ProgressFn = no_progress,
 ) -> dict:
     """Table 3: inject ``n_facts`` pool facts one at a time into a fresh store; detect the thresholds."""
+    setup = paper_setup(setup)
     facts = pool_facts(setup, n_facts)
     start = time.perf_counter()
     mem, settings = create_memory(store_dir, setup, lm=lm, memit=memit, progress=progress)
@@ -131,6 +174,7 @@ def phase_ab_experiment(
     progress: ProgressFn = no_progress,
 ) -> dict:
     """Tables 4, 6, 7: Phase A (``n_facts``, sleep) then Phase B (``second_wave`` more, sleep)."""
+    setup = paper_setup(setup)
     if second_wave < 0:
         raise UserError(f"--second-wave must be ≥ 0, got {second_wave}")
     facts = pool_facts(setup, n_facts + second_wave)

@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
-from memlog.store.events import Event, FactInjected, RecallAudited, SleepEnded, SleepStarted
+from memlog.store.events import ConstraintRoom, Event, FactInjected, RecallAudited, SleepEnded, SleepStarted
 
 # The event kinds the cycle fold reads (a reader may pass only these).
-CYCLE_EVENT_KINDS: tuple[str, ...] = ("FactInjected", "SleepStarted", "RecallAudited", "SleepEnded")
+CYCLE_EVENT_KINDS: tuple[str, ...] = ("FactInjected", "SleepStarted", "RecallAudited", "ConstraintRoom", "SleepEnded")
 
 # Counts the engine logs among a SleepEnded's step_seconds, beside the steps' seconds.
 STEP_COUNTS: tuple[str, ...] = ("blocked", "failed", "held")
@@ -75,6 +75,13 @@ class CycleRow:
     facts_injected: int
     facts_known: int
     step_seconds: dict
+    # from the cycle's ConstraintRoom (None where none was measured: a count cap with
+    # unconstrained wake, a fake editor, or older logs): per edit layer, the null-space rank left
+    # and ‖W − W_base‖_F / ‖W_base‖_F, and their extremes
+    rank_left: list | None = None
+    delta_norm: list | None = None
+    min_rank_left: int | None = None
+    max_delta_norm: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +150,7 @@ class CycleFold:
         self._audits: dict[tuple[int, str], RecallAudited] = {}
         self._injections = 0
         self._known: set[str] = set()
+        self._room: dict[int, ConstraintRoom] = {}
 
     def apply(self, seq: int, event: Event) -> CycleRow | None:
         if isinstance(event, FactInjected):
@@ -152,6 +160,8 @@ class CycleFold:
             self._started[event.cycle] = (seq, event)
         elif isinstance(event, RecallAudited) and event.phase in ("sleep-pre", "sleep-post") and event.cycle is not None:
             self._audits[(event.cycle, event.phase)] = event
+        elif isinstance(event, ConstraintRoom) and event.phase == "sleep" and event.cycle is not None:
+            self._room[event.cycle] = event
         elif isinstance(event, SleepEnded):
             row = self._row(seq, event)
             self.rows.append(row)
@@ -197,7 +207,19 @@ class CycleFold:
             facts_injected=self._injections,
             facts_known=known,
             step_seconds=steps,
+            **_room_columns(self._room.get(e.cycle)),
         )
+
+
+def _room_columns(room: ConstraintRoom | None) -> dict:
+    if room is None:
+        return {}
+    return {
+        "rank_left": list(room.rank_left),
+        "delta_norm": list(room.delta_norm),
+        "min_rank_left": min(room.rank_left) if room.rank_left else None,
+        "max_delta_norm": max(room.delta_norm) if room.delta_norm else None,
+    }
 
 
 def _over_known(audit: RecallAudited | None, known: int) -> tuple[float | None, int | None]:

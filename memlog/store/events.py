@@ -261,7 +261,7 @@ class SleepTriggered(Event, tag="SleepTriggered"):
 class SleepStarted(Event, tag="SleepStarted"):
     cycle: int
     refresh_mode: str
-    cap: int
+    cap: int | None  # None: the null-space budget (``memlog.engine.wake``)
     tau: float
     refresh_strategy: str = "reinject"
 
@@ -293,6 +293,20 @@ class SleepEnded(Event, tag="SleepEnded"):
     step_seconds: dict = {}
 
 
+class ConstraintRoom(Event, tag="ConstraintRoom"):
+    """The room a constrained memory has left, per edit layer: ``rank_left`` = d_in − rank of
+    the protected facts' audit keys, ``delta_norm`` = ‖W − W_base‖_F / ‖W_base‖_F of the live
+    weights. ``phase``: wake (the protected set of that edit, measured by the edit before the
+    new facts join it) or sleep (every active fact, measured before the cycle's prune)."""
+
+    phase: str
+    layers: list[int]
+    rank_left: list[int]
+    delta_norm: list[float]
+    protected: int
+    cycle: int | None = None
+
+
 AnyEvent = Union[
     StoreCreated,
     CovarianceComputed,
@@ -308,6 +322,7 @@ AnyEvent = Union[
     SleepStarted,
     PerplexityMeasured,
     SleepEnded,
+    ConstraintRoom,
 ]
 
 EVENT_KINDS: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}

@@ -51,12 +51,21 @@ EXPRESSIONS: dict[str, str] = {
     "facts_injected": "e.facts_injected",
     "facts_known": "e.facts_known",
     "step_seconds": "e.payload->'$.step_seconds'",
+    "rank_left": "CAST(r.payload->'$.rank_left' AS INTEGER[])",
+    "delta_norm": "CAST(r.payload->'$.delta_norm' AS DOUBLE[])",
+    "min_rank_left": "list_min(CAST(r.payload->'$.rank_left' AS INTEGER[]))",
+    "max_delta_norm": "list_max(CAST(r.payload->'$.delta_norm' AS DOUBLE[]))",
 }
 
 _BASE = """
 WITH started AS (
     SELECT cycle, max(seq) AS seq, arg_max(payload, seq) AS payload
     FROM log.events WHERE kind = 'SleepStarted' GROUP BY cycle
+),
+room AS (
+    SELECT TRY_CAST(payload->>'$.cycle' AS INTEGER) AS cycle, arg_max(payload, seq) AS payload
+    FROM log.events WHERE kind = 'ConstraintRoom' AND payload->>'$.phase' = 'sleep'
+    GROUP BY TRY_CAST(payload->>'$.cycle' AS INTEGER)
 ),
 sleep_audits AS (
     SELECT cycle, payload->>'$.phase' AS phase, max(seq) AS seq,
@@ -78,4 +87,4 @@ base AS (
 )
 """
 
-SQL = _BASE + "SELECT " + ",\n       ".join(f"{EXPRESSIONS[c]} AS {c}" for c in CYCLE_COLUMNS) + "\nFROM base e\nORDER BY e.seq\n"
+SQL = _BASE + "SELECT " + ",\n       ".join(f"{EXPRESSIONS[c]} AS {c}" for c in CYCLE_COLUMNS) + "\nFROM base e\nLEFT JOIN room r ON r.cycle = e.cycle\nORDER BY e.seq\n"

@@ -1,0 +1,70 @@
+"""The per-edit cost of constrained wake on the embedded model at M = 100 and 1,000 protected facts.
+
+    python bench/wake_cost.py
+
+Times ``solve_layers`` (steps 2-3 of MEMIT for one new fact, v* computed once) unprotected and
+with M protected facts (their audit keys re-read at every layer, the whitened solve), and the
+solver alone at M = 1,000 keys of layer 2: the SVD basis against the whitened QR. Prints ratios
+(one run, so machine load affects both sides alike).
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench_common import add_repo_to_path, fix_threads
+
+add_repo_to_path()
+
+from memlog.core.fingerprint import cached_model_fingerprint  # noqa: E402
+from memlog.core.keys import KeyReader, bare_prompt_batch  # noqa: E402
+from memlog.core.memit import Protection, prepare_covariances, solve_layers  # noqa: E402
+from memlog.core.memit_hparams import MemitConfig  # noqa: E402
+from memlog.core.model import EMBEDDED, ModelSpec, load_model  # noqa: E402
+from memlog.core.pool import mixed_pool  # noqa: E402
+from memlog.core.solve import solve_update  # noqa: E402
+from memlog.core.vstar import compute_v_star  # noqa: E402
+from memlog.engine.open import _load_or_compute_covariances  # noqa: E402
+
+
+def seconds(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    fix_threads(1)
+    lm = load_model(ModelSpec(model=EMBEDDED))
+    cfg = MemitConfig()
+    covs, *_ = _load_or_compute_covariances(lm, list(cfg.layers), cfg, cached_model_fingerprint(lm), None, lambda *a: None)
+    covs = prepare_covariances(covs)
+    pool = mixed_pool(1001, seed=0)
+    new, others = pool[:1], pool[1:]
+    targets, _ = compute_v_star(lm, new, cfg.layers[-1], cfg)
+    base = seconds(lambda: solve_layers(lm, new, cfg, covs, targets))
+    print(f"solve_layers unprotected: {base:.2f} s")
+    times = {}
+    for m in (100, 1000):
+        times[m] = seconds(lambda m=m: solve_layers(lm, new, cfg, covs, targets, protect=Protection(tuple(others[:m]))))
+        print(f"solve_layers with {m} protected: {times[m]:.2f} s")
+    print(f"ratio protected_100 = {times[100] / base:.2f}  (solve_layers with 100 protected over unprotected)")
+    print(f"ratio protected_1000 = {times[1000] / base:.2f}  (solve_layers with 1000 protected over unprotected)")
+    batch, rows, cols = bare_prompt_batch(lm, others)
+    keys = KeyReader(lm, batch.input_ids, rows, cols).read(cfg.layers[0])
+    k_new = keys[:, :1] * 0 + keys.mean(dim=1, keepdim=True) + 0.1 * keys[:, :1]
+    r = lm.model.config.hidden_size
+    import torch
+
+    R = torch.randn(r, 1)
+    svd = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.lam, keys[:, 1:], method="svd"), 2)
+    white = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.lam, keys[:, 1:], method="whitened"), 2)
+    print(f"solve_update at 999 keys: svd {svd:.3f} s, whitened {white:.3f} s")
+    print(f"ratio whitened_over_svd = {white / svd:.2f}  (one layer's constrained solve, 999 protected keys)")
+
+
+if __name__ == "__main__":
+    main()

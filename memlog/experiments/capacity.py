@@ -1,0 +1,119 @@
+"""Capacity: how many facts a memory holds when facts arrive in waves and sleep runs after each.
+
+``run_capacity(mem, facts, wave)`` injects the facts ``wave`` at a time (no audit within a
+wave: the sleep's first audit is the wave's audit), then sleeps until converged (at most
+``max_cycles``). One row per wave: recall over every fact ever injected after the wave and
+after its sleep, the sleep's cycles and refreshes, perplexity after the wave and after the
+sleep, and, per edit layer, the null-space rank left and ‖W − W_base‖_F / ‖W_base‖_F from
+the latest ``ConstraintRoom`` (measured in each sleep cycle). ``plot_capacity`` draws recall
+and perplexity against the number of facts stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from memlog.analytics.report import DPI
+from memlog.core.facts import Fact
+from memlog.experiments.wake import base_ppl
+from memlog.progress import ProgressFn, no_progress
+from memlog.store.events import ConstraintRoom
+
+
+@dataclass
+class CapacityRow:
+    wave: int
+    facts: int  # facts injected so far
+    active_facts: int
+    recall_after_wave: float  # over every fact ever injected (a pruned fact counts as degraded)
+    degraded_after_wave: int
+    recall_after_sleep: float
+    degraded_after_sleep: int
+    cycles: int
+    converged: bool
+    refreshed: int
+    pruned: int
+    failed: int
+    ppl_after_wave: float
+    ppl_after_sleep: float
+    rank_left: list[int]  # per edit layer, latest sleep measurement
+    delta_norm: list[float]  # per edit layer
+    inject_seconds: float
+    sleep_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def latest_room(mem) -> ConstraintRoom | None:
+    return next((e for e in reversed(mem.events()) if isinstance(e, ConstraintRoom)), None)
+
+
+def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn) -> CapacityRow:
+    """Inject one wave without audits, then sleep until converged; the wave's row."""
+    start = time.perf_counter()
+    mem.inject(facts, audit=False, progress=progress)
+    injected = time.perf_counter()
+    report = mem.sleep(until_converged=True, max_cycles=max_cycles, progress=progress)
+    cycles = report.cycles
+    first, last = cycles[0], cycles[-1]
+    room = latest_room(mem)
+    return CapacityRow(
+        wave=number,
+        facts=len(mem.ledger.facts),
+        active_facts=len(mem.ledger.active_facts()),
+        recall_after_wave=first.recall_before,
+        degraded_after_wave=first.degraded_before,
+        recall_after_sleep=last.recall,
+        degraded_after_sleep=last.degraded,
+        cycles=len(cycles),
+        converged=report.converged,
+        refreshed=sum(c.refreshed for c in cycles),
+        pruned=sum(c.pruned for c in cycles),
+        failed=sum(len(c.failed) for c in cycles),
+        ppl_after_wave=first.ppl_before,
+        ppl_after_sleep=last.ppl_after,
+        rank_left=list(room.rank_left) if room else [],
+        delta_norm=list(room.delta_norm) if room else [],
+        inject_seconds=injected - start,
+        sleep_seconds=time.perf_counter() - injected,
+    )
+
+
+def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None) -> dict:
+    """Every wave's row, and the base perplexity; ``on_row(row)`` is called after each wave."""
+    rows: list[CapacityRow] = []
+    waves = [facts[i : i + wave] for i in range(0, len(facts), wave)]
+    for number, chunk in enumerate(waves, start=1):
+        progress("waves", number - 1, len(waves))
+        rows.append(run_wave(mem, number, chunk, max_cycles, progress))
+        if on_row is not None:
+            on_row(rows[-1])
+    progress("waves", len(waves), len(waves))
+    return {"rows": [r.to_dict() for r in rows], "base_ppl": base_ppl(mem), "wave": wave}
+
+
+def plot_capacity(runs: dict[str, list[dict]], path: Path, base_ppl: float | None = None) -> Path:
+    """Recall after each wave's sleep (and right after the wave, dashed) and PPL against facts stored."""
+    fig = Figure(figsize=(10, 4), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for (label, rows), colour in zip(runs.items(), ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")):
+        x = [r["facts"] for r in rows]
+        left.plot(x, [r["recall_after_sleep"] for r in rows], marker="o", color=colour, label=f"{label}: after sleep")
+        left.plot(x, [r["recall_after_wave"] for r in rows], linestyle="--", color=colour, alpha=0.6, label=f"{label}: after the wave")
+        right.plot(x, [r["ppl_after_sleep"] for r in rows], marker="o", color=colour, label=label)
+    if base_ppl is not None:
+        right.axhline(base_ppl, color="#888888", linestyle=":", label="base model")
+    left.set(xlabel="facts stored", ylabel="recall (all facts ever injected)", ylim=(-0.02, 1.05), title="Recall")
+    right.set(xlabel="facts stored", ylabel="perplexity", title="Perplexity after each sleep")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(path, format="png", dpi=DPI)
+    return path

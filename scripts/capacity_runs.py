@@ -1,0 +1,57 @@
+"""Run ``memlog experiment capacity`` for several wake modes one after the other, writing each
+wave's row as it finishes (so that a run stopped early keeps its waves), then the documents
+and one plot.
+
+    python scripts/capacity_runs.py --out docs/runs/capacity-100 --facts 100 --wave 10 \
+        --modes constrained unconstrained --max-cycles 4
+
+Writes OUT/MODE.rows.jsonl (one line per wave), OUT/MODE.json (the experiment's document) and
+OUT/capacity.png. Stores go under OUT/stores/ (not for git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _common import log, setup_threads
+
+from memlog.experiments.runner import ExperimentSetup, capacity_experiment, capacity_plot  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--facts", type=int, default=100)
+    parser.add_argument("--wave", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--names", default="unique")
+    parser.add_argument("--max-cycles", type=int, default=4)
+    parser.add_argument("--modes", nargs="+", default=["constrained", "unconstrained"])
+    args = parser.parse_args()
+    setup_threads()
+    args.out.mkdir(parents=True, exist_ok=True)
+    docs = {}
+    for mode in args.modes:
+        rows_file = args.out / f"{mode}.rows.jsonl"
+        rows_file.write_text("")
+
+        def on_row(row, rows_file=rows_file, mode=mode):
+            with rows_file.open("a") as fh:
+                fh.write(json.dumps(row.to_dict()) + "\n")
+            log(f"{mode}: wave {row.wave}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, "
+                f"{row.cycles} cycles, PPL {row.ppl_after_sleep:.2f}, min rank left {min(row.rank_left) if row.rank_left else None}")
+
+        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1)
+        log(f"{mode}: {args.facts} facts in waves of {args.wave}")
+        doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row,
+                                  progress=lambda stage, done, total: log(f"{mode}: {stage} {done}/{total}") if stage == "waves" else None)
+        (args.out / f"{mode}.json").write_text(json.dumps(doc, indent=1))
+        docs[mode] = doc
+        capacity_plot(docs, args.out / "capacity.png")
+        log(f"{mode}: done in {doc['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

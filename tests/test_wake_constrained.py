@@ -1,0 +1,111 @@
+"""Constrained wake on the tiny random Llama: the protected keys stay put at every layer,
+same-subject facts are edited jointly instead of blocking the edit, the null-space budget
+prunes nothing while room is left (and prunes once it runs out), and old stores read as
+unconstrained."""
+
+from __future__ import annotations
+
+import torch
+
+from memlog.core.adapter import LayerAdapter
+from memlog.core.facts import Fact
+from memlog.core.keys import KeyReader, bare_prompt_batch
+from memlog.core.memit import MemitConfig, Protection, applied, apply_factors, memit_edit, prepare_covariances
+from memlog.core.model import LoadedModel, ModelSpec
+from memlog.core.pool import fact_pool, mixed_pool
+from memlog.engine.config import EngineConfig
+from memlog.engine.open import init_memory
+from memlog.store.events import ConstraintRoom, EditPruned
+from tests.conftest import make_tiny_llama
+
+CHEAP = MemitConfig(layers=(1, 2), cov_samples=24, v_steps=10)
+
+
+def _tiny(tokenizer, intermediate: int = 128) -> LoadedModel:
+    model = make_tiny_llama(seed=0, intermediate=intermediate)
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=LayerAdapter.for_model(model), model_id="tiny-llama", source="test", spec=ModelSpec(model="tiny-llama"))
+
+
+def _covs(lm, cfg):
+    from memlog.core.covariance import compute_covariance
+
+    return prepare_covariances(compute_covariance(lm, cfg.layers, cfg).covs)
+
+
+def residuals(lm, deltas, facts) -> list[float]:
+    """‖ΔW_l k‖ / (‖ΔW_l‖_F ‖k‖) for every protected key at every layer, keys read with the edit applied."""
+    batch, rows, cols = bare_prompt_batch(lm, facts)
+    reader = KeyReader(lm, batch.input_ids, rows, cols)
+    out = []
+    with applied(lm, deltas):
+        for layer in sorted(deltas):
+            k = reader.read(layer).double()
+            dw = deltas[layer].u.double() @ deltas[layer].v.double().T
+            out += ((dw @ k).norm(dim=0) / (dw.norm() * k.norm(dim=0))).tolist()
+    return out
+
+
+def test_protected_keys_stay_put_at_every_layer(embedded_tokenizer):
+    lm = _tiny(embedded_tokenizer)
+    covs = _covs(lm, CHEAP)
+    old, new = fact_pool(4)[:3], fact_pool(4)[3]
+    for fact in old:
+        apply_factors(lm, memit_edit(lm, [fact], CHEAP, covs).deltas)
+    free = memit_edit(lm, [new], CHEAP, covs)
+    held = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old)))
+    assert max(residuals(lm, held.deltas, old)) <= 1e-4
+    assert max(residuals(lm, free.deltas, old)) > 1e-2  # the unconstrained edit does move them
+    assert held.constraint_rank == {1: 3, 2: 3}
+
+
+def test_same_subject_facts_are_edited_jointly(embedded_tokenizer):
+    lm = _tiny(embedded_tokenizer)
+    covs = _covs(lm, CHEAP)
+    lives = Fact("Aria Nakamura", "lives in", "Oslo")
+    works = Fact("Aria Nakamura", "works as a", "pilot")
+    apply_factors(lm, memit_edit(lm, [lives], CHEAP, covs).deltas)
+    naive = memit_edit(lm, [works], CHEAP, covs, protect=Protection((lives,)))
+    assert max(residuals(lm, naive.deltas, [works])) <= 1e-4  # holding the shared key forbids the edit at it
+    joint = memit_edit(lm, [works, lives], CHEAP, covs, protect=Protection(()))
+    for layer, factors in joint.deltas.items():
+        assert factors.keys.shape[1] == 2
+        assert torch.allclose(factors.keys[:, 0], factors.keys[:, 1])  # one key, one target: no conflict
+    assert min(residuals(lm, joint.deltas, [works, lives])) > 1e-2  # the joint edit writes at the shared key
+
+
+def _memory(tmp_path, tokenizer, intermediate=128, **engine):
+    return init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=_tiny(tokenizer, intermediate), memit=CHEAP, engine=EngineConfig(ppl_bound=None, **engine))
+
+
+def test_constrained_inject_records_room_and_budget_prunes_nothing(tmp_path, embedded_tokenizer):
+    mem = _memory(tmp_path, embedded_tokenizer, wake="constrained")
+    try:
+        facts = mixed_pool(6, names="shared") + [Fact(mixed_pool(6, names="shared")[0].subject, "plays the", "harp")]
+        mem.inject(facts, audit=False)
+        rooms = [e for e in mem.events() if isinstance(e, ConstraintRoom)]
+        assert [r.protected for r in rooms] == [0, 1, 2, 3, 4, 5, 5]  # the same-subject fact is a companion, not protected
+        assert rooms[-1].rank_left == [128 - 5, 128 - 5] and all(n > 0 for n in rooms[-1].delta_norm)
+        report = mem.sleep(cycles=1)
+        assert report.cycles[0].pruned == 0
+        status = mem.status()
+        assert status["room"]["rank_left"] and status["room"]["phase"] == "sleep"
+    finally:
+        mem.close()
+
+
+def test_budget_prunes_once_the_room_runs_out(tmp_path, embedded_tokenizer):
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=12, wake="unconstrained")  # 10 % of 12 keys: 1 must stay free
+    try:
+        mem.inject(fact_pool(13), audit=False)
+        mem.sleep(cycles=1, tau=1.0)
+        pruned = [e for e in mem.events() if isinstance(e, EditPruned)]
+        room = [e for e in mem.events() if isinstance(e, ConstraintRoom)][-1]
+        assert min(room.rank_left) < 1 and pruned and "budget" in pruned[0].reason
+    finally:
+        mem.close()
+
+
+def test_old_store_header_reads_as_unconstrained():
+    assert EngineConfig.from_dict({"cap": 50, "tau": 0.5}).wake == "unconstrained"
+    assert EngineConfig.from_dict({"cap": 50, "wake": "constrained"}).wake == "constrained"
+    assert EngineConfig().cap is None
