@@ -81,7 +81,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, constraints, ppl_b
             edit_id=entry.edit_id,
             version=versions[-1],
             fact=record_of(fact),
-            deltas=column_deltas(mem, result, i),
+            deltas=column_deltas(mem, result, [i]),
             v_loss=float(losses[i]),
             n_constraint_keys=n_keys(constraints),
             mode=config.refresh_mode,
