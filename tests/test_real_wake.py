@@ -17,7 +17,6 @@ from memlog.engine.open import _load_or_compute_covariances
 
 pytestmark = [
     pytest.mark.real_model,
-    pytest.mark.skip(reason="not yet seen to finish: over 6 minutes per test on a shared 2-core CPU, far over the real-model budget; to be made smaller"),
 ]
 
 
