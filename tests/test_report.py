@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from memlog.analytics.report import FIGURE_NAMES, write_report
+from memlog.analytics.figures import FIGURE_NAMES
+from memlog.analytics.report import write_report
 from memlog.cli.app import main
 from memlog.core.pool import fact_pool
 from memlog.core.probes import ProbeResult

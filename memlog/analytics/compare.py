@@ -23,7 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from memlog.analytics.report import DPI, load_report_data
+from memlog.analytics.figures import DPI
+from memlog.analytics.report import load_report_data
 from memlog.errors import UserError
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")

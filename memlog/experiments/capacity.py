@@ -18,7 +18,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from memlog.analytics.report import DPI
+from memlog.analytics.figures import DPI
 from memlog.core.facts import Fact
 from memlog.experiments.wake import base_ppl
 from memlog.progress import ProgressFn, no_progress
