@@ -148,3 +148,10 @@ def test_long_subject_is_refused_and_export_inside_the_store_is_refused(store, c
     assert not (store / "deltas.zarr" / "tmp" / "model").exists()
     code, after, _ = run(capsys, "log", "--store", store, "--format", "json")
     assert len(after) == len(events)
+
+
+def test_init_reads_memlog_threads_and_refuses_a_bad_value(tmp_path, tiny_dir, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("MEMLOG_THREADS", "two")
+    code, _, err = run(capsys, "init", "--store", tmp_path / "s", "--model", tiny_dir)
+    assert code == 1 and "MEMLOG_THREADS must be a whole number of threads, got 'two'" in _one_error_line(err)
+    assert not (tmp_path / "s").exists()

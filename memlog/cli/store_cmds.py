@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import typer
 
-from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, quiet_model_loading, store_path
+from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, pin_command_threads, quiet_model_loading, store_path
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.core.facts import Fact
 from memlog.engine.config import EngineConfig
@@ -46,6 +46,7 @@ def init(
     from memlog.engine.open import init_memory
 
     quiet_model_loading()
+    pin_command_threads()  # the covariance pass is the slow part of init
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
     with progress_bars(True) as progress:
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake), progress=progress)
