@@ -100,7 +100,7 @@ def summary(rows: list[dict], base_ppl: float) -> dict:
 
 def table(out: dict) -> str:
     lines = ["| setting | n | " + " | ".join(COLUMNS) + " | PPL Δ% mean (max) | edit s (median) |", "|---|---|" + "---|" * (len(COLUMNS) + 2)]
-    for label, r in [("unedited", out["unedited"])] + list(out["summary"].items()):
+    for label, r in [("unedited", out.get("unedited_of_edited", out["unedited"]))] + list(out["summary"].items()):
         ppl = f"{r['ppl_change_pct_mean']:+.3f} ({r['ppl_change_pct_max']:+.3f})" if "ppl_change_pct_mean" in r else "-"
         secs = f"{r['edit_seconds_median']:.1f}" if "edit_seconds_median" in r else "-"
         lines.append(f"| {label} | {r['n']} | " + " | ".join(f"{r[c]:.2f}" for c in COLUMNS) + f" | {ppl} | {secs} |")
@@ -130,7 +130,8 @@ def main() -> None:
     editors = {s: MemitEditor(lm, config_of(s), covs) for s in settings}
     out["base_ppl"] = base_ppl = editors[settings[0]].perplexity()
     bases = [baseline(lm, [train]) for train, _ in pairs]
-    out["unedited"] = summary([measure_pair(lm, t, h, b) for (t, h), b in zip(pairs, bases)], base_ppl)
+    out["unedited_rows"] = [measure_pair(lm, t, h, b) for (t, h), b in zip(pairs, bases)]
+    out["unedited"] = summary(out["unedited_rows"], base_ppl)
     log(f"{len(pairs)} records of {looked_at} looked at (seed {args.seed}, skipped {skipped}); base PPL {base_ppl:.4f}; unedited {out['unedited']}")
     for i, ((train, held), base) in enumerate(zip(pairs, bases)):
         for setting in settings:
@@ -145,6 +146,7 @@ def main() -> None:
             log(f"record {i + 1}/{len(pairs)} {setting}: eff {row['live_efficacy']:.0f} para train {row['live_para_train']:.0f} "
                 f"held {row['live_para_heldout']:.0f} ({result.seconds:.0f}s edit, {time.perf_counter() - started:.0f}s total)")  # fmt: skip
         out["summary"] = {s: summary(out["rows"][s], base_ppl) for s in settings}
+        out["unedited_of_edited"] = summary(out["unedited_rows"][: i + 1], base_ppl)  # the records edited so far
         write_json(args.out, out)
     print(table(out))
 

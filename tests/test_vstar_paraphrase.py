@@ -80,3 +80,28 @@ def test_paraphrase_rows_change_v_star_and_leave_other_facts_alone(tiny):
 def test_negative_v_paraphrases_is_refused():
     with pytest.raises(UserError, match="v_paraphrases"):
         MemitConfig(v_paraphrases=-1)
+
+
+@pytest.mark.real_model
+def test_on_the_embedded_model_v_star_with_the_paraphrase_says_the_object_there(real_model):
+    """The object's NLL in the paraphrase (the delta at the subject's last token there) falls
+    when v* also optimises over it, and the bare prompt still gets the object."""
+    from memlog.core.vstar import _edited_suffix, _head
+
+    fact = Fact("Danielle Darrieux", "The mother tongue of {} is", "Swedish", paraphrases=("Where Danielle Darrieux is from, people speak the language of",))
+    base = MemitConfig(v_steps=15, n_prefixes=2)
+    on = dataclasses.replace(base, v_paraphrases=1)
+    layer = base.layers[-1]
+    problem = _prepare(real_model, [fact], layer, on)
+    para_row = base.n_prefixes  # after the prefixed prompts
+    nll_at = {}
+    for name, cfg in (("off", base), ("on", on)):
+        targets, _ = compute_v_star(real_model, [fact], layer, cfg)
+        delta = targets.T - problem.h_init
+        with torch.no_grad():
+            normed = problem.runner.run(_edited_suffix(problem, delta))
+            logp = torch.log_softmax(_head(real_model, normed[problem.target_rows, problem.target_cols]), dim=-1)
+        token_nll = -logp.gather(1, problem.target_ids[:, None]).squeeze(1)
+        nll_at[name] = (float(token_nll[problem.target_rows == para_row].mean()), float(token_nll[problem.target_rows == 0].mean()))
+    assert nll_at["on"][0] < 0.5 * nll_at["off"][0], nll_at
+    assert nll_at["on"][1] < 0.5, nll_at  # the bare prompt
