@@ -109,6 +109,29 @@ def fact_contexts(facts: list[Fact], prefixes: list[str]) -> list[tuple[str, int
     return [(p + f.prompt, len(p) + f.subject_span[1], i) for i, f in enumerate(facts) for p in prefixes]
 
 
+def subject_in(text: str, subject: str) -> int | None:
+    """End character of ``subject``'s first occurrence in ``text`` (an exact match, else a
+    case-insensitive one), or None when it does not occur."""
+    start = text.find(subject)
+    if start < 0:
+        start = text.casefold().find(subject.casefold())
+        if start < 0 or len(text.casefold()) != len(text):  # casefolding changed the offsets
+            return None
+    return start + len(subject)
+
+
+def paraphrase_contexts(facts: list[Fact], n_paraphrases: int) -> list[tuple[str, int, int]]:
+    """Rows ``(paraphrase, subject end char, fact index)`` for the first ``n_paraphrases`` of each
+    fact's paraphrases that contain its subject (the others are skipped), fact-major."""
+    rows = []
+    for i, fact in enumerate(facts):
+        for text in fact.paraphrases[:n_paraphrases]:
+            end = subject_in(text, fact.subject)
+            if end is not None:
+                rows.append((text, end, i))
+    return rows
+
+
 def _mean_per_fact(rows: torch.Tensor, owner: torch.Tensor, n_facts: int) -> torch.Tensor:
     sums = torch.zeros(n_facts, rows.shape[1], dtype=torch.float32, device=rows.device)
     sums.index_add_(0, owner, rows.float())

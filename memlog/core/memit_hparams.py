@@ -18,7 +18,8 @@ class MemitConfig:
     """MEMIT hyper-parameters. From the paper: v* 30 steps at lr 0.5, 200 covariance samples.
     From MEMIT's reference hyper-parameters (kmeng01/memit, GPT-J): kl_factor, v_weight_decay,
     clamp_norm_factor and the early stop. Measured on the embedded model: layers and λ
-    (docs/EDIT_LAYERS.md). memlog's own choice: the fixed context prefixes. See docs/MEMIT.md.
+    (docs/EDIT_LAYERS.md). memlog's own choices: the fixed context prefixes, and the off-by-default
+    v* word-boundary term and v* over the fact's paraphrases. See docs/MEMIT.md.
 
     Example::
 
@@ -37,6 +38,7 @@ class MemitConfig:
     clamp_norm_factor: float = 0.75
     v_stop_loss: float = 0.05  # stop v* early once every fact's loss is below this (as MEMIT)
     v_boundary_weight: float = 0.0  # weight of v*'s word-boundary term (the object as a whole word)
+    v_paraphrases: int = 0  # how many of a fact's own paraphrases v* also optimises over (0: none)
     lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
     n_prefixes: int = 5  # contexts per fact: the bare prompt + n_prefixes - 1 fixed prefixes
     cov_samples: int = 200
@@ -50,5 +52,5 @@ class MemitConfig:
         object.__setattr__(self, "layers", layers)
         if self.v_steps < 0 or self.v_lr <= 0 or self.lam <= 0 or self.clamp_norm_factor <= 0:
             raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
-        if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2:
-            raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1 and cov_seq_len >= 2 are required")
+        if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2 or self.v_paraphrases < 0:
+            raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1, cov_seq_len >= 2 and v_paraphrases >= 0 are required")

@@ -9,6 +9,11 @@ is optimised with Adam to minimise
   + v_weight_decay · (‖δ‖ / ‖h‖)²
   + v_boundary_weight · −log P(word boundary | prompt + object)   (mean over contexts)
 
+With ``v_paraphrases`` = n > 0 the contexts also include the fact's first n paraphrases (bare,
+no prefix) that contain the subject; there the delta is added at the subject's last token in the
+paraphrase, and the NLL and boundary means run over all of the fact's contexts. A fact without
+paraphrases gets the same rows, and the same v*, as with the option off.
+
 The boundary term makes v* aim at the object as a whole word: P(boundary) is one minus the
 probability of the tokens that would continue the object's last word (tokens whose text starts
 with a letter, digit or underscore), read at the position after the object's last token. Without
@@ -36,7 +41,7 @@ import torch
 
 from memlog.core.facts import Fact
 from memlog.core.forward import SuffixRunner, residual_at
-from memlog.core.keys import PromptBatch, build_prompt_batch, context_prefixes, fact_contexts
+from memlog.core.keys import PromptBatch, build_prompt_batch, context_prefixes, fact_contexts, paraphrase_contexts
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.errors import MemlogError
@@ -91,7 +96,7 @@ def continuation_mask(tokenizer, vocab_size: int, device) -> torch.Tensor:
     return torch.tensor(flags, dtype=torch.bool, device=device)
 
 
-def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int]], n_contexts: int, full_object: bool):
+def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int]], n_contexts: list[int], full_object: bool):
     rows, cols, ids, weight, fact = [], [], [], [], []
     for r in range(n_rewrite):
         f = int(batch.fact_index[r])
@@ -101,7 +106,7 @@ def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int
             rows.append(r)
             cols.append(prompt_len - 1 + j)
             ids.append(token)
-            weight.append(1.0 / (len(tgt) * n_contexts))
+            weight.append(1.0 / (len(tgt) * n_contexts[f]))
             fact.append(f)
     dev = batch.input_ids.device
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=dev)  # noqa: E731
@@ -111,13 +116,16 @@ def _scored_positions(batch: PromptBatch, n_rewrite: int, targets: list[list[int
 def _prepare(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig") -> _Problem:
     prefixes = context_prefixes(cfg.n_prefixes, cfg.seed)
     targets = [object_token_ids(lm.tokenizer, f.object) for f in facts]
-    rewrite = fact_contexts(facts, prefixes)
+    rewrite = fact_contexts(facts, prefixes) + (paraphrase_contexts(facts, cfg.v_paraphrases) if cfg.v_paraphrases else [])
+    n_contexts = [0] * len(facts)
+    for _, _, fact in rewrite:
+        n_contexts[fact] += 1
     kl = [(KL_TEMPLATE.format(f.subject), len(f.subject), i) for i, f in enumerate(facts)]
     boundary = cfg.v_boundary_weight > 0
     suffixes = [targets[fact] if boundary else targets[fact][:-1] for _, _, fact in rewrite] + [[] for _ in kl]
     batch = build_prompt_batch(lm, rewrite + kl, suffixes)
     n_rewrite = len(rewrite)
-    rows, cols, ids, weight, fact = _scored_positions(batch, n_rewrite, targets, len(prefixes), boundary)
+    rows, cols, ids, weight, fact = _scored_positions(batch, n_rewrite, targets, n_contexts, boundary)
     b_rows = torch.arange(n_rewrite if boundary else 0, device=lm.device)
     b_cols = batch.lengths[b_rows] - 1
     kl_rows = torch.arange(n_rewrite, n_rewrite + len(facts), device=lm.device)
@@ -127,7 +135,7 @@ def _prepare(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig")
         runner = SuffixRunner(lm, residual, layer + 1, batch.subject_last, batch.lengths)
         kl_base = torch.log_softmax(_head(lm, runner.full_normed[kl_rows, kl_cols]), dim=-1)
         suffix = runner.gather(residual)
-    bare = torch.arange(len(facts), device=lm.device) * len(prefixes)  # the "" context comes first
+    bare = torch.arange(len(facts), device=lm.device) * len(prefixes)  # the "" context comes first; paraphrase rows follow all prefix rows
     h_init = residual[bare, batch.subject_last[bare]].float()
     return _Problem(
         runner=runner,
