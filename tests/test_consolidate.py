@@ -208,3 +208,20 @@ def test_truncated_factors_cap_the_rank_and_drop_only_below_rtol():
     a, b, _ = truncated_factors(us, vs, rtol=sigma[2] / sigma[0] * 1.0000001)
     assert a.shape[1] == 2
     assert np.linalg.norm(a @ b.T - exact, 2) == pytest.approx(sigma[2], rel=1e-9)
+
+
+def test_without_consolidations_the_projection_is_the_plain_sum(mem):
+    """Logs without consolidation events project as before: base + cat(s·U) cat(V)ᵀ, in entry order."""
+    mem.inject(_facts(3), audit=False)
+    mem.revert(mem.ledger.applied_entries()[0].edit_id)
+    entries = mem.ledger.applied_entries()
+    for layer in LAYERS:
+        us, vs = [], []
+        for entry in entries:
+            for delta in entry.current.deltas:
+                if delta.layer == layer:
+                    u, v = (torch.from_numpy(np.ascontiguousarray(x)) for x in mem.projector._factors(delta, torch.device("cpu")))
+                    us.append(u * entry.scale)
+                    vs.append(v)
+        plain = torch.addmm(mem.projector.base_weight(layer), torch.cat(us, dim=1), torch.cat(vs, dim=1).T)
+        assert torch.equal(mem.projector.layer_sum(layer, entries), plain)

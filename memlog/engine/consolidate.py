@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from memlog.core.lowrank import factored_svd
 from memlog.errors import UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.ledger import Ledger
@@ -55,16 +56,14 @@ class ConsolidationReport:
 
 
 def truncated_factors(us: list[np.ndarray], vs: list[np.ndarray], rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A, B, σ) with A Bᵀ ≈ Σ U_i V_iᵀ, keeping σ_j > rtol · σ_1 (see the module docstring)."""
-    u = np.concatenate([np.asarray(x, dtype=np.float64) for x in us], axis=1)
-    v = np.concatenate([np.asarray(x, dtype=np.float64) for x in vs], axis=1)
-    qu, ru = np.linalg.qr(u)
-    qv, rv = np.linalg.qr(v)
-    p, sigma, qt = np.linalg.svd(ru @ rv.T)
-    if sigma.size == 0 or sigma[0] <= 0:
-        return np.zeros((u.shape[0], 1)), np.zeros((v.shape[0], 1)), sigma  # the members sum to zero here
-    rank = max(1, int(np.count_nonzero(sigma > rtol * sigma[0])))
-    return qu @ (p[:, :rank] * sigma[:rank]), qv @ qt[:rank].T, sigma
+    """(A, B, σ) with A Bᵀ ≈ Σ U_i V_iᵀ, keeping σ_j > rtol · σ_1 (float64; see the module docstring)."""
+    u = torch.from_numpy(np.concatenate([np.asarray(x, dtype=np.float64) for x in us], axis=1))
+    v = torch.from_numpy(np.concatenate([np.asarray(x, dtype=np.float64) for x in vs], axis=1))
+    left, sigma, right = factored_svd(u, v)
+    if sigma.numel() == 0 or sigma[0] <= 0:  # the members sum to zero here
+        return np.zeros((u.shape[0], 1)), np.zeros((v.shape[0], 1)), sigma.numpy()
+    rank = max(1, int(torch.count_nonzero(sigma > rtol * sigma[0])))
+    return (left[:, :rank] * sigma[:rank]).numpy(), right[:rank].T.contiguous().numpy(), sigma.numpy()
 
 
 def output_changes(before: dict[int, torch.Tensor], after: dict[int, torch.Tensor], keys: dict[str, dict[int, np.ndarray]]) -> dict[str, float]:
