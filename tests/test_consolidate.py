@@ -26,6 +26,7 @@ from memlog.errors import UserError
 from memlog.projections.consolidation import stacked_columns
 from memlog.projections.ledger import Ledger
 from memlog.projections.weights import WeightProjector
+from memlog.store.deltas import read_uv
 from memlog.store.events import Consolidated, ConsolidationReverted, blob_refs, decode_event, encode_event
 from memlog.store.store import Store, gc, verify_store
 from tests.conftest import make_tiny_llama
@@ -220,8 +221,18 @@ def test_without_consolidations_the_projection_is_the_plain_sum(mem):
         for entry in entries:
             for delta in entry.current.deltas:
                 if delta.layer == layer:
-                    u, v = (torch.from_numpy(np.ascontiguousarray(x)) for x in mem.projector._factors(delta, torch.device("cpu")))
+                    u, v = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in read_uv(delta, mem.store.blobs.get))
                     us.append(u * entry.scale)
                     vs.append(v)
         plain = torch.addmm(mem.projector.base_weight(layer), torch.cat(us, dim=1), torch.cat(vs, dim=1).T)
         assert torch.equal(mem.projector.layer_sum(layer, entries), plain)
+
+
+def test_sleep_consolidates_above_a_width(mem):
+    mem.inject(_facts(4), audit=False)
+    assert mem.sleep(cycles=1, consolidate_above=8).consolidated is None  # 4 columns per layer
+    mem.inject(_facts(2, start=4), audit=False)
+    report = mem.sleep(cycles=1, consolidate_above=5)
+    assert report.consolidated == "c00001" and report.to_dict()["consolidated"] == "c00001"
+    assert isinstance(mem.logged[-1].event, Consolidated)
+    assert _replay(_events(mem), mem.store.blobs) == _live(mem)

@@ -30,6 +30,7 @@ import torch
 from memlog.core.lowrank import factored_svd
 from memlog.errors import UserError
 from memlog.progress import ProgressFn, no_progress
+from memlog.projections.consolidation import stacked_columns
 from memlog.projections.ledger import Ledger
 from memlog.store.deltas import read_factors, write_consolidated_layer
 from memlog.store.events import Consolidated, ConsolidationMember, ConsolidationReverted
@@ -78,6 +79,12 @@ def output_changes(before: dict[int, torch.Tensor], after: dict[int, torch.Tenso
             worst = max(worst, float(change / torch.linalg.norm(wb @ kt).clamp_min(1e-30)))
         out[edit_id] = worst
     return out
+
+
+def projection_width(mem) -> int:
+    """The most factor columns the head's projection concatenates at one edit layer."""
+    entries = mem.ledger.applied_entries()
+    return max((stacked_columns(entries, layer) for layer in mem.header.layers), default=0)
 
 
 def member_keys(mem, entries) -> dict[str, dict[int, np.ndarray]]:
