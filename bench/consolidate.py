@@ -50,14 +50,15 @@ from memlog.engine.consolidate import member_keys, output_changes, truncated_fac
 from memlog.engine.open import init_memory, open_memory  # noqa: E402
 from memlog.projections.consolidation import stacked_columns  # noqa: E402
 from memlog.store.blobs import BLOBS_DIR  # noqa: E402
-from memlog.store.events import CovarianceComputed, blob_refs  # noqa: E402
+from memlog.store.events import EditRefreshed, FactInjected, blob_refs  # noqa: E402
 from memlog.store.store import is_store  # noqa: E402
 
 
 def blob_bytes(mem, shas: set[str] | None = None) -> int:
-    """File bytes of the blobs named ``shas`` (default: every delta blob the log references, covariances excluded)."""
+    """File bytes of the blobs named ``shas`` (default: every edit's delta blobs; covariances and
+    consolidations left out)."""
     if shas is None:
-        shas = {ref.sha256 for item in mem.logged if not isinstance(item.event, CovarianceComputed) for ref in blob_refs(item.event)}
+        shas = {ref.sha256 for item in mem.logged if isinstance(item.event, (FactInjected, EditRefreshed)) for ref in blob_refs(item.event)}
     root = mem.store.blobs.root / BLOBS_DIR
     return sum(p.stat().st_size for sha in shas for p in (root / sha).rglob("*") if p.is_file())
 
@@ -140,17 +141,17 @@ def main() -> None:
         cols_before, t_before, bytes_before = stacked_columns(entries, layers[0]), median_time(mem.project, args.repeats), blob_bytes(mem)
         w_before, logits_before = weights(mem), prompt_logits(mem, [f.prompt for f in facts])
         report = mem.consolidate()
-        cols_after, t_after, bytes_after = stacked_columns(mem.ledger.applied_entries(), layers[0]), median_time(mem.project, args.repeats), blob_bytes(mem)
+        new = {ref.sha256 for ref in blob_refs(mem.logged[-1].event)}
+        cols_after, t_after, bytes_after = stacked_columns(mem.ledger.applied_entries(), layers[0]), median_time(mem.project, args.repeats), blob_bytes(mem) + blob_bytes(mem, new)
         w_after, logits_after = weights(mem), prompt_logits(mem, [f.prompt for f in facts])
         keys = member_keys(mem, entries)
         base = {layer: mem.projector.base_weight(layer) for layer in layers}
         out_rel = output_changes(w_before, w_after, keys)
         own_rel = edit_relative(w_before, w_after, base, keys)
         logit_rel = (torch.linalg.norm(logits_after - logits_before, dim=1) / torch.linalg.norm(logits_before, dim=1)).tolist()
-        new = {ref.sha256 for ref in blob_refs(mem.logged[-1].event)}
         print(f"consolidated factors: {blob_bytes(mem, new):,} bytes in {len(new)} blobs; per applied edit before: {bytes_before / len(entries):,.0f} bytes", flush=True)
         print(f"consolidated {report.members} edits in {report.seconds:.2f}s: columns {report.columns} -> rank {report.rank} (rtol {report.rtol:g})", flush=True)
-        print(f"stacked columns per layer {cols_before} -> {cols_after}; projection {t_before:.4f}s -> {t_after:.4f}s; Zarr blob bytes {bytes_before:,} -> {bytes_after:,}", flush=True)
+        print(f"stacked columns per layer {cols_before} -> {cols_after}; projection {t_before:.4f}s -> {t_after:.4f}s; Zarr delta blob bytes {bytes_before:,} -> {bytes_after:,}", flush=True)
         for name, values in (("layer output at keys / output", out_rel), ("layer output at keys / edit contribution", own_rel)):
             vals = list(values.values())
             print(f"per-fact {name}: max {max(vals):.2e}, median {statistics.median(vals):.2e}", flush=True)
