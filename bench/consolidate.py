@@ -12,6 +12,8 @@ an existing one, it measures:
   there, and relative to the edits' contribution there) and its next-token logits on its prompt;
 * that replay is exact: the head replays to its recorded hash, a replay up to the seq before the
   consolidation gives the pre-consolidation weights' hash, and the revert gives them back;
+* the truncation: for each of ``--rtols``, the kept rank per layer and the largest change of a
+  fact's layer output at its keys (float64, from the factors), and the singular values;
 * the projection cost at larger column counts (``--columns``), with random factors of the
   model's real shapes: N single-column factors concatenated, against one rank-min(N, d_out) pair,
   and the consolidation's own QR + SVD time at that N (no MEMIT: a cost model, not facts).
@@ -50,6 +52,7 @@ from memlog.engine.consolidate import member_keys, output_changes, truncated_fac
 from memlog.engine.open import init_memory, open_memory  # noqa: E402
 from memlog.projections.consolidation import stacked_columns  # noqa: E402
 from memlog.store.blobs import BLOBS_DIR  # noqa: E402
+from memlog.store.deltas import read_factors  # noqa: E402
 from memlog.store.events import EditRefreshed, FactInjected, blob_refs  # noqa: E402
 from memlog.store.store import is_store  # noqa: E402
 
@@ -93,6 +96,36 @@ def edit_relative(before, after, base, keys) -> dict[str, float]:
     return out
 
 
+def rtol_sweep(mem, entries, base: dict[int, torch.Tensor], rtols: list[float]) -> None:
+    """Per rtol: the kept rank per layer and the largest change of a fact's layer output at its keys
+    (float64, from the factors: relative to W_before K and to the edits' ΔW K)."""
+    keys = member_keys(mem, entries)
+    stacks = {}
+    for layer in base:
+        us, vs = [], []
+        for entry in entries:
+            for delta in entry.current.deltas:
+                if delta.layer == layer:
+                    u, v, _ = read_factors(delta, mem.store.blobs.get)
+                    us.append(np.asarray(u, dtype=np.float64) * entry.scale)
+                    vs.append(np.asarray(v, dtype=np.float64))
+        stacks[layer] = (us, vs, np.concatenate(us, axis=1) @ np.concatenate(vs, axis=1).T)
+    for rtol in rtols:
+        ranks, worst_out, worst_own = [], 0.0, 0.0
+        for layer, (us, vs, delta) in stacks.items():
+            a, b, sigma = truncated_factors(us, vs, rtol)
+            ranks.append(a.shape[1])
+            err = a @ b.T - delta
+            w = base[layer].double().numpy() + delta
+            for per_layer in keys.values():
+                k = np.asarray(per_layer[layer], dtype=np.float64)
+                worst_out = max(worst_out, np.linalg.norm(err @ k) / np.linalg.norm(w @ k))
+                worst_own = max(worst_own, np.linalg.norm(err @ k) / np.linalg.norm(delta @ k))
+        print(f"rtol {rtol:g}: rank {ranks}; max change of a fact's layer output at its keys {worst_out:.2e} of the output, {worst_own:.2e} of the edits' contribution", flush=True)
+        if rtol == rtols[0]:
+            print(f"singular values of the last layer, relative to the largest: {', '.join(f'{x:.1e}' for x in sigma / sigma[0])}", flush=True)
+
+
 def column_sweep(base: torch.Tensor, n_layers: int, columns: list[int], repeats: int) -> None:
     d_out, d_in = base.shape
     gen = torch.Generator().manual_seed(0)
@@ -117,6 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--columns", default="40,576,1000,2000", help="column counts for the random-factor projection sweep (empty: skip)")
+    parser.add_argument("--rtols", default="1e-7,1e-5,1e-3,1e-2,3e-2,1e-1", help="tolerances for the truncation sweep on the store's facts (empty: skip)")
     parser.add_argument("--store", default=None, help="store directory (reused when it holds a store; default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("MEMLOG_THREADS", "1")))
@@ -164,6 +198,9 @@ def main() -> None:
               f"revert gives them back bit for bit: {mem.projector.weights_sha256() == sha_before}", flush=True)
         print_ratio("projection_before_vs_after", t_before, t_after, f"median projection time, {cols_before} stacked columns / {cols_after}")
         print_ratio("zarr_bytes_after_vs_before", bytes_after, bytes_before, "blob bytes with the consolidated factors / without (members stay stored)")
+        rtols = [float(x) for x in args.rtols.split(",") if x]
+        if rtols:
+            rtol_sweep(mem, entries, base, rtols)
         sweep = [int(x) for x in args.columns.split(",") if x]
         if sweep:
             column_sweep(base[layers[0]], len(layers), sweep, args.repeats)
