@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--columns", default="40,576,1000,2000", help="column counts for the random-factor projection sweep (empty: skip)")
-    parser.add_argument("--rtols", default="1e-7,1e-5,1e-3,1e-2,3e-2,1e-1", help="tolerances for the truncation sweep on the store's facts (empty: skip)")
+    parser.add_argument("--rtols", default="1e-7,1e-3,0.1,0.3,0.5", help="tolerances for the truncation sweep on the store's facts (empty: skip)")
     parser.add_argument("--store", default=None, help="store directory (reused when it holds a store; default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("MEMLOG_THREADS", "1")))
