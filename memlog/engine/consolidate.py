@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+import msgspec
 import numpy as np
 import torch
 
@@ -145,12 +146,8 @@ def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progr
         changes = output_changes(before, after, member_keys(mem, entries))
         worst = max(changes.values(), default=0.0)
         seconds = time.perf_counter() - start
-        event = mem.emit(Consolidated(**{**_fields(event), "max_output_change": worst, "seconds": seconds}), project=True)
+        mem.emit(msgspec.structs.replace(event, max_output_change=worst, seconds=seconds), project=True)
     return ConsolidationReport(cid, mem.head_seq, len(entries), columns, ranks, float(rtol), worst, seconds)
-
-
-def _fields(event) -> dict:
-    return {name: getattr(event, name) for name in event.__struct_fields__}
 
 
 def revert_consolidation(mem, consolidation_id: str | None = None) -> dict:
