@@ -7,14 +7,23 @@
   after a member was reverted or updated in between (the projection then equals the log
   without the consolidation, bit for bit);
 - a failure mid-consolidation leaves the log, the blobs and the weights as they were;
-- bad input is refused with a one-line error and writes nothing.
+- bad input is refused with a one-line error and writes nothing;
+- a Hypothesis state machine mixes injects, updates, reverts, sleeps (in-place refreshes),
+  consolidations and their reverts: live always equals replay, bit for bit.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from memlog.core.adapter import LayerAdapter
 from memlog.core.facts import Fact
@@ -236,3 +245,78 @@ def test_sleep_consolidates_above_a_width(mem):
     assert report.consolidated == "c00001" and report.to_dict()["consolidated"] == "c00001"
     assert isinstance(mem.logged[-1].event, Consolidated)
     assert _replay(_events(mem), mem.store.blobs) == _live(mem)
+
+
+class ConsolidationMachine(RuleBasedStateMachine):
+    """Injects, updates, reverts, sleeps (in-place refreshes), consolidations and their reverts in
+    any order: the live weights always equal a fresh replay of the log, bit for bit, and every
+    recorded weights hash replays."""
+
+    @initialize()
+    def setup(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="memlog-consolidate-"))
+        store = Store.create(self.tmp / "store", fake_header())
+        fake = KeyedWeights()
+        projector = Projector(make_tiny_llama(vocab=512), fake, store.blobs.get)
+        self.mem = Memory(store, KeyedEditor(fake, layers=LAYERS, d_out=64, d_in=128), projector, EngineConfig(ppl_bound=None))
+        self.n = 0
+
+    def teardown(self):
+        if hasattr(self, "mem"):
+            self.mem.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @rule(size=st.integers(1, 3))
+    def inject(self, size):
+        self.mem.inject(_facts(size, start=self.n), audit=False, batch_size=size)
+        self.n += size
+
+    @precondition(lambda self: hasattr(self, "mem") and self.n > 0)
+    @rule(data=st.data())
+    def update(self, data):
+        fact = _facts(1, start=data.draw(st.integers(0, self.n - 1)))[0]
+        self.mem.inject([Fact(fact.subject, fact.relation, f"Moved{self.n}")], audit=False)
+
+    @precondition(lambda self: hasattr(self, "mem") and len(self.mem.ledger.applied_entries()) > 0)
+    @rule(data=st.data())
+    def revert(self, data):
+        self.mem.revert(data.draw(st.sampled_from([e.edit_id for e in self.mem.ledger.applied_entries()])))
+
+    @precondition(lambda self: hasattr(self, "mem") and self.n > 0)
+    @rule()
+    def sleep(self):
+        self.mem.sleep(cycles=1)
+
+    @precondition(lambda self: hasattr(self, "mem") and len(self.mem.ledger.applied_entries()) > 1)
+    @rule()
+    def consolidate(self):
+        try:
+            assert self.mem.consolidate().max_output_change <= 1e-5
+        except UserError as exc:
+            assert "already consolidated" in str(exc)
+
+    @precondition(lambda self: hasattr(self, "mem") and any(c.active for c in self.mem.ledger.consolidations.values()))
+    @rule()
+    def revert_consolidation(self):
+        self.mem.revert_consolidation()
+
+    @invariant()
+    def live_equals_replay(self):
+        if hasattr(self, "mem"):
+            assert _replay(_events(self.mem), self.mem.store.blobs) == _live(self.mem)
+
+    @invariant()
+    def recorded_hashes_replay(self):
+        if not hasattr(self, "mem"):
+            return
+        for item in self.mem.logged[-2:]:
+            sha = getattr(item.event, "weights_sha256", "")
+            if sha:
+                model = make_tiny_llama(vocab=512)
+                projector = WeightProjector(model, LayerAdapter.for_model(model), LAYERS, self.mem.store.blobs.get)
+                prefix = [(x.seq, x.event) for x in self.mem.logged if x.seq <= item.seq]
+                assert projector.project(Ledger.fold(prefix).applied_entries()) == sha
+
+
+TestConsolidationMachine = ConsolidationMachine.TestCase
+TestConsolidationMachine.settings = settings(max_examples=20, stateful_step_count=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
