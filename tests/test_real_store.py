@@ -133,3 +133,27 @@ def test_edited_fact_text_and_lost_last_event_are_detected(populated_store, tmp_
         assert code == 2 and any(expected in p for p in report["problems"]), report
         code, _, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", str(copy))
         assert code == 2 and "refusing to write" in err
+
+
+def test_consolidation_keeps_recall_and_reverts_exactly(populated_store, tmp_path, capsys):
+    """``memlog consolidate`` on the embedded model: every fact's layer output within 1e-5, the same
+    recall in an audit, exact replay before and after, and a revert back to the same bits."""
+    path, live_sha, _, head = populated_store
+    copy = tmp_path / "store"
+    shutil.copytree(path, copy)
+    code, before, err = run(capsys, "audit", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    code, data, err = run(capsys, "consolidate", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    assert data["members"] == 4 and all(r == 4 for r in data["rank"]) and data["max_output_change"] <= 1e-5
+    code, after, err = run(capsys, "audit", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    assert [(r["recalled"], r["completion"]) for r in after["facts"]] == [(r["recalled"], r["completion"]) for r in before["facts"]]
+    code, then, _ = run(capsys, "replay", "--until", f"seq={head}", "--store", str(copy), "--format", "json")
+    assert then["weights_sha256"] == live_sha
+    code, now, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
+    assert now["weights_match"] is True and now["weights_sha256"] != live_sha
+    code, _, err = run(capsys, "consolidate", "--revert", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    code, back, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
+    assert back["weights_sha256"] == live_sha and back["weights_match"] is True

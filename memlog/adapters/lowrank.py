@@ -5,7 +5,8 @@ column-wise gives ``ΔW = B A`` with ``B = [s_1 U_1 | s_2 U_2 | …]`` (d_out ×
 ``A = [V_1 | V_2 | …]ᵀ`` (R × d_in): exactly a LoRA pair with scaling 1.
 
 ``truncate(B, A, rank)`` keeps the ``rank`` largest singular directions of ``B A`` without
-forming it: QR of both factors, then the SVD of the small R × R core. The relative error
+forming it (``memlog.core.lowrank.factored_svd``: QR of both factors, then the SVD of the small
+core). The relative error
 ``‖ΔW − ΔW_r‖_F / ‖ΔW‖_F`` follows from the dropped singular values.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from memlog.core.lowrank import factored_svd
 from memlog.projections.ledger import LedgerEntry
 from memlog.store.deltas import BlobLoader, read_uv
 
@@ -58,14 +60,11 @@ def truncate(factors: LayerFactors, rank: int) -> LayerFactors:
     """The best rank-``rank`` approximation of ``b @ a`` (Frobenius norm), in factored form."""
     if rank < 1:
         raise ValueError(f"rank must be at least 1, got {rank}")
-    b, a = factors.b.to(torch.float64), factors.a.to(torch.float64)
-    qb, rb = torch.linalg.qr(b)
-    qa, ra = torch.linalg.qr(a.T)
-    p, s, vh = torch.linalg.svd(rb @ ra.T)
+    left, s, right = factored_svd(factors.b, factors.a.T)
     keep = min(rank, int(s.shape[0]))
     total = float(torch.sum(s**2))
     dropped = float(torch.sum(s[keep:] ** 2))
-    new_b = (qb @ p[:, :keep]) * s[:keep]
-    new_a = vh[:keep] @ qa.T
+    new_b = left[:, :keep] * s[:keep]
+    new_a = right[:keep]
     error = (dropped / total) ** 0.5 if total > 0 else 0.0
     return LayerFactors(layer=factors.layer, b=new_b.to(torch.float32), a=new_a.to(torch.float32).contiguous(), relative_error=error)

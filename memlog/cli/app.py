@@ -14,6 +14,7 @@ from typer._click import exceptions as typer_exceptions
 
 from memlog.cli import (
     analytics_cmds,
+    consolidate_cmds,
     demo_cmds,
     eval_cmds,
     experiment_cmds,
@@ -37,7 +38,7 @@ app = typer.Typer(
 # Each command module imports at its top only what starts fast (typer, rich, msgspec, the event
 # types, the folds); what loads torch, DuckDB, Zarr or matplotlib it imports inside the command
 # that needs it, so that `memlog --help` starts in a fraction of a second.
-COMMAND_MODULES = (store_cmds, wake_cmds, sleep_cmds, replay_cmds, analytics_cmds, experiment_cmds, demo_cmds, serve_cmds, eval_cmds)
+COMMAND_MODULES = (store_cmds, wake_cmds, sleep_cmds, replay_cmds, analytics_cmds, experiment_cmds, demo_cmds, serve_cmds, eval_cmds, consolidate_cmds)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

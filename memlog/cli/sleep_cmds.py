@@ -31,6 +31,7 @@ def sleep(
         None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
     ),
     batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place reinject); default: the store's setting (off)."),
+    consolidate_above: int = typer.Option(None, "--consolidate-above", min=1, help="After the cycles, consolidate the applied edits when the projection stacks more than N factor columns at a layer."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -41,7 +42,7 @@ def sleep(
     EngineConfig().with_overrides(degraded_by=degraded_by)  # an unknown measure fails before the model loads
     with open_rw(
         store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
-        degraded_by=degraded_by, batch_refresh=batch_refresh,
+        degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above,
     ) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)
@@ -50,6 +51,8 @@ def sleep(
     def render(c, d):
         render_cycles(c, d["cycles"])
         c.print("converged" if d["converged"] else "not converged", f"(head seq {d['seq']})")
+        if d.get("consolidated"):
+            c.print(f"consolidated the applied edits as {d['consolidated']}")
 
     emit(data, fmt, render)
 

@@ -101,7 +101,7 @@ def log(
 
 def _summary(row: dict) -> str:
     parts = []
-    for key in ("edit_id", "version", "phase", "cycle", "recall", "degraded", "ppl", "reason", "mode", "layer"):
+    for key in ("edit_id", "version", "consolidation_id", "phase", "cycle", "recall", "degraded", "ppl", "reason", "mode", "layer"):
         if row.get(key) is not None:
             parts.append(f"{key}={row[key]:.4g}" if isinstance(row[key], float) else f"{key}={row[key]}")
     fact = row.get("fact")

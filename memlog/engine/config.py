@@ -43,6 +43,9 @@ class EngineConfig:
     # constrained: each wake edit is solved in the null space of the healthy active facts' audit
     # keys (memlog.engine.wake); unconstrained: MEMIT as in the paper. Stores without it: unconstrained
     wake: str = "unconstrained"
+    # after a sleep, consolidate the applied edits (memlog.engine.consolidate) when the projection
+    # concatenates more factor columns than this at some edit layer (None: never)
+    consolidate_above: int | None = None
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
@@ -67,6 +70,8 @@ class EngineConfig:
             raise UserError(f"auto-sleep threshold is a pressure in [0, 1), got {self.auto_sleep}")
         if self.stale_after is not None and self.stale_after < 1:
             raise UserError(f"stale_after must be at least 1 refresh (or None), got {self.stale_after}")
+        if self.consolidate_above is not None and self.consolidate_above < 1:
+            raise UserError(f"consolidate_above must be at least 1 column (or None), got {self.consolidate_above}")
         if self.ppl_bound is not None and self.ppl_bound <= 0:
             raise UserError(f"ppl bound must be positive (a fraction such as 0.05), got {self.ppl_bound}")
 

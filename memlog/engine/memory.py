@@ -24,6 +24,7 @@ from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
 from memlog.engine.audit_measures import PROBED_PHASES, is_healthy, with_probes
 from memlog.engine.config import EngineConfig
+from memlog.engine.consolidate import DEFAULT_RTOL, ConsolidationReport, consolidate, revert_consolidation
 from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
@@ -303,6 +304,16 @@ class Memory:
         with self.unit():
             self.emit(EditReverted(edit_id=edit_id, version=entry.version, reason=reason, cycle=None), project=True)
         return self.head_seq
+
+    def consolidate(self, rtol: float | None = None, progress: ProgressFn = no_progress) -> ConsolidationReport:
+        """Project the applied edits through one truncated-SVD factor pair per layer (``memlog.engine.consolidate``);
+        ``rtol`` None: ``DEFAULT_RTOL``."""
+        with pinned(None):
+            return consolidate(self, DEFAULT_RTOL if rtol is None else rtol, progress)
+
+    def revert_consolidation(self, consolidation_id: str | None = None) -> dict:
+        """Give a consolidation's members back their own factors in the projection (bit-exact)."""
+        return revert_consolidation(self, consolidation_id)
 
     # -- sleep ---------------------------------------------------------------------------------
 

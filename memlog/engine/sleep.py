@@ -35,6 +35,10 @@ edit still applied, and the new version stores the old factors with the correcti
 
 ``batch_refresh`` (in-place, ``reinject``) first refreshes all of step 5's edits in one
 constrained solve (``memlog.engine.refresh_batch``); what that cannot do goes one by one.
+
+``consolidate_above`` N: after the last cycle, when the projection concatenates more than N
+factor columns at some edit layer, the applied edits are consolidated (``memlog.engine.consolidate``,
+its own unit of work).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 from memlog.engine.audit_measures import is_healthy
 from memlog.engine.config import COPY_MODE_CAP, EngineConfig
+from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_width
 from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale
@@ -104,9 +109,10 @@ class SleepReport:
     cycles: list[CycleReport]
     converged: bool
     seq: int
+    consolidated: str | None = None  # the consolidation the sleep ended with (``consolidate_above``)
 
     def to_dict(self) -> dict:
-        return {"cycles": [c.to_dict() for c in self.cycles], "converged": self.converged, "seq": self.seq}
+        return {"cycles": [c.to_dict() for c in self.cycles], "converged": self.converged, "seq": self.seq, "consolidated": self.consolidated}
 
 
 def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bool, progress) -> SleepReport:
@@ -126,7 +132,10 @@ def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bo
             if until_converged:
                 break
     progress("sleep", limit, limit)
-    return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq)
+    consolidated = None
+    if config.consolidate_above is not None and len(mem.ledger.applied_entries()) > 1 and projection_width(mem) > config.consolidate_above:
+        consolidated = consolidate(mem, DEFAULT_RTOL, progress).consolidation_id
+    return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq, consolidated=consolidated)
 
 
 def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:

@@ -24,6 +24,9 @@ Semantics, per event:
 - A manual ``EditReverted`` holds the edit (``held``): sleep leaves it alone until a wake
   update of the fact (the user saying otherwise) applies a new version.
 - ``EditPruned`` removes the entry from the ledger for good.
+- ``Consolidated`` points each member entry at a ``Consolidation`` (the member versions it
+  replaces and its factors); ``ConsolidationReverted`` points them back at what they had
+  before (``memlog.projections.consolidation`` turns this into projection terms).
 
 The weights are ``W_base + Σ s·U Vᵀ`` over ``applied_entries()``, in the fixed order of
 each entry's creation ``seq``.
@@ -34,6 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memlog.store.events import (
+    Consolidated,
+    ConsolidatedLayer,
+    ConsolidationReverted,
     EditPruned,
     EditRefreshed,
     EditReverted,
@@ -58,6 +64,19 @@ class EditVersion:
     scale: float = 1.0
 
 
+@dataclass(eq=False)
+class Consolidation:
+    """One ``Consolidated`` event as folded: the member versions it replaces, by edit id, and
+    what each member pointed at before it (restored by its revert)."""
+
+    consolidation_id: str
+    seq: int
+    layers: list[ConsolidatedLayer]
+    members: dict[str, EditVersion]
+    previous: dict[str, "Consolidation | None"]
+    active: bool = True
+
+
 @dataclass
 class LedgerEntry:
     """One edit in the ledger: its current version, and whether that version is applied."""
@@ -72,6 +91,16 @@ class LedgerEntry:
     last_version: int = 0  # the highest version ever written for this edit (rolled-back ones included)
     held: bool = False  # reverted by the user: sleep does not refresh it
     applied_before_refresh: bool = True  # what a rollback of the current version restores
+    consolidation: Consolidation | None = None  # the consolidation whose factors may stand for it
+
+    def consolidated_in(self) -> Consolidation | None:
+        """The active consolidation that stands for this entry as it is now (applied, at the very
+        version it consolidated), else None."""
+        c = self.consolidation
+        if c is None or not c.active or not self.applied:
+            return None
+        member = c.members.get(self.edit_id)
+        return c if member is not None and member.version == self.current.version else None
 
     @property
     def version(self) -> int:
@@ -130,6 +159,7 @@ class Ledger:
     last_audit_seq: int | None = None
     last_weights_sha256: str = ""
     n_created: int = 0  # entries ever created; drives deterministic edit ids
+    consolidations: dict[str, Consolidation] = field(default_factory=dict)
 
     @classmethod
     def fold(cls, events: "list[tuple[int, Event]]") -> "Ledger":
@@ -159,6 +189,14 @@ class Ledger:
     def next_edit_id(self) -> str:
         """Deterministic ids: e00001, e00002, … in order of creation (pruned ids are never reused)."""
         return f"e{self.n_created + 1:05d}"
+
+    def next_consolidation_id(self) -> str:
+        return f"c{len(self.consolidations) + 1:05d}"
+
+    def live_consolidations(self) -> list[Consolidation]:
+        """Active consolidations that stand for at least one applied entry, oldest first."""
+        live = {id(c): c for e in self.entries.values() if (c := e.consolidated_in()) is not None}
+        return sorted(live.values(), key=lambda c: c.seq)
 
     # -- the fold --------------------------------------------------------------------------
 
@@ -273,6 +311,31 @@ class Ledger:
         else:
             state.active = False
             state.pruned_seq = seq
+
+    def _on_Consolidated(self, seq: int, e: Consolidated) -> None:
+        if e.consolidation_id in self.consolidations:
+            raise LedgerError(f"consolidation {e.consolidation_id} already exists (seq {seq})")
+        members, previous = {}, {}
+        for ref in e.members:
+            entry = self._entry(ref.edit_id, seq)
+            if entry.current.version != ref.version or not entry.applied:
+                raise LedgerError(f"consolidation at seq {seq} names {ref.edit_id} v{ref.version}, which is not applied")
+            members[ref.edit_id] = entry.current
+            previous[ref.edit_id] = entry.consolidation
+        consolidation = Consolidation(e.consolidation_id, seq, list(e.layers), members, previous)
+        for edit_id in members:
+            self.entries[edit_id].consolidation = consolidation
+        self.consolidations[e.consolidation_id] = consolidation
+
+    def _on_ConsolidationReverted(self, seq: int, e: ConsolidationReverted) -> None:
+        consolidation = self.consolidations.get(e.consolidation_id)
+        if consolidation is None or not consolidation.active:
+            raise LedgerError(f"revert of consolidation {e.consolidation_id} at seq {seq}, but it is not active")
+        consolidation.active = False
+        for edit_id, before in consolidation.previous.items():
+            entry = self.entries.get(edit_id)
+            if entry is not None and entry.consolidation is consolidation:
+                entry.consolidation = before if before is not None and before.active else None
 
     def _on_RecallAudited(self, seq: int, e: RecallAudited) -> None:
         for result in e.results:

@@ -9,6 +9,10 @@ built (before any edit is applied), with one torch thread and deterministic kern
 (``memlog.core.determinism.pinned``), whatever the caller's settings. The sum is one matmul over the concatenated factors
 in a fixed order, so the same ledger always gives bit-identical tensors: a revert or a
 prune is a rebuild from the sum, never a subtraction, and replay equals the live model.
+
+A consolidation (``memlog.projections.consolidation``) replaces its members' factors in the
+sum by its own, minus the stored factors of members no longer in it; the sum is then over
+those terms, still one matmul in a fixed order.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import torch
 
 from memlog.core.adapter import LayerAdapter
 from memlog.core.determinism import pinned
+from memlog.projections.consolidation import projection_terms
 from memlog.projections.ledger import LedgerEntry
-from memlog.store.deltas import BlobLoader, read_uv
-from memlog.store.events import LayerDelta
+from memlog.store.deltas import BlobLoader, read_ab, read_uv
+from memlog.store.events import ConsolidatedLayer, LayerDelta
 
 
 
@@ -44,13 +49,13 @@ class WeightProjector:
     def base_weight(self, layer: int) -> torch.Tensor:
         return self._base[layer]
 
-    def _factors(self, delta: LayerDelta, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = tuple(ref.sha256 for _, ref in delta.refs())
+    def _factors(self, delta: LayerDelta | ConsolidatedLayer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        consolidated = isinstance(delta, ConsolidatedLayer)
+        key = (delta.factors.sha256,) if consolidated else tuple(ref.sha256 for _, ref in delta.refs())
         cached = self._factor_cache.get(key)
         if cached is None:
-            cached = tuple(
-                torch.from_numpy(np.ascontiguousarray(f)).to(device=device, dtype=torch.float32) for f in read_uv(delta, self._load_blob)
-            )
+            arrays = read_ab(delta, self._load_blob) if consolidated else read_uv(delta, self._load_blob)
+            cached = tuple(torch.from_numpy(np.ascontiguousarray(f)).to(device=device, dtype=torch.float32) for f in arrays)
             self._factor_cache[key] = cached
         return cached
 
@@ -58,12 +63,12 @@ class WeightProjector:
         """``W_base + Σ s·U Vᵀ`` for one layer in float32 (not written anywhere)."""
         base = self._base[layer]
         us, vs = [], []
-        for entry in entries:
-            for delta in entry.current.deltas:
+        for term in projection_terms(entries):
+            for delta in term.factors:
                 if delta.layer != layer:
                     continue
                 u, v = self._factors(delta, base.device)
-                us.append(u * entry.scale)
+                us.append(u * term.coef)
                 vs.append(v)
         if not us:
             return base.clone()

@@ -3,7 +3,8 @@
 ``write_layer_delta`` stores an edit's factors at one layer as a single array, [U; V; keys]
 stacked by rows, and returns the ``LayerDelta`` that names it. ``read_uv`` returns (U, V) for a
 ``LayerDelta`` of either layout: packed (schema 2) or three separate blobs (schema 1), and
-``read_factors`` all three.
+``read_factors`` all three. ``write_consolidated_layer`` / ``read_ab`` do the same for a
+consolidation's factor pair, [A; B] stacked by rows (no keys).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from memlog.store.blobs import to_numpy
-from memlog.store.events import BlobRef, LayerDelta
+from memlog.store.events import BlobRef, ConsolidatedLayer, LayerDelta
 
 BlobLoader = Callable[[BlobRef], np.ndarray]
 
@@ -54,3 +55,17 @@ def read_uv(delta: LayerDelta, load: BlobLoader) -> tuple[np.ndarray, np.ndarray
         u, v, _ = split_packed(delta, load(delta.packed))
         return u, v
     return load(delta.u), load(delta.v)
+
+
+def write_consolidated_layer(blobs, layer: int, a: Any, b: Any) -> ConsolidatedLayer:
+    """Store a consolidation's factors at one layer as one blob [A; B] (float32)."""
+    a, b = (to_numpy(x).astype(np.float32, copy=False) for x in (a, b))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 1:
+        raise ValueError(f"consolidated factors do not fit together: A {a.shape}, B {b.shape}")
+    return ConsolidatedLayer(layer=layer, factors=blobs.put(np.concatenate([a, b], axis=0)), d_out=int(a.shape[0]))
+
+
+def read_ab(layer: ConsolidatedLayer, load: BlobLoader) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) of a consolidation's layer: ΔW ≈ A Bᵀ."""
+    array = load(layer.factors)
+    return array[: layer.d_out], array[layer.d_out :]

@@ -307,6 +307,56 @@ class ConstraintRoom(Event, tag="ConstraintRoom"):
     cycle: int | None = None
 
 
+class ConsolidatedLayer(msgspec.Struct, frozen=True):
+    """A consolidation's factors at one layer: ΔW ≈ A Bᵀ, stored as one blob [A; B] stacked by
+    rows ((d_out + d_in) × rank, ``d_out`` recorded to split it). No keys: the members keep theirs."""
+
+    layer: int
+    factors: BlobRef
+    d_out: int
+
+    def __post_init__(self) -> None:
+        shape = self.factors.shape
+        if len(shape) != 2 or self.d_out <= 0 or shape[0] <= self.d_out:
+            raise ValueError(f"layer {self.layer} consolidation: factor shape {shape} does not split with d_out={self.d_out}")
+
+
+class ConsolidationMember(msgspec.Struct, frozen=True):
+    """An edit version a consolidation replaces in the projection."""
+
+    edit_id: str
+    version: int
+
+
+class Consolidated(Event, tag="Consolidated"):
+    """The applied edits ``members`` are projected through one low-rank factor pair per layer
+    (a truncated SVD of their summed factors) instead of their own factors, which stay stored.
+
+    ``rtol``: singular values below ``rtol`` × the largest were dropped; ``columns``: the
+    members' stacked factor columns per layer, ``rank``: the kept rank per layer (both in the
+    order of ``layers``); ``max_output_change``: the largest relative change of a member's edit
+    layer output at its own keys, measured when it was made (``memlog.engine.consolidate``).
+    """
+
+    consolidation_id: str
+    members: list[ConsolidationMember]
+    layers: list[ConsolidatedLayer]
+    rtol: float
+    columns: list[int]
+    rank: list[int]
+    max_output_change: float
+    seconds: float = 0.0
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
+class ConsolidationReverted(Event, tag="ConsolidationReverted"):
+    """A consolidation no longer replaces its members: each is projected as before it."""
+
+    consolidation_id: str
+    reason: str = "manual"
+    weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+
+
 AnyEvent = Union[
     StoreCreated,
     CovarianceComputed,
@@ -323,6 +373,8 @@ AnyEvent = Union[
     PerplexityMeasured,
     SleepEnded,
     ConstraintRoom,
+    Consolidated,
+    ConsolidationReverted,
 ]
 
 EVENT_KINDS: dict[str, type[Event]] = {cls.__struct_config__.tag: cls for cls in AnyEvent.__args__}
@@ -380,4 +432,6 @@ def blob_refs(event: Event) -> list[BlobRef]:
             refs.extend(ref for _, ref in d.refs())
     elif isinstance(event, CovarianceComputed):
         refs.append(event.cov)
+    elif isinstance(event, Consolidated):
+        refs.extend(layer.factors for layer in event.layers)
     return refs
