@@ -26,12 +26,12 @@ from memlog.engine.open import init_memory, open_memory
 from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
 
 
-def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int):
+def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained"):
     """Create ``store``, inject ``cases`` one at a time until ``until`` (HH:MM, UTC); the open
     memory and the run's timings."""
     hour, minute = map(int, until.split(":"))
     stop = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles))
+    mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake))
     started, seconds = time.perf_counter(), []
     for i, case in enumerate(cases):
         if datetime.now(timezone.utc) >= stop:
@@ -52,12 +52,13 @@ def main() -> None:
     parser.add_argument("--inject-until", default=None, help="create the store and inject the sample until HH:MM (UTC)")
     parser.add_argument("--no-before", action="store_true", help="skip the measurement on the base weights (its neighbour reference is still taken)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--wake", default="unconstrained", choices=["unconstrained", "constrained"], help="the new store's wake mode (with --inject-until)")
     args = parser.parse_args()
     setup_threads()
     sampled = sample_cases(read_cases(Path(args.file), skipped=[]), args.sample, args.seed)
     out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed}
     if args.inject_until:
-        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged))
+        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake)
         out.update(timings)
     else:
         mem = open_memory(Path(args.store), engine_overrides={"max_cycles": args.until_converged or None})
