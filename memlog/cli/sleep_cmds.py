@@ -31,6 +31,9 @@ def sleep(
         None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
     ),
     batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place reinject); default: the store's setting (off)."),
+    revert_check: bool = typer.Option(
+        None, "--revert-check/--no-revert-check", help="Also refresh healthy facts that the cycle's reverts alone break (in-place reinject); default: the store's setting (off)."
+    ),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -41,7 +44,7 @@ def sleep(
     EngineConfig().with_overrides(degraded_by=degraded_by)  # an unknown measure fails before the model loads
     with open_rw(
         store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
-        degraded_by=degraded_by, batch_refresh=batch_refresh,
+        degraded_by=degraded_by, batch_refresh=batch_refresh, revert_check=revert_check,
     ) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)
