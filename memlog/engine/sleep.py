@@ -11,8 +11,8 @@ A cycle:
    re-read at every edit layer on the weights as they are when the refresh is solved); then
    record the revert and the refresh. Each refreshed fact joins the protected set for the
    next refresh of the same cycle. When the protection leaves no room the solve is retried
-   once protecting a subset that does (``memlog.engine.constraints``); when that fails too, ``RefreshFailed`` records why and the
-   edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
+   once protecting a subset that does (``memlog.engine.constraints``); when that fails too,
+   ``RefreshFailed`` records why and the edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
    rolled back (an event), and the edit's next version is numbered after the rolled-back
    one. An edit the user reverted is left alone (``held``);
 6. prune, only when over the cap;
