@@ -1,8 +1,8 @@
 """The editor seam between the engine and the MEMIT math.
 
 The engine decides *what* happens (inject, audit, refresh, prune); an ``Editor`` does the
-model work: compute an edit's low-rank factors, recompute keys (prefix-averaged, and the audit keys that protection holds), audit
-recall, measure perplexity and complete prompts. ``MemitEditor`` is the real one, over a
+model work: compute an edit's low-rank factors, recompute keys (prefix-averaged, and the
+audit keys that a ``Protection`` holds), audit recall, measure perplexity and complete prompts. ``MemitEditor`` is the real one, over a
 loaded model. Tests substitute a fast fake with the same methods.
 """
 
