@@ -34,13 +34,17 @@ CHEAP = wake_tests.CHEAP
 
 
 class Forced:
-    """The real editor, but the audit's verdict is fixed: facts in ``healthy`` are recalled."""
+    """The real editor, but the audit's verdict is fixed: facts in ``healthy`` are recalled.
+    With ``perplexity``, that number is reported instead of measuring it."""
 
-    def __init__(self, inner, healthy: set[str]):
-        self.inner, self.healthy = inner, healthy
+    def __init__(self, inner, healthy: set[str], perplexity: float | None = None):
+        self.inner, self.healthy, self.ppl = inner, healthy, perplexity
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+    def perplexity(self) -> float:
+        return self.inner.perplexity() if self.ppl is None else self.ppl
 
     def audit(self, facts):
         return [replace(r, recalled=f.fact_id in self.healthy) for f, r in zip(facts, self.inner.audit(facts))]
