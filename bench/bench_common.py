@@ -76,11 +76,14 @@ class ForcedVerdictEditor:
     def layers(self):
         return self.inner.layers
 
-    def edit(self, facts, constraint_keys=None):
-        return self.inner.edit(facts, constraint_keys=constraint_keys)
+    def edit(self, facts, constraint_keys=None, protect=None):
+        return self.inner.edit(facts, constraint_keys=constraint_keys, protect=protect)
 
     def keys(self, facts):
         return self.inner.keys(facts)
+
+    def audit_keys(self, facts):
+        return self.inner.audit_keys(facts)
 
     def audit(self, facts):
         real = self.inner.audit(facts)

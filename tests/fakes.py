@@ -77,9 +77,9 @@ class FakeEditor:
     edits: int = 0
     constrained_edits: int = 0
 
-    def edit(self, facts: list[Fact], constraint_keys=None):
+    def edit(self, facts: list[Fact], constraint_keys=None, protect=None):
         self.edits += 1
-        if constraint_keys is not None:
+        if constraint_keys is not None or protect is not None:
             self.constrained_edits += 1
         rng = np.random.default_rng(_h(*(f.fact_id for f in facts), self.edits))
         deltas = {
@@ -94,6 +94,9 @@ class FakeEditor:
 
     def keys(self, facts: list[Fact]):
         return {layer: torch.ones(self.d_in, len(facts)) for layer in self.layers}
+
+    def audit_keys(self, facts: list[Fact]):
+        return self.keys(facts)
 
     def _recalled(self, fact: Fact) -> bool:
         version = self.weights.applied.get(fact.fact_id)
@@ -147,7 +150,7 @@ class KeyedEditor(FakeEditor):
 
     - ``keys(facts)``: one fixed random unit vector per fact (seeded by its subject), so that
       constraint sets have real rank: ``d_in`` or more distinct keys span the key space;
-    - ``edit`` with constraint keys raises ``NullSpaceError`` as the real solver does, when the
+    - ``edit`` with constraint keys (or protected facts: their ``keys``) raises ``NullSpaceError`` as the real solver does, when the
       constraint keys span every key dimension or the fact's own key lies in their span, and
       for any fact whose id is in ``unsolvable``;
     - ``perplexity()`` adds ``ppl_spike`` while a refreshed version of a fact in ``spiky`` is
@@ -169,9 +172,12 @@ class KeyedEditor(FakeEditor):
         block = torch.stack([self.key_of(f) for f in facts], dim=1) if facts else torch.zeros(self.d_in, 0)
         return {layer: block.clone() for layer in self.layers}
 
-    def edit(self, facts: list[Fact], constraint_keys=None):
+    def edit(self, facts: list[Fact], constraint_keys=None, protect=None):
         from memlog.core.solve import NullSpaceError
 
+        if protect is not None:
+            held = self.keys(list(protect.facts))
+            constraint_keys = held if constraint_keys is None else {l: torch.cat([constraint_keys[l], held[l]], dim=1) for l in held}
         if constraint_keys is not None:
             block = next(iter(constraint_keys.values()))
             rank = int(torch.linalg.matrix_rank(block.double())) if block.numel() else 0
@@ -187,6 +193,9 @@ class KeyedEditor(FakeEditor):
                 self.failures += 1
                 raise NullSpaceError("new key(s) lie inside the span of the protected keys")
         return super().edit(facts, constraint_keys)
+
+    def audit_keys(self, facts: list[Fact]):
+        return self.keys(facts)
 
     def perplexity(self) -> float:
         spike = self.ppl_spike if self.weights.refreshed & self.spiky else 0.0

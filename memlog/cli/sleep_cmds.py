@@ -32,6 +32,9 @@ def sleep(
     ),
     batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place reinject); default: the store's setting (off)."),
     consolidate_above: int = typer.Option(None, "--consolidate-above", min=1, help="After the cycles, consolidate the applied edits when the projection stacks more than N factor columns at a layer."),
+    revert_check: bool = typer.Option(
+        None, "--revert-check/--no-revert-check", help="Also refresh healthy facts that the cycle's reverts alone break (in-place reinject); default: the store's setting (off)."
+    ),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -42,7 +45,7 @@ def sleep(
     EngineConfig().with_overrides(degraded_by=degraded_by)  # an unknown measure fails before the model loads
     with open_rw(
         store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
-        degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above,
+        degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
     ) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)

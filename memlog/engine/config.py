@@ -40,6 +40,9 @@ class EngineConfig:
     degraded_by: str = "exact"
     # refresh a cycle's degraded facts in one constrained solve (in-place reinject; see engine/refresh_batch.py)
     batch_refresh: bool = False
+    # before refreshing, audit the healthy facts on the weights without the degraded edits and
+    # refresh those the reverts alone break (in-place reinject; see engine/revert_check.py)
+    revert_check: bool = False
     # constrained: each wake edit is solved in the null space of the healthy active facts' audit
     # keys (memlog.engine.wake); unconstrained: MEMIT as in the paper. Stores without it: unconstrained
     wake: str = "unconstrained"

@@ -1,26 +1,35 @@
-"""The constraint set of a sleep refresh, and what to do when it leaves no room.
+"""What a sleep refresh protects, and what to do when the protection leaves no room.
 
-A refresh is solved under the null-space constraint ``ΔW K_h = 0`` over the healthy facts'
-keys ``K_h`` (one column per fact, per layer). Two cases leave no room for the edit and make
-the solver raise ``NullSpaceError``:
+A refresh is solved with the same protection as a constrained wake edit
+(``memlog.core.memit.Protection``): for every protected fact h and every edit layer l,
+``ΔW_l k_h,l = 0``, where ``k_h,l`` is h's bare audit prompt's key at the subject's last
+token, read at layer l on the weights as they are when the refresh is solved (after the
+revert of the degraded edit) with the layers below l already carrying the refresh. The
+protected facts are the cycle's healthy facts plus the facts refreshed earlier in the cycle.
 
-- the healthy keys span the whole key space (more healthy facts than key dimensions, as on
-  a small model with a few hundred facts), so every ``ΔW`` that spares them is zero;
-- a healthy fact has (nearly) the same key as the fact being refreshed, typically the same
-  subject with another relation, so sparing it forbids the edit itself.
+A protected fact whose prompt agrees with the refreshed fact's up to the subject's last
+character has the same key: holding it would forbid the refresh itself, so it is left out
+of that refresh's protection (``protectable``).
 
-``solve_refresh`` then retries once, under a deterministic subset of the healthy keys that
-still leaves a null space (``room_leaving_subset``):
+Two cases still leave no room and make the solver raise ``NullSpaceError``:
 
-1. drop every key whose |cosine| with the refreshed fact's own key exceeds ``BLOCKING_COSINE``
-   in some layer (it cannot be spared by an edit of this key);
-2. of the rest, keep the ``d_in // 2`` keys most aligned with the refreshed key (mean |cosine|
-   over the layers; ties by their place in the set): the healthy facts an edit of this key
+- the protected keys span the whole key space (more protected facts than key dimensions, as
+  on a small model with a few hundred facts), so every ``ΔW`` that spares them is zero;
+- a protected key is (nearly) parallel to the refreshed fact's own key.
+
+``solve_refresh`` then retries once, protecting a deterministic subset of the facts that
+still leaves a null space (``room_leaving_subset``), chosen on their audit keys read on the
+current weights (``editor.audit_keys``):
+
+1. drop every fact whose key's |cosine| with the refreshed fact's own key exceeds
+   ``BLOCKING_COSINE`` in some layer (it cannot be spared by an edit of this key);
+2. of the rest, keep the ``d_in // 2`` most aligned with the refreshed key (mean |cosine|
+   over the layers; ties by their place in the set): the protected facts an edit of this key
    disturbs most. Half the key space stays free, so the edit does not need a large norm.
 
-The kept columns stay in their original order, the same columns in every layer. If the
-retry fails too (or the subset is the whole set), the error propagates and the engine
-records ``RefreshFailed``, leaving the edit as it was.
+The kept facts stay in their original order. If the retry fails too (or the subset is the
+whole set), the error propagates and the engine records ``RefreshFailed``, leaving the edit
+as it was.
 """
 
 from __future__ import annotations
@@ -28,33 +37,29 @@ from __future__ import annotations
 import torch
 
 from memlog.core.facts import Fact
+from memlog.core.memit import Protection
 from memlog.core.solve import NullSpaceError
+from memlog.engine.wake import shared_key
 
-BLOCKING_COSINE = 0.99  # a healthy key this aligned with the refreshed key blocks any edit of it
+BLOCKING_COSINE = 0.99  # a protected key this aligned with the refreshed key blocks any edit of it
 FREE_FRACTION = 0.5  # at most this fraction of the key dimensions is constrained in the retry
 
 KeySet = dict[int, torch.Tensor]  # layer -> (d_in × M) keys, one column per fact
 
 
-def n_keys(keys: KeySet | None) -> int:
-    """The number of constraint keys (columns) in a key set."""
-    return 0 if not keys else int(next(iter(keys.values())).shape[1])
+def protectable(protected: list[Fact], editing: list[Fact]) -> list[Fact]:
+    """``protected`` less the facts that share a key (subject) with one of ``editing``."""
+    keys = {shared_key(f) for f in editing}
+    return [f for f in protected if shared_key(f) not in keys]
 
 
-def concat_keys(base: KeySet | None, extra: KeySet) -> KeySet:
-    """``base`` with ``extra``'s columns appended, per layer."""
-    if not base:
-        return dict(extra)
-    return {layer: torch.cat([base[layer], extra[layer]], dim=1) for layer in base}
-
-
-def room_leaving_subset(constraints: KeySet, own: KeySet) -> KeySet | None:
-    """A deterministic subset of ``constraints`` that leaves room for ``own`` (see the module doc).
+def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
+    """The columns of ``constraints`` that leave room for ``own`` (see the module doc).
 
     None when the subset would be the whole set (retrying would fail the same way).
     """
     layers = sorted(constraints)
-    m = n_keys(constraints)
+    m = int(constraints[layers[0]].shape[1]) if layers else 0
     if m == 0:
         return None
     cosines = []
@@ -71,23 +76,22 @@ def room_leaving_subset(constraints: KeySet, own: KeySet) -> KeySet | None:
     candidates = [j for j in range(m) if not bool(blocking[j])]
     candidates.sort(key=lambda j: (-score[j], j))
     keep = sorted(candidates[:budget])
-    if len(keep) == m:
-        return None
-    index = torch.tensor(keep, dtype=torch.long)
-    return {layer: constraints[layer].index_select(1, index.to(constraints[layer].device)) for layer in layers}
+    return None if len(keep) == m else keep
 
 
-def solve_refresh(editor, fact: Fact, constraints: KeySet | None):
-    """Solve a refresh of ``fact`` under ``constraints``; on no room, retry once under a subset.
+def solve_refresh(editor, fact: Fact, protected: list[Fact]):
+    """Solve a refresh of ``fact`` protecting ``protected``; on no room, retry once under a subset.
 
-    Returns ``(result, keys used)``. Raises the solver's ``UserError`` when neither solve works.
+    Returns ``(result, facts protected)``. Raises the solver's ``UserError`` when neither solve works.
     """
+    protected = protectable(protected, [fact])
     try:
-        return editor.edit([fact], constraint_keys=constraints), constraints
+        return editor.edit([fact], protect=Protection(tuple(protected))), protected
     except NullSpaceError:
-        if not constraints:
+        if not protected:
             raise
-        subset = room_leaving_subset(constraints, editor.keys([fact]))
-        if subset is None:
+        keep = room_leaving_subset(editor.audit_keys(protected), editor.audit_keys([fact]))
+        if keep is None:
             raise
-        return editor.edit([fact], constraint_keys=subset), subset
+        subset = [protected[j] for j in keep]
+        return editor.edit([fact], protect=Protection(tuple(subset))), subset

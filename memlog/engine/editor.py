@@ -1,8 +1,8 @@
 """The editor seam between the engine and the MEMIT math.
 
 The engine decides *what* happens (inject, audit, refresh, prune); an ``Editor`` does the
-model work: compute an edit's low-rank factors, recompute keys for constraints, audit
-recall, measure perplexity and complete prompts. ``MemitEditor`` is the real one, over a
+model work: compute an edit's low-rank factors, recompute keys (prefix-averaged, and the
+audit keys that a ``Protection`` holds), audit recall, measure perplexity and complete prompts. ``MemitEditor`` is the real one, over a
 loaded model. Tests substitute a fast fake with the same methods.
 """
 
@@ -30,6 +30,8 @@ class Editor(Protocol):
     def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None, protect: Protection | None = None) -> EditResult: ...
 
     def keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]: ...
+
+    def audit_keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]: ...
 
     def audit(self, facts: list[Fact]) -> list[RecallResult]: ...
 
@@ -62,9 +64,14 @@ class MemitEditor:
         """Per edit layer, the rank of ``facts``' audit keys (subject's last token) on the current weights."""
         if not facts:
             return {layer: 0 for layer in self.layers}
+        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam) for layer, k in self.audit_keys(facts).items()}
+
+    def audit_keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]:
+        """Per edit layer, ``facts``' audit keys (bare prompt, subject's last token; d_in × N) on the
+        current weights: the keys ``Protection`` holds, as they are before the edit."""
         batch, rows, cols = bare_prompt_batch(self.lm, facts)
         reader = KeyReader(self.lm, batch.input_ids, rows, cols)
-        return {layer: constraint_rank(reader.read(layer), self.covariances[layer], self.config.lam) for layer in self.layers}
+        return {layer: reader.read(layer) for layer in self.layers}
 
     def key_dim(self, layer: int) -> int:
         return self.lm.adapter.key_dim(self.lm.model, layer)

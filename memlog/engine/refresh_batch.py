@@ -3,8 +3,10 @@
 With ``EngineConfig.batch_refresh`` (in-place mode, ``reinject`` strategy), a cycle first tries
 to refresh all its degraded edits (those not held by the user) together:
 
-1. project the weights without any of them; run one MEMIT solve for all their facts under
-   the healthy facts' keys (``ΔW K_h = 0``), the same constraint set each would get alone;
+1. project the weights without any of them; run one MEMIT solve for all their facts with the
+   healthy facts protected as each would be alone (``Protection``: their audit keys, re-read
+   at every edit layer on these weights; a healthy fact sharing a refreshed fact's subject is
+   left out, ``memlog.engine.constraints.protectable``);
 2. log, per fact, ``EditReverted`` then (after all reverts) ``EditRefreshed`` holding its
    column of the batch's factors (``memlog.engine.ingest.column_deltas``: exact, the columns
    sum to the batch's update); the weights are projected once, after the last event;
@@ -16,8 +18,10 @@ batch was rolled back, nothing is kept from it and those facts go through the pe
 (``memlog.engine.sleep``), which retries under a key subset, records ``RefreshFailed`` and
 rolls back per fact as before.
 
-When is it the same as the per-fact path? The per-fact path adds each refreshed fact's key
-to the constraint set of the next refresh; the batch solves them jointly. With ``S_P`` the
+When is it the same as the per-fact path? The per-fact path adds each refreshed fact to the
+protected set of the next refresh; the batch solves them jointly. (The per-fact path reads
+the protected keys on the weights without one degraded edit at a time, the batch without all
+of them; below, the keys are taken as given.) With ``S_P`` the
 constrained inverse covariance (``memlog.core.solve``), both give the same update at a layer
 when the refreshed keys are ``S_P``-orthogonal (``k_iᵀ S_P k_j = 0`` for i ≠ j) and the
 residuals are the same: then ``Kᵀ S_P K`` is diagonal, the batch's columns are the single
@@ -31,7 +35,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from memlog.engine.constraints import concat_keys, n_keys
+from memlog.core.memit import Protection
+from memlog.engine import revert_check
+from memlog.engine.constraints import protectable
 from memlog.engine.ingest import column_deltas
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
@@ -46,35 +52,41 @@ class BatchRefresh:
     refreshed: int = 0
     reverted: int = 0
     rolled_back: int = 0
-    constraints: dict | None = None
+    protected: list = field(default_factory=list)
 
 
 def applies(config) -> bool:
     return bool(config.batch_refresh) and config.refresh_mode == "in-place" and config.refresh_strategy == "reinject"
 
 
-def refresh_together(mem, config, cycle: int, degraded: list, constraints, ppl_before: float) -> BatchRefresh:
-    """Refresh ``degraded`` (fact states) in one solve under ``constraints``; see the module doc."""
+def refresh_together(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
+    """Refresh ``degraded`` (fact states) in one solve protecting ``protected`` (facts); see the
+    module doc. ``broken`` maps the facts the revert check moved into ``degraded`` to the
+    completion it read (their reverts say so); ``n_reverted`` is how many edits it left out."""
+    broken = broken or {}
     ledger = mem.ledger
     pairs = [(s, ledger.entry_for_fact(s.fact.fact_id)) for s in degraded]
     pairs = [(s, e) for s, e in pairs if e is not None and not e.held]
-    out = BatchRefresh(constraints=constraints)
+    out = BatchRefresh(protected=list(protected))
     if len(pairs) < 2:
         return out
     ids = {e.edit_id for _, e in pairs}
     facts = [fact_of(s.fact) for s, _ in pairs]
     start = time.perf_counter()
     mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
+    held = protectable(list(protected), facts)
     try:
-        result = mem.editor.edit(facts, constraint_keys=constraints)
+        result = mem.editor.edit(facts, protect=Protection(tuple(held)))
     except UserError:
         mem.project()
         return out
     share = (time.perf_counter() - start) / len(facts)
     losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
     versions = []
-    for _, entry in pairs:
-        mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle))
+    for state, entry in pairs:
+        fid = state.fact.fact_id
+        why = revert_check.reason(broken[fid], n_reverted) if fid in broken else "degraded"
+        mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason=why, cycle=cycle))
     for i, (fact, (_, entry)) in enumerate(zip(facts, pairs)):
         versions.append(entry.last_version + 1)
         event = EditRefreshed(
@@ -83,7 +95,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, constraints, ppl_b
             fact=record_of(fact),
             deltas=column_deltas(mem, result, [i]),
             v_loss=float(losses[i]),
-            n_constraint_keys=n_keys(constraints),
+            n_constraint_keys=len(held),
             mode=config.refresh_mode,
             cycle=cycle,
             seconds=share,
@@ -101,5 +113,5 @@ def refresh_together(mem, config, cycle: int, degraded: list, constraints, ppl_b
             return out
     out.done = {s.fact.fact_id for s, _ in pairs}
     out.refreshed = len(pairs)
-    out.constraints = concat_keys(constraints, mem.editor.keys(facts))
+    out.protected = list(protected) + facts
     return out

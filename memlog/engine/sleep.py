@@ -6,13 +6,13 @@ A cycle:
 3. audit every active fact (batched, greedy);
 4. split into degraded D (recall < tau, i.e. not recalled) and healthy H; ``degraded_by``
    chooses the measure (exact prompt by default; paraphrase, chat, or any of them);
-5. for each degraded edit, in ledger order: solve its refresh on the weights without it, under
-   null-space constraints from H's keys, recomputed on the current weights in one batched
-   pass; then record the revert and the refresh. Each refreshed fact's keys join the
-   constraint set for the next refresh of the same cycle. When the constraint set leaves no
-   room the solve is retried once under a subset of the keys that does
-   (``memlog.engine.constraints``); when that fails too, ``RefreshFailed`` records why and the
-   edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
+5. for each degraded edit, in ledger order: solve its refresh on the weights without it,
+   protecting H as a constrained wake edit does (``Protection``: each healthy fact's audit key,
+   re-read at every edit layer on the weights as they are when the refresh is solved); then
+   record the revert and the refresh. Each refreshed fact joins the protected set for the
+   next refresh of the same cycle. When the protection leaves no room the solve is retried
+   once protecting a subset that does (``memlog.engine.constraints``); when that fails too,
+   ``RefreshFailed`` records why and the edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
    rolled back (an event), and the edit's next version is numbered after the rolled-back
    one. An edit the user reverted is left alone (``held``);
 6. prune, only when over the cap;
@@ -33,6 +33,9 @@ skips the revert: v* and the constrained solve run on the current weights, with 
 edit still applied, and the new version stores the old factors with the correction's appended
 (``Memory.write_stacked_deltas``), so its projection is the old delta plus the correction.
 
+``revert_check`` (in-place, ``reinject``) first audits H on the weights without D's edits and
+moves the facts that the reverts alone break into D (``memlog.engine.revert_check``).
+
 ``batch_refresh`` (in-place, ``reinject``) first refreshes all of step 5's edits in one
 constrained solve (``memlog.engine.refresh_batch``); what that cannot do goes one by one.
 
@@ -48,8 +51,9 @@ from dataclasses import asdict, dataclass, field
 
 from memlog.engine.audit_measures import is_healthy
 from memlog.engine.config import COPY_MODE_CAP, EngineConfig
+from memlog.engine import revert_check
 from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_width
-from memlog.engine.constraints import concat_keys, n_keys, solve_refresh
+from memlog.engine.constraints import solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale
 from memlog.engine.wake import ROOM_RESERVE, budget_excess, record_room, room_now
@@ -162,18 +166,24 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         degraded = [s for s in ledger.active_facts() if not recalled.get(s.fact.fact_id)]
         degraded = hold_back_stale(mem, degraded, cycle, config.stale_after, healthy=ok)
 
-        t = time.perf_counter()
-        constraints = mem.editor.keys([fact_of(s.fact) for s in healthy]) if healthy else None
-        steps["constraint_keys"] = time.perf_counter() - t
+        broken: dict[str, str] = {}
+        checked: dict[str, int] = {}
+        if revert_check.applies(config):  # healthy facts that the reverts alone break are refreshed too
+            t = time.perf_counter()
+            broken, checked = revert_check.broken_by_reverts(mem, degraded, healthy, pre)
+            degraded = degraded + [s for s in healthy if s.fact.fact_id in broken]
+            healthy = [s for s in healthy if s.fact.fact_id not in broken]
+            steps["revert_check"] = time.perf_counter() - t
+        protected = [fact_of(s.fact) for s in healthy]  # their audit keys, re-read at every refresh
 
         refreshed = reverted = rolled_back = blocked = held = 0
         failed: list[str] = []
         t = time.perf_counter()
         together = BatchRefresh()
         if applies(config):  # one solve for all of them first; what it leaves goes one by one below
-            together = refresh_together(mem, config, cycle, degraded, constraints, ppl_before)
+            together = refresh_together(mem, config, cycle, degraded, protected, ppl_before, broken, checked.get("revert_edits", 0))
             refreshed, reverted, rolled_back = together.refreshed, together.reverted, together.rolled_back
-            constraints = together.constraints
+            protected = together.protected
         for n, state in enumerate(degraded):
             progress("refresh", n, len(degraded))
             entry = ledger.entry_for_fact(state.fact.fact_id)
@@ -190,19 +200,20 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             if not correct:  # reinject: solve on the weights without the degraded edit
                 mem.projector.project([e for e in ledger.applied_entries() if e.edit_id != entry.edit_id])
             try:
-                result, used = solve_refresh(mem.editor, fact, constraints)
+                result, used = solve_refresh(mem.editor, fact, protected)
             except UserError as exc:  # e.g. the constraint set leaves no room: the edit stays as it was
                 if not correct:
                     mem.project()
                 mem.emit(
                     RefreshFailed(
-                        edit_id=entry.edit_id, version=entry.version, reason=str(exc), n_constraint_keys=n_keys(constraints), cycle=cycle
+                        edit_id=entry.edit_id, version=entry.version, reason=str(exc), n_constraint_keys=len(protected), cycle=cycle
                     )
                 )
                 failed.append(f"{state.fact.fact_id}: {exc}")
                 continue
             if not correct:
-                mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason="degraded", cycle=cycle), project=True)
+                why = revert_check.reason(broken[fact.fact_id], checked["revert_edits"]) if fact.fact_id in broken else "degraded"
+                mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason=why, cycle=cycle), project=True)
                 reverted += 1
             if config.refresh_mode == "copy":
                 edit_id, version, copy_of = ledger.next_edit_id(), 1, entry.edit_id
@@ -215,7 +226,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     fact=record_of(fact),
                     deltas=mem.write_stacked_deltas(entry.current.deltas, result) if correct else mem.write_deltas(result),
                     v_loss=float(result.v_loss),
-                    n_constraint_keys=n_keys(used),
+                    n_constraint_keys=len(used),
                     mode=config.refresh_mode,
                     cycle=cycle,
                     copy_of=copy_of,
@@ -234,7 +245,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     rolled_back += 1
                     continue
             refreshed += 1
-            constraints = concat_keys(constraints, mem.editor.keys([fact]))
+            protected = protected + [fact]
         progress("refresh", len(degraded), len(degraded))
         steps["refresh"] = time.perf_counter() - t
 
@@ -295,7 +306,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                 ppl_before=ppl_before,
                 ppl_after=ppl_after,
                 seconds=seconds,
-                step_seconds={**steps, "blocked": blocked, "failed": len(failed), "held": held},
+                step_seconds={**steps, "blocked": blocked, "failed": len(failed), "held": held, **checked},
             )
         )
     return report

@@ -28,7 +28,8 @@ from memlog.store.events import ConstraintRoom
 ROOM_RESERVE = 0.1  # budget: prune once fewer than this fraction of d_in key dimensions is left free
 
 
-def _shared_key(fact: Fact) -> str:
+def shared_key(fact: Fact) -> str:
+    """The prompt up to the subject's last character: facts that agree on it share their audit key."""
     return fact.prompt[: fact.subject_span[1]]
 
 
@@ -53,10 +54,10 @@ def wake_plan(mem, facts: list[Fact]) -> tuple[list[Fact], dict]:
     """
     if mem.config.wake != "constrained":
         return facts, {}
-    keys = {_shared_key(f) for f in facts}
+    keys = {shared_key(f) for f in facts}
     others = protected_facts(mem.ledger, facts)
-    companions = [f for f in others if _shared_key(f) in keys]
-    protected = [f for f in others if _shared_key(f) not in keys]
+    companions = [f for f in others if shared_key(f) in keys]
+    protected = [f for f in others if shared_key(f) not in keys]
     return list(facts) + companions, {"protect": Protection(tuple(protected))}
 
 
@@ -67,9 +68,9 @@ def columns_by_fact(facts: list[Fact], edit_facts: list[Fact]) -> list[list[int]
     out = [[i] for i in range(len(facts))]
     first: dict[str, int] = {}
     for i, fact in enumerate(facts):
-        first.setdefault(_shared_key(fact), i)
+        first.setdefault(shared_key(fact), i)
     for j in range(len(facts), len(edit_facts)):
-        out[first[_shared_key(edit_facts[j])]].append(j)
+        out[first[shared_key(edit_facts[j])]].append(j)
     return out
 
 
