@@ -23,6 +23,7 @@ from memlog.core.factfile import read_cases
 from memlog.core.model import ModelSpec
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory, open_memory
+from memlog.store.events import FactInjected
 from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
 
 
@@ -41,6 +42,26 @@ def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake
     return mem, {"inject_until": until, "injected": len(seconds), "inject_each_seconds": seconds, "inject_seconds": time.perf_counter() - started}
 
 
+def measure_at_injections(mem, cases, args, out: dict) -> None:
+    """Measure the first ``args.at_injections`` records on the weights right after that many
+    injections (``Memory.weights_at``), and write ``out``."""
+    injected = [item.seq for item in mem.logged if isinstance(item.event, FactInjected)]
+    if not 0 < args.at_injections <= len(injected):
+        raise SystemExit(f"--at-injections must be between 1 and {len(injected)}")
+    seq = injected[args.at_injections - 1]
+    cases = cases[: args.at_injections]
+    out.update({"edited": len(cases), "at_injections": args.at_injections, "at_seq": seq})
+    with mem.weights_at(0):
+        base = baseline(mem.editor.lm, cases)
+    with mem.weights_at(seq):
+        rows = measure(mem.editor.lm, cases, base)
+        out["after_edits"], out["after_edits_rows"] = summarise(rows), rows
+        out["ppl_after_edits"] = mem.editor.perplexity()
+    log(f"after {args.at_injections} injections (seq {seq}): {out['after_edits']['all']} ppl {out['ppl_after_edits']:.3f}")
+    write_json(args.out, out)
+    mem.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", required=True)
@@ -52,6 +73,7 @@ def main() -> None:
     parser.add_argument("--inject-until", default=None, help="create the store and inject the sample until HH:MM (UTC)")
     parser.add_argument("--no-before", action="store_true", help="skip the measurement on the base weights (its neighbour reference is still taken)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--at-injections", type=int, default=None, help="measure the first K injected records on the weights as they were right after the K-th injection (time travel; no sleep)")
     parser.add_argument("--wake", default="unconstrained", choices=["unconstrained", "constrained"], help="the new store's wake mode (with --inject-until)")
     args = parser.parse_args()
     setup_threads()
@@ -64,6 +86,8 @@ def main() -> None:
         mem = open_memory(Path(args.store), engine_overrides={"max_cycles": args.until_converged or None})
     lm = mem.editor.lm
     cases = [c for c in sampled if c.fact.fact_id in mem.ledger.facts]
+    if args.at_injections is not None:
+        return measure_at_injections(mem, cases, args, out)
     out["edited"] = len(cases)
     started = time.perf_counter()
     with mem.weights_at(0):  # the base weights: no edit applied
