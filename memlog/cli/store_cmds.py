@@ -36,7 +36,7 @@ def init(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="NF4 through bitsandbytes (CUDA only); edit layers stay dense."),
     cap: int = typer.Option(None, "--cap", help="Most active facts before sleep prunes (default: no count; prune once the protected keys leave under 10% of the key space free)."),
-    wake: str = typer.Option("unconstrained", "--wake", help="Store setting: constrained (each inject protects the healthy facts' audit keys) or unconstrained (the paper's MEMIT)."),
+    wake: str = typer.Option("constrained", "--wake", help="Store setting: constrained (each inject protects the healthy facts' audit keys) or unconstrained (the paper's MEMIT)."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
     fmt: Format = FormatOpt,

@@ -44,8 +44,10 @@ class EngineConfig:
     # refresh those the reverts alone break (in-place reinject; see engine/revert_check.py)
     revert_check: bool = False
     # constrained: each wake edit is solved in the null space of the healthy active facts' audit
-    # keys (memlog.engine.wake); unconstrained: MEMIT as in the paper. Stores without it: unconstrained
-    wake: str = "unconstrained"
+    # keys (memlog.engine.wake); unconstrained: MEMIT as in the paper (its experiments and the demo
+    # pin it). New stores: constrained (docs/RESULTS.md, "Constrained wake is the default");
+    # stores written without the setting: unconstrained
+    wake: str = "constrained"
     # after a sleep, consolidate the applied edits (memlog.engine.consolidate) when the projection
     # concatenates more factor columns than this at some edit layer (None: never)
     consolidate_above: int | None = None
