@@ -128,7 +128,7 @@ def fake_memory(path: Path, config: EngineConfig | None = None, interference: in
     """A Memory over a real DuckDB/Zarr store, with the fake editor and weights."""
     store = Store.open(path, writable=True) if is_store(path) else Store.create(path, fake_header())
     weights = FakeWeights()
-    mem = Memory(store, FakeEditor(weights, interference=interference), weights, config or EngineConfig(ppl_bound=None))
+    mem = Memory(store, FakeEditor(weights, interference=interference), weights, config or EngineConfig(ppl_bound=None, wake="unconstrained"))
     return mem
 
 
@@ -207,4 +207,4 @@ def keyed_memory(path: Path, config: EngineConfig | None = None, interference: i
     store = Store.open(path, writable=True) if is_store(path) else Store.create(path, fake_header())
     weights = KeyedWeights()
     editor = KeyedEditor(weights, interference=interference, d_in=d_in, **editor_kw)
-    return Memory(store, editor, weights, config or EngineConfig(ppl_bound=None))
+    return Memory(store, editor, weights, config or EngineConfig(ppl_bound=None, wake="unconstrained"))

@@ -78,7 +78,7 @@ class EngineMachine(RuleBasedStateMachine):
     def setup(self, mode, correct, cap, n, spiky, unsolvable):
         self.tmp = Path(tempfile.mkdtemp(prefix="memlog-engine-"))
         strategy = "correct" if correct and mode == "in-place" else "reinject"
-        self.config = EngineConfig(cap=cap, refresh_mode=mode, refresh_strategy=strategy, ppl_bound=0.05)
+        self.config = EngineConfig(cap=cap, refresh_mode=mode, refresh_strategy=strategy, ppl_bound=0.05, wake="unconstrained")
         self.mem = keyed_memory(self.tmp / "store", self.config, interference=2, d_in=D_IN)
         self.header = self.mem.header
         self.seen = []  # (seq, encoded event) of every committed event so far

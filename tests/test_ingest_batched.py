@@ -44,7 +44,7 @@ def _weights(lm) -> list[bytes]:
 def _init(tmp_path, tokenizer, monkeypatch, **engine):
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
     lm = _tiny(tokenizer)
-    mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=EngineConfig(ppl_bound=None, cap=50, **engine))
+    mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=EngineConfig(**{"ppl_bound": None, "cap": 50, "wake": "unconstrained", **engine}))
     return mem, lm
 
 

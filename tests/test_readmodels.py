@@ -35,7 +35,7 @@ def _waves(mem, pool, revert: bool = True) -> None:
 
 
 def _fake(path, refresh_mode: str, cap: int, seed: int):
-    mem = fake_memory(path, EngineConfig(cap=cap, refresh_mode=refresh_mode, ppl_bound=None))
+    mem = fake_memory(path, EngineConfig(cap=cap, refresh_mode=refresh_mode, ppl_bound=None, wake="unconstrained"))
     try:
         _waves(mem, fact_pool(14, seed=seed))
     finally:
@@ -48,7 +48,7 @@ def _rollbacks(path):
     facts = fact_pool(12, seed=7)
     mem = keyed_memory(
         path,
-        EngineConfig(cap=10, ppl_bound=0.05),
+        EngineConfig(cap=10, ppl_bound=0.05, wake="unconstrained"),
         interference=2,
         spiky={f.fact_id for f in facts[:4]},
         unsolvable={f.fact_id for f in facts[4:6]},
@@ -60,7 +60,7 @@ def _rollbacks(path):
 
 
 def _correct(path):
-    mem = keyed_memory(path, EngineConfig(cap=9, refresh_strategy="correct", ppl_bound=None), interference=2)
+    mem = keyed_memory(path, EngineConfig(cap=9, refresh_strategy="correct", ppl_bound=None, wake="unconstrained"), interference=2)
     try:
         _waves(mem, fact_pool(12, seed=11), revert=False)
     finally:

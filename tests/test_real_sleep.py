@@ -24,7 +24,7 @@ MAX_FACTS = 30
 
 
 def test_sleep_raises_recall_past_the_fast_window_capacity(real_model, tmp_path):
-    mem = init_memory(tmp_path / "s", ModelSpec(), lm=real_model, memit=FAST, engine=EngineConfig(ppl_bound=None, max_cycles=3))
+    mem = init_memory(tmp_path / "s", ModelSpec(), lm=real_model, memit=FAST, engine=EngineConfig(wake="unconstrained", ppl_bound=None, max_cycles=3))
     try:
         for fact in fact_pool(MAX_FACTS, seed=0):
             mem.inject([fact], audit=True)

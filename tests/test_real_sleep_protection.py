@@ -27,7 +27,7 @@ FAST = MemitConfig(layers=(4, 5, 6, 7), n_prefixes=3)
 
 
 def test_sleep_refresh_keeps_the_healthy_facts_keys_and_completions(real_model, tmp_path):
-    mem = init_memory(tmp_path / "s", ModelSpec(), lm=real_model, memit=FAST, engine=EngineConfig(ppl_bound=None, stale_after=None))
+    mem = init_memory(tmp_path / "s", ModelSpec(), lm=real_model, memit=FAST, engine=EngineConfig(wake="unconstrained", ppl_bound=None, stale_after=None))
     try:
         facts = mixed_pool(3, seed=3)
         mem.inject(facts, audit=True, batch_size=3)  # one solve, one audit

@@ -100,7 +100,7 @@ def _weights(lm) -> list[bytes]:
 def test_batched_sleep_on_the_tiny_model_logs_one_pair_per_fact_and_replays(tmp_path, embedded_tokenizer, monkeypatch):
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
     lm = _tiny(embedded_tokenizer)
-    engine = EngineConfig(ppl_bound=None, cap=50, batch_refresh=True, stale_after=None)
+    engine = EngineConfig(wake="unconstrained", ppl_bound=None, cap=50, batch_refresh=True, stale_after=None)
     mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=engine)
     try:
         mem.inject(fact_pool(6, seed=3), batch_size=6)

@@ -45,7 +45,7 @@ window.addEventListener("load", function () {
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "store"
     pool = fact_pool(12, seed=4)
-    mem = fake_memory(path, EngineConfig(cap=9, ppl_bound=None))
+    mem = fake_memory(path, EngineConfig(wake="unconstrained", cap=9, ppl_bound=None))
     # measured probe values, as a real editor gives for facts with paraphrases and neighbours
     mem.editor.probes = lambda facts, befores: [ProbeResult(0.5, 1.0 if i % 2 else 0.0, i % 3 == 0) for i, _ in enumerate(facts)]
     try:
@@ -112,7 +112,7 @@ def test_report_shows_the_probe_measures_of_every_sleep_audit(store, report_dir)
 
 
 def test_a_store_without_probe_measures_has_no_measures_figure(tmp_path):
-    mem = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None))
+    mem = fake_memory(tmp_path / "store", EngineConfig(wake="unconstrained", ppl_bound=None))
     mem.inject(fact_pool(3, seed=1))
     mem.sleep(cycles=1)
     mem.close()
@@ -197,7 +197,7 @@ def test_demo_flow_with_the_fake_editor(tmp_path):
     from memlog.errors import UserError
 
     said: list = []
-    create = lambda path: fake_memory(path, EngineConfig(ppl_bound=None, max_cycles=6))  # noqa: E731
+    create = lambda path: fake_memory(path, EngineConfig(wake="unconstrained", ppl_bound=None, max_cycles=6))  # noqa: E731
     settings = DemoSettings(max_facts=12, stop_degraded=2)
     doc = run_demo(tmp_path / "demo", settings, create, RichNarrator(said.append), lambda *_: None)
     assert doc["wake"] and doc["wake"][-1]["degraded"] >= 2 or len(doc["wake"]) == 12
@@ -209,7 +209,7 @@ def test_demo_flow_with_the_fake_editor(tmp_path):
     assert example is not None and example["broken_by"].startswith("FactInjected")
     from memlog.replay.why import why_report
 
-    with fake_memory(tmp_path / "demo", EngineConfig(ppl_bound=None)) as again:
+    with fake_memory(tmp_path / "demo", EngineConfig(wake="unconstrained", ppl_bound=None)) as again:
         steps = why_report(again, example["fact_id"], change="degraded")["steps"]
     assert example["broken_at_seq"] == next(s["seq"] for s in steps if s["changed"])
     assert (tmp_path / "demo" / "report" / "index.html").is_file() and (tmp_path / "demo" / DEMO_MARKER).is_file()

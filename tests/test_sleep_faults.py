@@ -35,7 +35,7 @@ def _degraded_ids(mem) -> list[str]:
 @pytest.mark.parametrize("strategy", ["reinject", "correct"])
 def test_refresh_after_a_rollback_gets_a_fresh_version(tmp_path, strategy):
     facts = fact_pool(8, seed=3)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05, refresh_strategy=strategy), interference=2, spiky={f.fact_id for f in facts})
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05, refresh_strategy=strategy), interference=2, spiky={f.fact_id for f in facts})
     try:
         mem.inject(facts)
         first = mem.sleep(cycles=1)
@@ -59,7 +59,7 @@ def test_refresh_after_a_rollback_gets_a_fresh_version(tmp_path, strategy):
 
 def test_wake_update_after_a_rollback_gets_a_fresh_version(tmp_path):
     facts = fact_pool(8, seed=3)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05), interference=2, spiky={f.fact_id for f in facts})
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05), interference=2, spiky={f.fact_id for f in facts})
     try:
         mem.inject(facts)
         mem.sleep(cycles=1)
@@ -76,7 +76,7 @@ def test_wake_update_after_a_rollback_gets_a_fresh_version(tmp_path):
 
 def test_failed_refresh_keeps_the_previous_version_applied(tmp_path):
     facts = fact_pool(8, seed=5)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None), interference=2, unsolvable={f.fact_id for f in facts})
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None), interference=2, unsolvable={f.fact_id for f in facts})
     try:
         mem.inject(facts)
         degraded = set(_degraded_ids(mem))
@@ -96,7 +96,7 @@ def test_failed_refresh_keeps_the_previous_version_applied(tmp_path):
 
 def test_correct_and_reinject_leave_a_manual_revert_alone(tmp_path):
     for strategy in ("reinject", "correct"):
-        mem = keyed_memory(tmp_path / strategy, EngineConfig(ppl_bound=None, refresh_strategy=strategy), interference=2)
+        mem = keyed_memory(tmp_path / strategy, EngineConfig(wake="unconstrained", ppl_bound=None, refresh_strategy=strategy), interference=2)
         try:
             mem.inject(fact_pool(6, seed=2))
             target = mem.ledger.active_facts()[0].edit_id
@@ -158,7 +158,7 @@ def test_copy_mode_blocks_refreshes_only_over_the_cap_and_prunes_the_three_oldes
 
     cap = 7
     # stale_after=None: every degraded fact is refreshed or blocked (no suspension of fruitless ones)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, refresh_mode="copy", cap=cap, stale_after=None), interference=2, d_in=32)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, refresh_mode="copy", cap=cap, stale_after=None), interference=2, d_in=32)
     try:
         mem.inject(fact_pool(6, seed=7))
         mem.sleep(cycles=4)
@@ -197,7 +197,7 @@ def test_copy_mode_blocks_refreshes_only_over_the_cap_and_prunes_the_three_oldes
 def test_in_place_prune_victims_follow_the_policy(tmp_path, policy):
     from memlog.store.events import EditPruned
 
-    mem = keyed_memory(tmp_path / policy, EngineConfig(ppl_bound=None, prune_policy=policy, cap=20), interference=2)
+    mem = keyed_memory(tmp_path / policy, EngineConfig(wake="unconstrained", ppl_bound=None, prune_policy=policy, cap=20), interference=2)
     try:
         mem.inject(fact_pool(10, seed=11))
         mem.sleep(cycles=1, cap=6)
@@ -227,7 +227,7 @@ def test_in_place_prune_victims_follow_the_policy(tmp_path, policy):
 
 
 def test_batched_refresh_is_one_solve_with_one_event_pair_per_fact(tmp_path):
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
     try:
         mem.inject(fact_pool(8, seed=3))
         degraded = set(_degraded_ids(mem))
@@ -248,7 +248,7 @@ def test_batched_refresh_is_one_solve_with_one_event_pair_per_fact(tmp_path):
 
 def test_batched_refresh_falls_back_per_fact_when_one_key_has_no_room(tmp_path):
     facts = fact_pool(8, seed=5)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
     try:
         mem.inject(facts)
         degraded = _degraded_ids(mem)
@@ -266,7 +266,7 @@ def test_batched_refresh_falls_back_per_fact_when_one_key_has_no_room(tmp_path):
 
 def test_batched_refresh_over_the_ppl_bound_rolls_back_each_then_refreshes_one_by_one(tmp_path):
     facts = fact_pool(8, seed=3)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05, batch_refresh=True, stale_after=None), interference=2, d_in=64)
     try:
         mem.inject(facts)
         degraded = _degraded_ids(mem)

@@ -62,7 +62,7 @@ def _deltas(mem, events: list[EditRefreshed]) -> dict[int, LayerFactors]:
 
 def _sleep_once(tmp_path, tokenizer, batch: bool):
     lm = wake_tests._tiny(tokenizer)
-    engine = EngineConfig(ppl_bound=None, batch_refresh=batch, stale_after=None)
+    engine = EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=batch, stale_after=None)
     mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=engine)
     facts = fact_pool(6, seed=3)
     mem.inject(facts, audit=False)
@@ -99,7 +99,7 @@ def test_refresh_holds_every_protected_audit_key(tmp_path, embedded_tokenizer, m
 
 
 def test_revert_check_refreshes_the_healthy_facts_the_reverts_break(tmp_path):
-    mem = fake_memory(tmp_path / "s", EngineConfig(ppl_bound=None, revert_check=True, stale_after=None))
+    mem = fake_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, revert_check=True, stale_after=None))
     try:
         mem.inject(fact_pool(12, seed=1), audit=False)
         mem.sleep(cycles=1)
@@ -127,7 +127,7 @@ def test_revert_check_refreshes_the_healthy_facts_the_reverts_break(tmp_path):
 
 
 def test_revert_check_is_off_by_default(tmp_path):
-    mem = fake_memory(tmp_path / "s", EngineConfig(ppl_bound=None, stale_after=None))
+    mem = fake_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, stale_after=None))
     try:
         mem.inject(fact_pool(12, seed=1), audit=False)
         mem.sleep(cycles=1)

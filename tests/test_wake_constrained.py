@@ -105,7 +105,8 @@ def test_budget_prunes_once_the_room_runs_out(tmp_path, embedded_tokenizer):
         mem.close()
 
 
-def test_old_store_header_reads_as_unconstrained():
+def test_new_stores_are_constrained_and_old_store_headers_read_as_unconstrained():
+    assert EngineConfig().wake == "constrained"
     assert EngineConfig.from_dict({"cap": 50, "tau": 0.5}).wake == "unconstrained"
     assert EngineConfig.from_dict({"cap": 50, "wake": "constrained"}).wake == "constrained"
     assert EngineConfig().cap is None
