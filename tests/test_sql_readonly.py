@@ -41,7 +41,7 @@ REFUSED = [
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("sql") / "store"
-    mem = fake_memory(path, EngineConfig(cap=6, ppl_bound=None))
+    mem = fake_memory(path, EngineConfig(wake="unconstrained", cap=6, ppl_bound=None))
     try:
         mem.inject(fact_pool(8, seed=2))
         mem.sleep(cycles=2)

@@ -35,7 +35,7 @@ from tests.fakes import LAYERS, fake_memory, keyed_memory
 def _build(path, refresh_mode: str, cap: int):
     """Two wake phases with sleeps, an update, a manual audit and a manual revert."""
     pool = fact_pool(14, seed=3)
-    mem = fake_memory(path, EngineConfig(cap=cap, refresh_mode=refresh_mode, ppl_bound=None))
+    mem = fake_memory(path, EngineConfig(wake="unconstrained", cap=cap, refresh_mode=refresh_mode, ppl_bound=None))
     try:
         mem.inject(pool[:9])
         mem.sleep(until_converged=True)
@@ -209,7 +209,7 @@ def test_rolled_back_refresh_is_marked_and_the_old_version_holds_the_fact(tmp_pa
     # The keyed fake's PPL jumps while a refreshed version of a "spiky" fact is applied,
     # so every refresh crosses the bound and is rolled back.
     facts = fact_pool(8, seed=3)
-    mem = keyed_memory(tmp_path / "s", EngineConfig(ppl_bound=0.05), interference=2, spiky={f.fact_id for f in facts})
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05), interference=2, spiky={f.fact_id for f in facts})
     try:
         mem.inject(facts)
         mem.sleep(cycles=1)

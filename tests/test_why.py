@@ -18,7 +18,7 @@ from tests.fakes import FakeEditor, FakeWeights, fake_memory
 def mem(tmp_path):
     """A wake of 10 facts (audited after each), two sleep cycles, and 2 more facts."""
     pool = fact_pool(12, seed=3)
-    memory = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None))
+    memory = fake_memory(tmp_path / "store", EngineConfig(wake="unconstrained", ppl_bound=None))
     for fact in pool[:10]:
         memory.inject([fact], audit=True)
     memory.sleep(cycles=2)
@@ -120,7 +120,7 @@ def test_explicit_window_and_history(mem):
 
 
 def test_a_fact_that_never_changed_has_nothing_to_explain(tmp_path):
-    memory = fake_memory(tmp_path / "s", EngineConfig(ppl_bound=None), interference=10**9)
+    memory = fake_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None), interference=10**9)
     try:
         fact = Fact("Aria Nakamura", "lives in", "Thessaloniki")
         memory.inject([fact], audit=True)
@@ -144,7 +144,7 @@ def test_bad_names_and_windows_are_user_errors(mem):
 
 
 def test_ambiguous_subject_lists_the_candidates(tmp_path):
-    memory = fake_memory(tmp_path / "s", EngineConfig(ppl_bound=None))
+    memory = fake_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None))
     try:
         memory.inject([Fact("Aria Nakamura", "lives in", "Thessaloniki"), Fact("Aria Nakamura", "works as", "a pilot")])
         with pytest.raises(UserError, match="names 2 facts"):
