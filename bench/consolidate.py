@@ -48,11 +48,10 @@ from memlog.core.memit_hparams import MemitConfig  # noqa: E402
 from memlog.core.model import ModelSpec  # noqa: E402
 from memlog.core.pool import fact_pool  # noqa: E402
 from memlog.engine.config import EngineConfig  # noqa: E402
-from memlog.engine.consolidate import member_keys, output_changes, truncated_factors  # noqa: E402
+from memlog.engine.consolidate import layer_factors, member_keys, output_changes, truncated_factors  # noqa: E402
 from memlog.engine.open import init_memory, open_memory  # noqa: E402
 from memlog.projections.consolidation import stacked_columns  # noqa: E402
 from memlog.store.blobs import BLOBS_DIR  # noqa: E402
-from memlog.store.deltas import read_factors  # noqa: E402
 from memlog.store.events import EditRefreshed, FactInjected, blob_refs  # noqa: E402
 from memlog.store.store import is_store  # noqa: E402
 
@@ -102,13 +101,7 @@ def rtol_sweep(mem, entries, base: dict[int, torch.Tensor], rtols: list[float]) 
     keys = member_keys(mem, entries)
     stacks = {}
     for layer in base:
-        us, vs = [], []
-        for entry in entries:
-            for delta in entry.current.deltas:
-                if delta.layer == layer:
-                    u, v, _ = read_factors(delta, mem.store.blobs.get)
-                    us.append(np.asarray(u, dtype=np.float64) * entry.scale)
-                    vs.append(np.asarray(v, dtype=np.float64))
+        us, vs = layer_factors(mem, entries, layer)
         stacks[layer] = (us, vs, np.concatenate(us, axis=1) @ np.concatenate(vs, axis=1).T)
     for rtol in rtols:
         ranks, worst_out, worst_own = [], 0.0, 0.0

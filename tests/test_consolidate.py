@@ -139,14 +139,19 @@ def test_members_changed_after_consolidation(mem):
     # 4 of 6 members present, 2 missing: the consolidation minus their old factors, plus the update and the new facts
     assert stacked_columns(mem.ledger.applied_entries(), LAYERS[0]) == 6 + 2 + 1 + 2
     plain = _events(mem, skip=(Consolidated, ConsolidationReverted))
+    _assert_within_1e5_of(mem, plain)
+    mem.revert_consolidation("c00001")
+    assert _live(mem) == _replay(plain, mem.store.blobs)
+
+
+def _assert_within_1e5_of(mem, events) -> None:
+    """The live weights are within 1e-5 (relative, per layer) of a fresh projection of ``events``."""
     model = make_tiny_llama(vocab=512)
     adapter = LayerAdapter.for_model(model)
-    WeightProjector(model, adapter, LAYERS, mem.store.blobs.get).project(Ledger.fold(plain).applied_entries())
+    WeightProjector(model, adapter, LAYERS, mem.store.blobs.get).project(Ledger.fold(events).applied_entries())
     for layer, live in _weights(mem).items():
         reference = adapter.edit_weight_view(model, layer).detach()
         assert torch.linalg.norm(live - reference) <= 1e-5 * torch.linalg.norm(reference)
-    mem.revert_consolidation("c00001")
-    assert _live(mem) == _replay(plain, mem.store.blobs)
 
 
 def test_in_place_refreshes_of_members_after_consolidation(mem):
@@ -161,12 +166,7 @@ def test_in_place_refreshes_of_members_after_consolidation(mem):
     assert stacked_columns(mem.ledger.applied_entries(), LAYERS[0]) == 6 + 2 * len(refreshed)
     assert _replay(_events(mem), mem.store.blobs) == _live(mem)
     plain = _events(mem, skip=(Consolidated,))
-    model = make_tiny_llama(vocab=512)
-    adapter = LayerAdapter.for_model(model)
-    WeightProjector(model, adapter, LAYERS, mem.store.blobs.get).project(Ledger.fold(plain).applied_entries())
-    for layer, live in _weights(mem).items():
-        reference = adapter.edit_weight_view(model, layer).detach()
-        assert torch.linalg.norm(live - reference) <= 1e-5 * torch.linalg.norm(reference)
+    _assert_within_1e5_of(mem, plain)
 
 
 def test_most_members_gone_projects_them_one_by_one(mem):

@@ -57,6 +57,18 @@ class ConsolidationReport:
         return asdict(self)
 
 
+def layer_factors(mem, entries, layer: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The entries' (scale · U_i, V_i) at ``layer``, float64, in entry order (one pair per entry that edits it)."""
+    us, vs = [], []
+    for entry in entries:
+        for delta in entry.current.deltas:
+            if delta.layer == layer:
+                u, v, _ = read_factors(delta, mem.store.blobs.get)
+                us.append(np.asarray(u, dtype=np.float64) * entry.scale)
+                vs.append(np.asarray(v, dtype=np.float64))
+    return us, vs
+
+
 def truncated_factors(us: list[np.ndarray], vs: list[np.ndarray], rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(A, B, σ) with A Bᵀ ≈ Σ U_i V_iᵀ, keeping σ_j > rtol · σ_1 (float64; see the module docstring)."""
     u = torch.from_numpy(np.concatenate([np.asarray(x, dtype=np.float64) for x in us], axis=1))
@@ -117,13 +129,7 @@ def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progr
         written, columns, ranks = [], [], []
         for i, layer in enumerate(layers):
             progress("consolidate", i, len(layers))
-            us, vs = [], []
-            for entry in entries:
-                for delta in entry.current.deltas:
-                    if delta.layer == layer:
-                        u, v, _ = read_factors(delta, mem.store.blobs.get)
-                        us.append(np.asarray(u, dtype=np.float64) * entry.scale)
-                        vs.append(v)
+            us, vs = layer_factors(mem, entries, layer)
             if not us:
                 continue
             a, b, _ = truncated_factors(us, vs, rtol)
