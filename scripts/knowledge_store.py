@@ -27,19 +27,23 @@ from memlog.store.events import FactInjected
 from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
 
 
-def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained"):
-    """Create ``store``, inject ``cases`` one at a time until ``until`` (HH:MM, UTC); the open
-    memory and the run's timings."""
+def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained", batch_size: int = 1):
+    """Create ``store``, inject ``cases`` one at a time (or ``batch_size`` per MEMIT solve, in
+    their order) until ``until`` (HH:MM, UTC); the open memory and the run's timings."""
     hour, minute = map(int, until.split(":"))
     stop = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
     mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake))
     started, seconds = time.perf_counter(), []
-    for i, case in enumerate(cases):
+    for first in range(0, len(cases), batch_size):
         if datetime.now(timezone.utc) >= stop:
             break
-        seconds.append(mem.inject([case.fact], audit=False).facts[0].seconds)
-        log(f"injected {i + 1}/{len(cases)} ({seconds[-1]:.1f}s, {time.perf_counter() - started:.0f}s in all)")
-    return mem, {"inject_until": until, "injected": len(seconds), "inject_each_seconds": seconds, "inject_seconds": time.perf_counter() - started}
+        step = cases[first : first + batch_size]
+        begun = time.perf_counter()
+        mem.inject([case.fact for case in step], audit=False, batch_size=batch_size)
+        seconds.append(time.perf_counter() - begun)
+        log(f"injected {first + len(step)}/{len(cases)} ({seconds[-1]:.1f}s for {len(step)}, {time.perf_counter() - started:.0f}s in all)")
+    timings = {"inject_until": until, "batch_size": batch_size, "injected": min(len(cases), len(seconds) * batch_size)}
+    return mem, timings | {"inject_each_seconds": seconds, "inject_seconds": time.perf_counter() - started}
 
 
 def measure_at_injections(mem, cases, args, out: dict) -> None:
@@ -74,13 +78,14 @@ def main() -> None:
     parser.add_argument("--no-before", action="store_true", help="skip the measurement on the base weights (its neighbour reference is still taken)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--at-injections", type=int, default=None, help="measure the first K injected records on the weights as they were right after the K-th injection (time travel; no sleep)")
+    parser.add_argument("--batch-size", type=int, default=1, help="facts per MEMIT solve (with --inject-until; 1: one edit at a time)")
     parser.add_argument("--wake", default="unconstrained", choices=["unconstrained", "constrained"], help="the new store's wake mode (with --inject-until)")
     args = parser.parse_args()
     setup_threads()
     sampled = sample_cases(read_cases(Path(args.file), skipped=[]), args.sample, args.seed)
     out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed}
     if args.inject_until:
-        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake)
+        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake, args.batch_size)
         out.update(timings)
     else:
         mem = open_memory(Path(args.store), engine_overrides={"max_cycles": args.until_converged or None})
