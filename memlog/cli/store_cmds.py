@@ -1,4 +1,4 @@
-"""Store commands: ``init``, ``status``, ``log``, ``verify``, ``gc``."""
+"""Store commands: ``init``, ``status``, ``log``, ``verify``, ``gc``, ``fork``."""
 
 from __future__ import annotations
 
@@ -166,6 +166,21 @@ def gc(store: Path = StoreOpt, fmt: Format = FormatOpt):
     emit({"removed": removed, "count": len(removed)}, fmt, lambda c, d: c.print(f"removed {d['count']} orphan blob(s)"))
 
 
+def fork(
+    dest: Path = typer.Argument(..., help="The new store's directory (must not exist, or be empty)."),
+    until: str = typer.Option(..., "--until", help="cycle=N, seq=N, time=ISO or head: the last event the fork keeps."),
+    store: Path = StoreOpt,
+    fmt: Format = FormatOpt,
+):
+    """A new store holding this store's log up to a point, with its deltas (the source is only read)."""
+    from memlog.store.fork import fork_store
+
+    _, _, logged, _ = _read_state(store)
+    seq = resolve_point(parse_point(until), logged)
+    data = fork_store(store_path(store), dest, seq)
+    emit(data, fmt, lambda c, d: c.print(f"forked {d['source']} at seq {d['seq']} into {d['store']} ({d['blobs']} delta blob(s))"))
+
+
 def register(app: typer.Typer) -> None:
-    for fn in (init, status, log, verify, gc):
+    for fn in (init, status, log, verify, gc, fork):
         app.command(name=fn.__name__)(fn)

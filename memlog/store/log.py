@@ -62,6 +62,7 @@ from memlog.store.rows import decode_row, encode_checked, event_row, utc_from_ep
 __all__ = ["FORMAT_VERSION", "LOCK_WAIT_S", "EventLog", "LoggedEvent", "RawRow"]
 
 FORMAT_VERSION = 2  # 2: the chain table; 1: no hash chain
+_COLUMNS = "seq, ts, kind, schema, edit_id, version, fact_id, cycle, payload"  # the events table, in order
 
 _DDL = """
 CREATE TABLE header (
@@ -205,16 +206,40 @@ class EventLog:
         The file is built under a temporary name and linked into place, so a crash never
         leaves a log without a header under the real name.
         """
-        path = Path(path)
         if not isinstance(header_event, StoreCreated):
             raise TypeError("the header of a log is a StoreCreated event")
+        payload = encode_checked(header_event)
+        ts = datetime.now(timezone.utc)
+        header = {
+            "format": FORMAT_VERSION,
+            "store_created": msgspec.json.decode(payload),
+            "model_id": header_event.model_id,
+            "fingerprint": header_event.fingerprint,
+            "created_at": ts.isoformat(),
+        }
+        return cls._create_file(Path(path), header, [event_row(1, ts, header_event, payload)], [])
+
+    @classmethod
+    def create_prefix(cls, path: Path | str, source: "EventLog", until_seq: int, note: dict) -> "EventLog":
+        """A new log at ``path`` holding ``source``'s events 1..``until_seq`` row for row (same
+        seqs, commit times and payloads, so the same chain links) and its header, with
+        ``note`` added to the header (e.g. ``{"forked_from": …}``). Fails if ``path`` exists."""
+        with source._duck.attached(source.path, read_only=True) as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq <= ? ORDER BY seq", [until_seq]).fetchall()
+            versions = conn.execute("SELECT edit_id, version, seq FROM edit_versions WHERE seq <= ? ORDER BY seq", [until_seq]).fetchall()
+        if [row[0] for row in rows] != list(range(1, until_seq + 1)):
+            raise IntegrityError(f"{source.path} does not hold events 1..{until_seq} without gaps")
+        header = source.header_values() | {"format": FORMAT_VERSION, "created_at": datetime.now(timezone.utc).isoformat()} | note
+        return cls._create_file(Path(path), header, rows, versions)
+
+    @classmethod
+    def _create_file(cls, path: Path, header: dict, rows: list[tuple], versions: list[tuple]) -> "EventLog":
         if path.exists():
             raise UserError(f"{path} already exists; refusing to overwrite an event log")
-        payload = encode_checked(header_event)
         log = cls(path)
         tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex}")
         try:
-            log._build(tmp, header_event, payload)
+            log._build(tmp, header, rows, versions)
             wal = tmp.with_name(tmp.name + ".wal")
             if wal.exists() and wal.stat().st_size > 0:
                 raise IntegrityError(f"creating {path}: the new log's write-ahead log was not checkpointed")
@@ -227,22 +252,14 @@ class EventLog:
                 leftover.unlink(missing_ok=True)
         return log
 
-    def _build(self, tmp: Path, header_event: StoreCreated, payload: str) -> None:
-        ts = datetime.now(timezone.utc)
-        header = {
-            "format": FORMAT_VERSION,
-            "store_created": msgspec.json.decode(payload),
-            "model_id": header_event.model_id,
-            "fingerprint": header_event.fingerprint,
-            "created_at": ts.isoformat(),
-        }
+    def _build(self, tmp: Path, header: dict, rows: list[tuple], versions: list[tuple]) -> None:
         with self._duck.attached(tmp, read_only=False) as conn:
             with transaction(conn):
                 conn.execute(_DDL + CHAIN_DDL)
                 appender = conn.appender("header")
                 appender.append_rows([(key, msgspec.json.encode(value).decode()) for key, value in header.items()])
                 appender.flush()
-                _insert(conn, [event_row(1, ts, header_event, payload)], [], GENESIS)
+                _insert(conn, rows, versions, GENESIS)
             conn.execute("CHECKPOINT")
 
     @classmethod
