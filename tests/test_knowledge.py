@@ -326,3 +326,27 @@ def test_boundary_term_lowers_the_chance_of_continuing_the_object(real_model):
 
     without, with_ = p_continue(base), p_continue(with_term)
     assert with_ < without / 2, (with_, without)
+
+
+@pytest.mark.parametrize("degraded_by, victim", [("exact", "first"), ("paraphrase", "para")])
+def test_least_recently_healthy_prune_uses_the_degraded_by_measure(tmp_path, degraded_by, victim):
+    """Three facts, all recalled on their own prompts; the second always fails its paraphrase.
+    Over the cap, the policy prunes the fact least recently healthy *under sleep's measure*: the
+    oldest when every fact is healthy (exact), the paraphrase failure under ``paraphrase``."""
+    from memlog.engine.config import EngineConfig
+    from memlog.store.events import EditPruned
+
+    facts = {
+        "first": Fact("Aria Nakamura", "lives in", "Porto", paraphrases=("Aria Nakamura's home is",)),
+        "para": Fact("Kai Lindqvist", "works as a", "baker", paraphrases=("Kai Lindqvist's job:",)),
+        "third": Fact("Mira Solberg", "speaks", "Finnish", paraphrases=("Mira Solberg talks in",)),
+    }
+    names = {f.fact_id: name for name, f in facts.items()}
+    mem = fake_memory(tmp_path / "store", EngineConfig(ppl_bound=None, degraded_by=degraded_by, prune_policy="least-recently-healthy"), interference=10**9)
+    mem.inject(list(facts.values()))
+    mem.editor.probes = lambda fs, befores: [ProbeResult(0.0 if names[f.fact_id] == "para" else 1.0, None, True) for f in fs]
+    mem.sleep(cycles=1, cap=2)
+    log = [i.event for i in mem.store.log.read()]
+    edits = {e.edit_id: e.fact.fact_id for e in log if isinstance(e, FactInjected)}
+    assert [names[edits[e.edit_id]] for e in log if isinstance(e, EditPruned)] == [victim]
+    mem.close()

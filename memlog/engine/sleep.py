@@ -55,7 +55,7 @@ from memlog.engine import revert_check
 from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_width
 from memlog.engine.constraints import solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
-from memlog.engine.stale import hold_back_stale
+from memlog.engine.stale import hold_back_stale, last_healthy
 from memlog.engine.wake import ROOM_RESERVE, budget_excess, record_room, room_now
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
@@ -349,8 +349,9 @@ def _prune(mem, config: EngineConfig, cycle: int) -> int:
             record_room(mem, "sleep", cycle, room)
         if excess <= 0:
             return 0
-        if config.prune_policy == "least-recently-healthy":
-            order = sorted(active, key=lambda s: (s.last_healthy_seq, ledger.entries[s.edit_id].created_seq))
+        if config.prune_policy == "least-recently-healthy":  # healthy under sleep's degraded_by measure
+            seen = last_healthy(mem.events(), _healthy_rule(config))
+            order = sorted(active, key=lambda s: (seen.get(s.fact.fact_id, -1), ledger.entries[s.edit_id].created_seq))
         else:
             order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
         victims = [ledger.entries[s.edit_id] for s in order[:excess]]

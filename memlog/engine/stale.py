@@ -39,6 +39,19 @@ def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str
     return count, suspended
 
 
+def last_healthy(events: Iterable[Event], healthy=None) -> dict[str, int]:
+    """Per fact, the position in ``events`` of the latest audit that found it ``healthy`` (sleep's
+    ``degraded_by`` measure; exact-prompt recall by default). Facts never found healthy are absent."""
+    healthy = healthy or (lambda result: result.recalled)
+    last: dict[str, int] = {}
+    for position, event in enumerate(events):
+        if isinstance(event, RecallAudited):
+            for result in event.results:
+                if healthy(result):
+                    last[result.fact_id] = position
+    return last
+
+
 def hold_back_stale(mem, degraded: list, cycle: int, stale_after: int | None, healthy=None) -> list:
     """The degraded fact states sleep should refresh this cycle; emits ``RefreshSuspended`` for
     each fact that just reached ``stale_after`` fruitless refreshes."""
