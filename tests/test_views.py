@@ -299,3 +299,20 @@ def test_views_on_a_store_with_only_its_header(tmp_path):
     for name in VIEW_NAMES:
         rows = run_sql(tmp_path / "empty", f"SELECT * FROM {name}")
         assert len(rows) == (1 if name == "events" else 0)
+
+
+def test_wake_view_and_the_experiments_fold_give_the_same_rows(store, logged):
+    """The ``wake`` view (SQL) and ``experiments.fromlog`` (the Python fold behind ``memlog
+    experiment summary``) read the same wake trajectory: the same injections, audits and numbers."""
+    from memlog.experiments.fromlog import split_phases
+
+    phases, _, _ = split_phases(logged)
+    folded = [row for phase in phases for row in phase.rows]
+    rows = [r for r in run_sql(store, "SELECT * FROM wake ORDER BY injection") if r["audit_seq"] is not None]
+    assert len(folded) == len(rows) > 0
+    for view, fold in zip(rows, folded):
+        assert (view["fact_id"], view["subject"], view["object"]) == (fold.fact_id, fold.subject, fold.object)
+        assert (view["audit_seq"], view["recalled"], view["degraded"]) == (fold.seq, fold.recalled, fold.degraded)
+        assert view["recall"] == pytest.approx(fold.recall)
+        assert view["ppl"] == (pytest.approx(fold.ppl) if fold.ppl is not None else None)
+        assert view["seconds"] <= fold.seconds  # the fold adds the audit's time to the injection's
