@@ -182,7 +182,7 @@ def test_export_bad_requests_exit_1_and_write_nothing(tiny_store, tmp_path, caps
     store, _, _ = tiny_store
     code, _, err = export(capsys, "export", "--out", tmp_path / "x", *args, "--store", store)
     assert code == 1 and message in err
-    assert not (tmp_path / "x").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".x.export")]
+    assert not (tmp_path / "x").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".x.")]
 
 
 def test_export_refuses_an_out_inside_the_store(tiny_store, capsys):

@@ -67,16 +67,18 @@ def test_fork_refuses_a_point_inside_a_unit_and_bad_destinations(store, tmp_path
     dest = tmp_path / "fork"
     code, _, err = run(capsys, "fork", dest, "--until", f"seq={batch[0]}", "--store", store)
     assert code == 1 and "inside a unit written together" in err and f"seq={batch[0] - 1}" in err, err
-    assert not dest.exists() and not list(tmp_path.glob(".fork.forking-*"))
+    assert not dest.exists() and not list(tmp_path.glob(".fork.*"))
     for until, message in (("seq=9999", "past the head"), ("banana", "cycle=N"), ("cycle=7", "not in the log")):
         code, _, err = run(capsys, "fork", dest, "--until", until, "--store", store)
         assert code == 1 and message in err, err
         assert not dest.exists()
+    code, _, err = run(capsys, "fork", store / "inside", "--until", "head", "--store", store)
+    assert code == 1 and "inside the store" in err and not (store / "inside").exists()
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
     code, _, err = run(capsys, "fork", taken, "--until", "head", "--store", store)
-    assert code == 1 and "not an empty directory" in err
+    assert code == 1 and "is not empty" in err
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -18,32 +18,16 @@ is refused: its quantised layers would not round-trip exactly. The PEFT adapter 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from memlog.errors import UserError
 from memlog.replay.replay import fact_rows
+from memlog.store.outdir import check_out, written_atomically
+
+__all__ = ["MANIFEST", "check_out", "export_model", "loaded_model_for_export", "provenance", "write_manifest", "written_atomically"]
 
 MANIFEST = "memlog-export.json"
-
-
-def check_out(out: Path, store_path: Path | None = None) -> None:
-    """Refuse an ``--out`` inside the store (where it would mix with the store's files; under the
-    blob store's tmp/ ``gc`` would delete it), a file, or a non-empty directory."""
-    out = Path(out)
-    if store_path is not None:
-        store = Path(store_path).resolve()
-        target = out.resolve()
-        if target == store or store in target.parents:
-            raise UserError(f"--out {out} is inside the store {store_path}; pass a directory outside the store (nothing was written)")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a new directory for the export")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {out} is not empty; pass a new or empty directory (nothing was written)")
 
 
 def loaded_model_for_export(mem):
@@ -57,24 +41,6 @@ def loaded_model_for_export(mem):
             "(create the store without --load-in-4bit) to export"
         )
     return lm
-
-
-@contextmanager
-def written_atomically(out: Path, store_path: Path | None = None):
-    """Yield a hidden temporary directory beside ``out``; rename it to ``out`` when the block succeeds."""
-    check_out(out, store_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        check_out(out, store_path)  # nothing appeared there meanwhile
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def provenance(mem, at: str | None, seq: int, ledger, sha: str) -> dict:

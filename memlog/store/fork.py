@@ -7,7 +7,7 @@ verified), and a head file at ``until_seq``. The header gains ``forked_from`` (t
 path, the seq and its chain link). The source is only read.
 
 The copy is built in a hidden sibling directory, verified like ``memlog verify`` does for the
-log and its blobs (``verify_store``), and renamed into place: a crash or a refusal leaves no
+log and its blobs (``verify_store``), and renamed into place (``memlog.store.outdir``): a crash or a refusal leaves no
 partial store under ``dest``. A point inside a committed unit (the events one command wrote
 together, which share their commit time: a sleep cycle's revert and refresh, a batch of
 injections) is refused, because the fork would hold half of that unit.
@@ -18,9 +18,6 @@ original, or rewind a store (fork it before the event to undo, then use the fork
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 from memlog.errors import IntegrityError, UserError
@@ -28,6 +25,7 @@ from memlog.store.blobs import BlobStore
 from memlog.store.chain import write_head
 from memlog.store.events import blob_refs
 from memlog.store.log import EventLog
+from memlog.store.outdir import check_out, written_atomically
 from memlog.store.store import BLOBS_NAME, LOG_NAME, Store, verify_store
 
 
@@ -44,11 +42,11 @@ def unit_bounds(logged: list, seq: int) -> tuple[int, int]:
 
 
 def fork_store(source: Path, dest: Path, until_seq: int) -> dict:
-    """Write the fork of ``source`` at ``until_seq`` to ``dest`` (which must not hold anything);
-    a summary dict. UserError for a bad point or destination, nothing written then."""
+    """Write the fork of ``source`` at ``until_seq`` to ``dest`` (new, or an empty directory
+    outside the source); a summary dict. UserError for a bad point or destination, and nothing
+    is written then."""
     source, dest = Path(source), Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UserError(f"{dest} already exists and is not an empty directory; fork into a new one")
+    check_out(dest, source, "DEST")
     with Store.open(source, writable=False) as src:
         logged = src.log.read()
         head = logged[-1].seq if logged else 0
@@ -60,15 +58,11 @@ def fork_store(source: Path, dest: Path, until_seq: int) -> dict:
                 f"seq {until_seq} is inside a unit written together (seqs {first}..{last}); "
                 f"fork at seq={first - 1} or seq={last}"
             )
-        tmp = dest.with_name(f".{dest.name}.forking-{uuid.uuid4().hex}")
-        try:
-            tmp.mkdir(parents=True)
-            blobs = BlobStore(tmp / BLOBS_NAME)
-            copied = _copy_blobs(src.blobs, blobs, [item.event for item in logged if item.seq <= until_seq])
+        with written_atomically(dest, source, "DEST") as tmp:
+            copied = _copy_blobs(src.blobs, BlobStore(tmp / BLOBS_NAME), [item.event for item in logged if item.seq <= until_seq])
             link = dict(src.log.chain_rows()[1]).get(until_seq)
             note = {"forked_from": {"store": str(source.resolve()), "seq": until_seq, "chain_hash": link}}
-            log = EventLog.create_prefix(tmp / LOG_NAME, src.log, until_seq, note)
-            tip = log.chain_head()
+            tip = EventLog.create_prefix(tmp / LOG_NAME, src.log, until_seq, note).chain_head()
             if link is not None and tip.hash != link:
                 raise IntegrityError(f"the fork's chain link at seq {until_seq} differs from the source's; nothing was written")
             write_head(tmp, tip)
@@ -76,12 +70,6 @@ def fork_store(source: Path, dest: Path, until_seq: int) -> dict:
                 problems = verify_store(check)
             if problems:
                 raise IntegrityError("the fork did not verify: " + "; ".join(problems[:3]))
-            if dest.exists():
-                dest.rmdir()
-            os.rename(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return {"store": str(dest), "source": str(source), "seq": until_seq, "blobs": copied, "chain_hash": tip.hash}
 
 
