@@ -19,8 +19,6 @@ from bench_common import add_repo_to_path, fix_threads
 
 add_repo_to_path()
 
-import torch  # noqa: E402
-
 from memlog.core.fingerprint import cached_model_fingerprint  # noqa: E402
 from memlog.core.keys import KeyReader, bare_prompt_batch  # noqa: E402
 from memlog.core.memit import Protection, applied, apply_factors, memit_edit, prepare_covariances  # noqa: E402
@@ -30,7 +28,6 @@ from memlog.core.facts import Fact  # noqa: E402
 from memlog.core.pool import FIRST_NAMES, LAST_NAMES, mixed_pool  # noqa: E402
 from memlog.core.recall import audit  # noqa: E402
 from memlog.engine.open import _load_or_compute_covariances  # noqa: E402
-from memlog.progress import no_progress  # noqa: E402
 
 
 def residual(lm, deltas, facts, positions: str) -> float:

@@ -10,7 +10,6 @@ N sampled records edited alone into the unedited model). Results are written aft
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import ModelSpec, load_model
 from memlog.engine.editor import MemitEditor
 from memlog.engine.open import _load_or_compute_covariances
-from memlog.experiments.knowledge_eval import Baseline, baseline, measure, sample_cases, summarise
+from memlog.experiments.knowledge_eval import Baseline, baseline, measure, sample_cases
 
 SETTINGS = "default|v_paraphrases=1|v_boundary_weight=1.0"
 COLUMNS = ("ES", "NS", "live_efficacy", "live_neighbour", "chat", "PS_train", "live_para_train", "PS_heldout", "live_para_heldout")

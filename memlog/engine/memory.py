@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
-import torch
 
 from memlog.core.determinism import pinned
 from memlog.core.facts import Fact
@@ -44,7 +43,6 @@ from memlog.store.events import (
     Event,
     FactInjected,
     LayerDelta,
-    NeighbourProbe,
     RecallAudited,
     SleepTriggered,
     StoreCreated,
