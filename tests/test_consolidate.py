@@ -340,3 +340,19 @@ class ConsolidationMachine(RuleBasedStateMachine):
 
 TestConsolidationMachine = ConsolidationMachine.TestCase
 TestConsolidationMachine.settings = settings(max_examples=20, stateful_step_count=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_the_adapter_factors_are_the_projection_terms_after_consolidation(mem):
+    """``memlog export --format peft`` stacks what the live weights sum: the consolidation's factors
+    (and a departed member's negative term), not the members' own, so B A is the live ΔW."""
+    from memlog.adapters.lowrank import stacked_factors
+
+    mem.inject(_facts(6), audit=False)
+    mem.consolidate()
+    mem.revert(mem.ledger.applied_entries()[0].edit_id)
+    entries = mem.ledger.applied_entries()
+    for layer in LAYERS:
+        factors = stacked_factors(entries, layer, mem.store.blobs.get)
+        assert factors.b.shape[1] == stacked_columns(entries, layer)  # consolidated rank + the departed member
+        live = mem.projector.adapter.edit_weight_view(mem.projector.model, layer).detach() - mem.projector.base_weight(layer)
+        assert torch.allclose(factors.delta(), live, rtol=0, atol=1e-6 * float(live.abs().max()))

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from memlog.core.lowrank import factored_svd
+from memlog.projections.consolidation import projection_terms
 from memlog.projections.ledger import LedgerEntry
-from memlog.store.deltas import BlobLoader, read_uv
+from memlog.store.deltas import BlobLoader, read_ab, read_uv
+from memlog.store.events import ConsolidatedLayer
 
 
 
@@ -42,14 +44,16 @@ class LayerFactors:
 
 
 def stacked_factors(entries: Sequence[LedgerEntry], layer: int, load_blob: BlobLoader) -> LayerFactors | None:
-    """The applied entries' factors at ``layer``, stacked in projection order (None if no edit touches it)."""
+    """The factors the projection of ``entries`` stacks at ``layer``, in its order (None if no edit
+    touches it): each applied edit's (s·U, V), or a consolidation's (A, B) standing for its members
+    (``memlog.projections.consolidation.projection_terms``, the same terms the live weights use)."""
     us, vs = [], []
-    for entry in entries:
-        for delta in entry.current.deltas:
+    for term in projection_terms(entries):
+        for delta in term.factors:
             if delta.layer != layer:
                 continue
-            u, v = read_uv(delta, load_blob)
-            us.append(torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)) * entry.scale)
+            u, v = read_ab(delta, load_blob) if isinstance(delta, ConsolidatedLayer) else read_uv(delta, load_blob)
+            us.append(torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)) * term.coef)
             vs.append(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)))
     if not us:
         return None
