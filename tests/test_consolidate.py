@@ -189,6 +189,10 @@ def test_a_second_consolidation_and_its_revert(mem):
     assert _replay(_events(mem), mem.store.blobs) == _live(mem)
     mem.revert_consolidation()
     assert _live(mem) == before  # back to c00001 plus the three newer facts
+    from memlog.analytics.views import run_sql
+
+    rows = run_sql(mem.store.path, "SELECT consolidation_id, consolidated_seq IS NOT NULL AS c, consolidation_reverted_seq IS NOT NULL AS r FROM edits ORDER BY created_seq")
+    assert rows == [{"consolidation_id": "c00001", "c": True, "r": False}] * 4 + [{"consolidation_id": "c00002", "c": True, "r": True}] * 3
 
 
 def test_a_failure_mid_consolidation_leaves_the_store_as_before(mem, monkeypatch):
