@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--names", default="unique")
     parser.add_argument("--max-cycles", type=int, default=4)
     parser.add_argument("--modes", nargs="+", default=["constrained", "unconstrained"])
+    parser.add_argument("--batch-size", type=int, default=1, help="facts per MEMIT solve within a wave")
+    parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     args = parser.parse_args()
     setup_threads()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -43,9 +45,9 @@ def main() -> None:
             log(f"{mode}: wave {row.wave}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, "
                 f"{row.cycles} cycles, PPL {row.ppl_after_sleep:.2f}, min rank left {min(row.rank_left) if row.rank_left else None}")
 
-        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1)
+        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy)
         log(f"{mode}: {args.facts} facts in waves of {args.wave}")
-        doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row,
+        doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row, batch_size=args.batch_size,
                                   progress=lambda stage, done, total: log(f"{mode}: {stage} {done}/{total}") if stage == "waves" else None)
         (args.out / f"{mode}.json").write_text(json.dumps(doc, indent=1))
         docs[mode] = doc

@@ -194,3 +194,23 @@ def test_cli_rejects_a_bad_refresh_mode(tmp_path, tiny_dir, capsys):
     code, _, err = run(capsys, "experiment", "phase-ab", "--refresh-mode", "sideways", "--model", tiny_dir, "--store", tmp_path / "x")
     assert code == 1 and "refresh mode" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_capacity_on_tiny_in_batches(tmp_path, tiny_dir, capsys):
+    """``memlog experiment capacity`` with constrained wake, waves of 4 in batches of 2 and the
+    correct refresh strategy: one row per wave, each batch one committed unit, room and delta
+    norms per layer, the plot written."""
+    store, plot = tmp_path / "cap", tmp_path / "cap.png"
+    code, data, err = run(
+        capsys, "experiment", "capacity", "--facts", "8", "--wave", "4", "--batch-size", "2", "--refresh-strategy", "correct",
+        "--wake", "constrained", "--max-cycles", "2", "--ppl-bound", "0", "--plot", plot,
+        "--model", tiny_dir, "--layers", "1-2", "--threads", "1", "--store", store, "--format", "json",
+    )
+    assert code == 0, err
+    assert data["batch_size"] == 2 and data["engine"]["refresh_strategy"] == "correct" and data["engine"]["wake"] == "constrained"
+    assert [r["facts"] for r in data["rows"]] == [4, 8]
+    assert all(len(r["rank_left"]) == 2 and len(r["delta_norm"]) == 2 for r in data["rows"])
+    assert data["rows"][1]["rank_left"][0] < data["rows"][0]["rank_left"][0]  # four more keys held
+    assert plot.stat().st_size > 0
+    code, units, err = run(capsys, "sql", "SELECT count(DISTINCT ts) AS units, count(*) AS n FROM events WHERE kind = 'FactInjected'", "--store", store, "--format", "json")
+    assert code == 0 and units == [{"units": 4, "n": 8}], err  # batches of two, each written together

@@ -190,11 +190,13 @@ def capacity(
     wave: int = typer.Option(10, "--wave", help="Facts per wave; no audit within a wave, a sleep until converged after each."),
     names: str = typer.Option("unique", "--names", help="unique (no first or last name repeats within 50 subjects) or shared (names repeat as chance makes them)."),
     plot: Path = typer.Option(None, "--plot", help="Also write a PNG of recall and PPL against facts stored here."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Facts per MEMIT solve within a wave (1: one at a time)."),
+    refresh_strategy: str = RefreshStrategyOpt,
 ):
     """Capacity: waves of mixed-relation facts, sleep after each; recall, PPL, null-space room and delta norm per wave."""
     from memlog.experiments.runner import capacity_experiment, capacity_plot  # loads torch: only when an experiment runs
 
-    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress)
+    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size)
     if plot is not None:
         capacity_plot({data["engine"].get("wake", "unconstrained"): data}, plot)
     return data

@@ -54,10 +54,11 @@ def latest_room(mem) -> ConstraintRoom | None:
     return next((e for e in reversed(mem.events()) if isinstance(e, ConstraintRoom)), None)
 
 
-def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn) -> CapacityRow:
-    """Inject one wave without audits, then sleep until converged; the wave's row."""
+def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn, batch_size: int = 1) -> CapacityRow:
+    """Inject one wave without audits (``batch_size`` facts per MEMIT solve), then sleep until
+    converged; the wave's row."""
     start = time.perf_counter()
-    mem.inject(facts, audit=False, progress=progress)
+    mem.inject(facts, audit=False, progress=progress, batch_size=batch_size)
     injected = time.perf_counter()
     report = mem.sleep(until_converged=True, max_cycles=max_cycles, progress=progress)
     cycles = report.cycles
@@ -85,13 +86,13 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
     )
 
 
-def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None) -> dict:
+def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None, batch_size: int = 1) -> dict:
     """Every wave's row, and the base perplexity; ``on_row(row)`` is called after each wave."""
     rows: list[CapacityRow] = []
     waves = [facts[i : i + wave] for i in range(0, len(facts), wave)]
     for number, chunk in enumerate(waves, start=1):
         progress("waves", number - 1, len(waves))
-        rows.append(run_wave(mem, number, chunk, max_cycles, progress))
+        rows.append(run_wave(mem, number, chunk, max_cycles, progress, batch_size))
         if on_row is not None:
             on_row(rows[-1])
     progress("waves", len(waves), len(waves))
