@@ -1,0 +1,69 @@
+"""Continue a capacity run in an existing store: more waves of the same seeded pool.
+
+    memlog fork runs/cap/more --until seq=224 --store runs/capacity-300/stores/constrained
+    python scripts/capacity_more.py --store runs/cap/more --facts 300 --wave 50 --batch-size 25 \
+        --refresh-strategy correct --max-cycles 3 --out runs/cap/more.rows.jsonl
+
+The store must hold the first facts of ``mixed_pool(--facts, seed=--seed, names=--names)``, as
+``memlog experiment capacity`` (or ``scripts/capacity_runs.py``) wrote them; the script checks
+that, then injects the rest of the pool wave by wave (``--batch-size`` facts per MEMIT solve) and
+sleeps until converged after each (``experiments.capacity.run_wave``), appending each wave's row
+to ``--out`` as it ends. ``--refresh-strategy`` and ``--max-cycles`` apply to these sleeps only.
+With ``--until HH:MM`` (UTC) no new wave starts after that time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from _common import log, setup_threads
+
+from memlog.core.pool import mixed_pool
+from memlog.engine.open import open_memory
+from memlog.experiments.capacity import run_wave
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--facts", type=int, required=True, help="the pool's size (facts in all, as the first run had it)")
+    parser.add_argument("--wave", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--names", default="unique")
+    parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
+    parser.add_argument("--max-cycles", type=int, default=3)
+    parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    setup_threads()
+    pool = mixed_pool(args.facts, seed=args.seed, names=args.names)
+    mem = open_memory(args.store, engine_overrides={"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles})
+    try:
+        stored = len(mem.ledger.facts)
+        if [f.fact_id for f in pool[:stored]] != sorted(mem.ledger.facts, key=lambda i: mem.ledger.facts[i].injected_seq):
+            raise SystemExit(f"{args.store} does not hold the first {stored} facts of this pool (seed {args.seed}, names {args.names})")
+        stop = None
+        if args.until:
+            hour, minute = map(int, args.until.split(":"))
+            stop = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        rest = pool[stored:]
+        for first in range(0, len(rest), args.wave):
+            if stop is not None and datetime.now(timezone.utc) >= stop:
+                log(f"stopping before the wave at {stored + first} facts: past {args.until}")
+                break
+            number = (stored + first) // args.wave + 1
+            row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size}) + "\n")
+            log(f"wave {number}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, {row.cycles} cycles, "
+                f"{row.refreshed} refreshed, PPL {row.ppl_after_sleep:.3f}, inject {row.inject_seconds:.0f}s, sleep {row.sleep_seconds:.0f}s")
+    finally:
+        mem.close()
+
+
+if __name__ == "__main__":
+    main()
