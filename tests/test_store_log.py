@@ -287,3 +287,10 @@ def test_verify_reports_gaps_and_index_mismatch(store):
     with pytest.raises(IntegrityError, match="hash chain is broken"):
         store.append([PerplexityMeasured(ppl=3.0, phase="wake")])
     assert store.log.head_seq() == 5
+
+
+def test_an_unknown_event_kind_says_a_newer_memlog_may_have_written_it():
+    from memlog.store.events import decode_event
+
+    with pytest.raises(EventSchemaError, match=r"unknown event kind 'Teleported' .*newer memlog.*upgrade memlog"):
+        decode_event(b'{"kind":"Teleported","schema":2}')

@@ -404,8 +404,8 @@ def decode_event(raw: bytes | str) -> Event:
         )
     if kind not in EVENT_KINDS:
         raise EventSchemaError(
-            f"unknown event kind {kind!r} (schema version {schema}); known kinds: "
-            + ", ".join(sorted(EVENT_KINDS))
+            f"unknown event kind {kind!r} (schema version {schema}): a newer memlog may have written it; "
+            "upgrade memlog to read this log. Known kinds: " + ", ".join(sorted(EVENT_KINDS))
         )
     try:
         return _decoder.decode(raw)
