@@ -52,11 +52,11 @@ from memlog.store.events import (
     AnyEvent,
     Event,
     StoreCreated,
-    blob_refs,
     decode_event,
     edit_key,
     event_kind,
 )
+from memlog.store.batch_checks import batch_edit_keys, existing_keys, refused, require_blobs
 from memlog.store.rows import decode_row, encode_checked, event_row, utc_from_epoch_us
 
 __all__ = ["FORMAT_VERSION", "LOCK_WAIT_S", "EventLog", "LoggedEvent", "RawRow"]
@@ -109,61 +109,6 @@ class RawRow(msgspec.Struct, frozen=True):
     def decode(self) -> Event:
         """The event; EventSchemaError (naming the seq) if it cannot be decoded."""
         return decode_row(self.seq, self.schema, self.kind, self.payload)
-
-
-# ----------------------------------------------------------- batch validation
-
-
-def _batch_edit_keys(events: Sequence[Event]) -> list[tuple[str, int]]:
-    """The (edit_id, version) pairs the batch creates; a repeat inside the batch is refused."""
-    keys: list[tuple[str, int]] = []
-    seen: set[tuple[str, int]] = set()
-    for event in events:
-        key = edit_key(event)
-        if key is None:
-            continue
-        if key in seen:
-            raise IntegrityError(
-                f"edit {key[0]} v{key[1]} is created twice in one batch; nothing from the batch was written"
-            )
-        seen.add(key)
-        keys.append(key)
-    return keys
-
-
-def _require_blobs(events: Sequence[Event], blobs) -> None:
-    """Every blob an event names must already be in the blob store (deltas before events)."""
-    for index, event in enumerate(events):
-        for ref in blob_refs(event):
-            if not blobs.exists(ref):
-                key = edit_key(event)
-                what = f"edit {key[0]} v{key[1]}" if key else event_kind(event)
-                raise IntegrityError(
-                    f"{what} (event {index + 1} of the batch) references blob {ref.sha256}, which is not "
-                    "in the blob store; write deltas before the event that names them. Nothing was written"
-                )
-
-
-def _existing_keys(conn: duckdb.DuckDBPyConnection, keys: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
-    """Which of ``keys`` the log already holds, as (edit_id, version, seq)."""
-    if not keys:
-        return []
-    return conn.execute(
-        "SELECT v.edit_id, v.version, v.seq FROM edit_versions v "
-        "JOIN (SELECT unnest(?::VARCHAR[]) AS edit_id, unnest(?::INTEGER[]) AS version) k "
-        "USING (edit_id, version) ORDER BY v.seq",
-        [[k[0] for k in keys], [k[1] for k in keys]],
-    ).fetchall()
-
-
-def _refused(existing: list[tuple[str, int, int]], batch_size: int, exc: Exception) -> IntegrityError:
-    if existing:
-        edit_id, version, seq = existing[0]
-        return IntegrityError(
-            f"edit {edit_id} v{version} already exists in the log (seq {seq}); an edit version is created "
-            f"once. Nothing from the batch of {batch_size} events was written"
-        )
-    return IntegrityError(f"append refused, nothing from the batch of {batch_size} events was written: {exc}")
 
 
 def _select_sql(since_seq: int | None, until_seq: int | None, kinds: list[str] | None) -> tuple[str, list]:
@@ -298,9 +243,9 @@ class EventLog:
             if isinstance(event, StoreCreated):
                 raise ValueError("StoreCreated is written once, by EventLog.create")
         payloads = [encode_checked(event) for event in events]
-        keys = _batch_edit_keys(events)
+        keys = batch_edit_keys(events)
         if blobs is not None:
-            _require_blobs(events, blobs)
+            require_blobs(events, blobs)
         ts = datetime.now(timezone.utc)
         with self._duck.attached(self.path, read_only=False) as conn:
             try:
@@ -313,7 +258,7 @@ class EventLog:
                     _insert(conn, rows, versions, previous)
             except duckdb.ConstraintException as exc:
                 # Rolled back. A repeated (edit_id, version) is the expected cause: name it.
-                raise _refused(_existing_keys(conn, keys), len(events), exc) from exc
+                raise refused(existing_keys(conn, keys), len(events), exc) from exc
         return logged
 
     # ------------------------------------------------------------------ read
