@@ -95,7 +95,7 @@ class FakeEditor:
     def keys(self, facts: list[Fact]):
         return {layer: torch.ones(self.d_in, len(facts)) for layer in self.layers}
 
-    def audit_keys(self, facts: list[Fact]):
+    def audit_keys(self, facts: list[Fact], positions: str = "subject"):
         return self.keys(facts)
 
     def _recalled(self, fact: Fact) -> bool:
@@ -194,7 +194,7 @@ class KeyedEditor(FakeEditor):
                 raise NullSpaceError("new key(s) lie inside the span of the protected keys")
         return super().edit(facts, constraint_keys)
 
-    def audit_keys(self, facts: list[Fact]):
+    def audit_keys(self, facts: list[Fact], positions: str = "subject"):
         return self.keys(facts)
 
     def perplexity(self) -> float:

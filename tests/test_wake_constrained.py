@@ -5,6 +5,7 @@ unconstrained."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from memlog.core.adapter import LayerAdapter
@@ -15,6 +16,7 @@ from memlog.core.model import LoadedModel, ModelSpec
 from memlog.core.pool import fact_pool, mixed_pool
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory
+from memlog.errors import UserError
 from memlog.store.events import ConstraintRoom, EditPruned
 from tests.conftest import make_tiny_llama
 
@@ -32,9 +34,9 @@ def _covs(lm, cfg):
     return prepare_covariances(compute_covariance(lm, cfg.layers, cfg).covs)
 
 
-def residuals(lm, deltas, facts) -> list[float]:
+def residuals(lm, deltas, facts, positions: str = "subject") -> list[float]:
     """‖ΔW_l k‖ / (‖ΔW_l‖_F ‖k‖) for every protected key at every layer, keys read with the edit applied."""
-    batch, rows, cols = bare_prompt_batch(lm, facts)
+    batch, rows, cols = bare_prompt_batch(lm, facts, positions)
     reader = KeyReader(lm, batch.input_ids, rows, cols)
     out = []
     with applied(lm, deltas):
@@ -56,6 +58,25 @@ def test_protected_keys_stay_put_at_every_layer(embedded_tokenizer):
     assert max(residuals(lm, held.deltas, old)) <= 1e-4
     assert max(residuals(lm, free.deltas, old)) > 1e-2  # the unconstrained edit does move them
     assert held.constraint_rank == {1: 3, 2: 3}
+
+
+def test_object_positions_are_held_too_when_asked(embedded_tokenizer):
+    """``positions="object"``: the keys that predict each protected object's tokens and the word
+    boundary after it stay put as well (subject protection alone leaves them free)."""
+    lm = _tiny(embedded_tokenizer)
+    covs = _covs(lm, CHEAP)
+    old, new = mixed_pool(4)[:3], mixed_pool(4)[3]
+    for fact in old:
+        apply_factors(lm, memit_edit(lm, [fact], CHEAP, covs).deltas)
+    batch, rows, cols = bare_prompt_batch(lm, old, "object")
+    per_fact = [int((rows == i).sum()) for i in range(len(old))]
+    answers = [len(lm.tokenizer(" " + f.object, add_special_tokens=False)["input_ids"]) for f in old]
+    assert per_fact == [n + 2 for n in answers]  # the subject, the prompt's last token, each object token
+    subject_only = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old)))
+    held = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old), "object"))
+    assert max(residuals(lm, held.deltas, old, "object")) <= 1e-4
+    assert max(residuals(lm, subject_only.deltas, old, "object")) > 1e-2
+    assert held.constraint_rank[1] == sum(per_fact) > subject_only.constraint_rank[1] == 3
 
 
 def test_same_subject_facts_are_edited_jointly(embedded_tokenizer):
@@ -110,3 +131,23 @@ def test_new_stores_are_constrained_and_old_store_headers_read_as_unconstrained(
     assert EngineConfig.from_dict({"cap": 50, "tau": 0.5}).wake == "unconstrained"
     assert EngineConfig.from_dict({"cap": 50, "wake": "constrained"}).wake == "constrained"
     assert EngineConfig().cap is None
+
+
+def test_a_store_protecting_object_positions_counts_their_keys_in_the_room(tmp_path, embedded_tokenizer):
+    """``EngineConfig(protect_positions="object")``: wake and sleep solve under the object positions
+    too, and the room (null-space rank left) counts every held key, not one per fact."""
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=256, wake="constrained", protect_positions="object")
+    try:
+        facts = mixed_pool(4)
+        mem.inject(facts, audit=False)
+        lm = mem.editor.lm
+        keys = [int(n) for n in torch.bincount(bare_prompt_batch(lm, facts, "object")[1])]
+        rooms = [e for e in mem.events() if isinstance(e, ConstraintRoom)]
+        assert rooms[-1].rank_left == [256 - sum(keys[:3])] * 2  # the 4th inject held the first three facts' keys
+        report = mem.sleep(cycles=1)
+        room = [e for e in mem.events() if isinstance(e, ConstraintRoom)][-1]
+        assert room.phase == "sleep" and room.rank_left == [256 - sum(keys)] * 2 and report.cycles[0].pruned == 0
+    finally:
+        mem.close()
+    with pytest.raises(UserError, match="unknown protected positions 'verb'"):
+        EngineConfig(protect_positions="verb")

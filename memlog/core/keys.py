@@ -214,18 +214,28 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     """The audit prompts of ``facts`` (no prefix) and which of their positions to read.
 
     ``positions``: ``"subject"`` reads each prompt at its subject's last token only (the rows
-    are cut there: later tokens cannot change it); ``"prompt"`` reads every token of the full
-    prompt. Returns the batch and the (row, column) of every key to read, in fact order.
+    are cut there: later tokens cannot change it); ``"object"`` appends the object's tokens
+    (``" " + object``, as v* and the audit see them) and also reads the positions that predict
+    them and the word boundary after them: the prompt's last token and every object token;
+    ``"prompt"`` reads every token of the full prompt. Returns the batch and the (row, column)
+    of every key to read, in fact order.
     """
-    if positions not in ("subject", "prompt"):
-        raise ValueError(f"positions must be 'subject' or 'prompt', got {positions!r}")
+    if positions not in ("subject", "object", "prompt"):
+        raise ValueError(f"positions must be 'subject', 'object' or 'prompt', got {positions!r}")
     rows, last, pick_rows, pick_cols = [], [], [], []
     for i, fact in enumerate(facts):
         ids, index = subject_last_index(lm.tokenizer, fact.prompt, fact.subject_span[1])
-        ids = list(ids[: index + 1]) if positions == "subject" else list(ids)
+        ids = list(ids)
+        if positions == "subject":
+            ids, cols = ids[: index + 1], [index]
+        elif positions == "object":
+            answer = lm.tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
+            cols = sorted({index, *range(len(ids) - 1, len(ids) + len(answer))})
+            ids = ids + list(answer)
+        else:
+            cols = list(range(len(ids)))
         rows.append(ids)
         last.append(index)
-        cols = [index] if positions == "subject" else list(range(len(ids)))
         pick_rows += [i] * len(cols)
         pick_cols += cols
     ids, lengths = pad_right(rows, pad_id_of(lm.tokenizer), lm.device)

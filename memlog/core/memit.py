@@ -62,7 +62,8 @@ class LayerFactors:
 @dataclass(frozen=True)
 class Protection:
     """Facts an edit must not move: their audit prompts' keys (``positions``: ``"subject"``,
-    the subject's last token; ``"prompt"``, every token) are held fixed at every edit layer."""
+    the subject's last token; ``"object"``, also the positions that predict the object's tokens
+    and the boundary after it; ``"prompt"``, every token) are held fixed at every edit layer."""
 
     facts: tuple[Fact, ...] = ()
     positions: str = "subject"

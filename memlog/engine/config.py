@@ -13,6 +13,10 @@ PRUNE_POLICIES = ("least-recently-healthy", "oldest")
 # the audit measure that defines sleep's degraded set (memlog.engine.audit_measures.is_healthy)
 DEGRADED_BY = ("exact", "paraphrase", "chat", "any")
 WAKE_MODES = ("constrained", "unconstrained")
+# which positions of a protected fact's audit prompt a constrained solve holds fixed
+# (memlog.core.keys.bare_prompt_batch): the subject's last token; or also the positions that
+# predict the object's tokens and the word boundary after it (teacher-forced on the object)
+PROTECT_POSITIONS = ("subject", "object")
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
 
 
@@ -51,6 +55,9 @@ class EngineConfig:
     # after a sleep, consolidate the applied edits (memlog.engine.consolidate) when the projection
     # concatenates more factor columns than this at some edit layer (None: never)
     consolidate_above: int | None = None
+    # the audit-prompt positions constrained solves hold fixed for each protected fact (wake and
+    # sleep's refreshes): "subject" (one key per fact) or "object" (also the object's positions)
+    protect_positions: str = "subject"
 
     def __post_init__(self) -> None:
         if self.refresh_mode not in REFRESH_MODES:
@@ -63,6 +70,8 @@ class EngineConfig:
             raise UserError(f"unknown prune policy {self.prune_policy!r}; choose one of {', '.join(PRUNE_POLICIES)}")
         if self.degraded_by not in DEGRADED_BY:
             raise UserError(f"unknown --degraded-by {self.degraded_by!r}; choose one of {', '.join(DEGRADED_BY)}")
+        if self.protect_positions not in PROTECT_POSITIONS:
+            raise UserError(f"unknown protected positions {self.protect_positions!r}; choose {' or '.join(PROTECT_POSITIONS)}")
         if self.wake not in WAKE_MODES:
             raise UserError(f"unknown wake mode {self.wake!r}; choose {' or '.join(WAKE_MODES)}")
         if self.cap is not None and self.cap < 1:

@@ -79,19 +79,20 @@ def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
     return None if len(keep) == m else keep
 
 
-def solve_refresh(editor, fact: Fact, protected: list[Fact]):
-    """Solve a refresh of ``fact`` protecting ``protected``; on no room, retry once under a subset.
+def solve_refresh(editor, fact: Fact, protected: list[Fact], positions: str = "subject"):
+    """Solve a refresh of ``fact`` protecting ``protected`` (their audit keys at ``positions``);
+    on no room, retry once under a subset.
 
     Returns ``(result, facts protected)``. Raises the solver's ``UserError`` when neither solve works.
     """
     protected = protectable(protected, [fact])
     try:
-        return editor.edit([fact], protect=Protection(tuple(protected))), protected
+        return editor.edit([fact], protect=Protection(tuple(protected), positions)), protected
     except NullSpaceError:
         if not protected:
             raise
-        keep = room_leaving_subset(editor.audit_keys(protected), editor.audit_keys([fact]))
+        keep = room_leaving_subset(editor.audit_keys(protected), editor.audit_keys([fact]))  # one key per fact: columns are facts
         if keep is None:
             raise
         subset = [protected[j] for j in keep]
-        return editor.edit([fact], protect=Protection(tuple(subset))), subset
+        return editor.edit([fact], protect=Protection(tuple(subset), positions)), subset

@@ -31,7 +31,7 @@ class Editor(Protocol):
 
     def keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]: ...
 
-    def audit_keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]: ...
+    def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]: ...
 
     def audit(self, facts: list[Fact]) -> list[RecallResult]: ...
 
@@ -60,16 +60,17 @@ class MemitEditor:
         """One MEMIT solve for ``facts`` (any number); ``protect`` holds other facts' audit keys fixed."""
         return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys, protect=protect)
 
-    def constraint_ranks(self, facts: list[Fact]) -> dict[int, int]:
-        """Per edit layer, the rank of ``facts``' audit keys (subject's last token) on the current weights."""
+    def constraint_ranks(self, facts: list[Fact], positions: str = "subject") -> dict[int, int]:
+        """Per edit layer, the rank of ``facts``' audit keys (at ``positions``) on the current weights."""
         if not facts:
             return {layer: 0 for layer in self.layers}
-        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam) for layer, k in self.audit_keys(facts).items()}
+        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam) for layer, k in self.audit_keys(facts, positions).items()}
 
-    def audit_keys(self, facts: list[Fact]) -> dict[int, torch.Tensor]:
-        """Per edit layer, ``facts``' audit keys (bare prompt, subject's last token; d_in × N) on the
-        current weights: the keys ``Protection`` holds, as they are before the edit."""
-        batch, rows, cols = bare_prompt_batch(self.lm, facts)
+    def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]:
+        """Per edit layer, ``facts``' audit keys (bare prompt at ``positions``, by default the
+        subject's last token; d_in × keys) on the current weights: the keys ``Protection`` holds,
+        as they are before the edit."""
+        batch, rows, cols = bare_prompt_batch(self.lm, facts, positions)
         reader = KeyReader(self.lm, batch.input_ids, rows, cols)
         return {layer: reader.read(layer) for layer in self.layers}
 

@@ -76,7 +76,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
     mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
     held = protectable(list(protected), facts)
     try:
-        result = mem.editor.edit(facts, protect=Protection(tuple(held)))
+        result = mem.editor.edit(facts, protect=Protection(tuple(held), config.protect_positions))
     except UserError:
         mem.project()
         return out

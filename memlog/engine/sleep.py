@@ -200,7 +200,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             if not correct:  # reinject: solve on the weights without the degraded edit
                 mem.projector.project([e for e in ledger.applied_entries() if e.edit_id != entry.edit_id])
             try:
-                result, used = solve_refresh(mem.editor, fact, protected)
+                result, used = solve_refresh(mem.editor, fact, protected, config.protect_positions)
             except UserError as exc:  # e.g. the constraint set leaves no room: the edit stays as it was
                 if not correct:
                     mem.project()

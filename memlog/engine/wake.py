@@ -58,7 +58,7 @@ def wake_plan(mem, facts: list[Fact]) -> tuple[list[Fact], dict]:
     others = protected_facts(mem.ledger, facts)
     companions = [f for f in others if shared_key(f) in keys]
     protected = [f for f in others if shared_key(f) not in keys]
-    return list(facts) + companions, {"protect": Protection(tuple(protected))}
+    return list(facts) + companions, {"protect": Protection(tuple(protected), mem.config.protect_positions)}
 
 
 def columns_by_fact(facts: list[Fact], edit_facts: list[Fact]) -> list[list[int]]:
@@ -82,7 +82,7 @@ def room_now(mem) -> tuple[dict[int, int], int] | None:
     if ranks is None:
         return None
     facts = protected_facts(mem.ledger, [], degraded_too=True)
-    return {layer: mem.editor.key_dim(layer) - r for layer, r in ranks(facts).items()}, len(facts)
+    return {layer: mem.editor.key_dim(layer) - r for layer, r in ranks(facts, mem.config.protect_positions).items()}, len(facts)
 
 
 def delta_norms(mem) -> dict[int, float]:
