@@ -8,7 +8,8 @@ The store must hold the first facts of ``mixed_pool(--facts, seed=--seed, names=
 ``memlog experiment capacity`` (or ``scripts/capacity_runs.py``) wrote them; the script checks
 that, then injects the rest of the pool wave by wave (``--batch-size`` facts per MEMIT solve) and
 sleeps until converged after each (``experiments.capacity.run_wave``), appending each wave's row
-to ``--out`` as it ends. ``--refresh-strategy`` and ``--max-cycles`` apply to these sleeps only.
+to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles`` and ``--protect`` apply to this
+session only (the store's header keeps its settings).
 With ``--until HH:MM`` (UTC) no new wave starts after that time.
 """
 
@@ -36,12 +37,15 @@ def main() -> None:
     parser.add_argument("--names", default="unique")
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     parser.add_argument("--max-cycles", type=int, default=3)
+    parser.add_argument("--protect", default=None, choices=["subject", "object"], help="override the store's protected positions")
+    parser.add_argument("--up-to", type=int, default=None, help="stop once this many facts are stored (default: the whole pool)")
     parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     setup_threads()
     pool = mixed_pool(args.facts, seed=args.seed, names=args.names)
-    mem = open_memory(args.store, engine_overrides={"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles})
+    overrides = {"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles, "protect_positions": args.protect}
+    mem = open_memory(args.store, engine_overrides=overrides)
     try:
         stored = len(mem.ledger.facts)
         if [f.fact_id for f in pool[:stored]] != sorted(mem.ledger.facts, key=lambda i: mem.ledger.facts[i].injected_seq):
@@ -50,7 +54,7 @@ def main() -> None:
         if args.until:
             hour, minute = map(int, args.until.split(":"))
             stop = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
-        rest = pool[stored:]
+        rest = pool[stored : args.up_to]
         for first in range(0, len(rest), args.wave):
             if stop is not None and datetime.now(timezone.utc) >= stop:
                 log(f"stopping before the wave at {stored + first} facts: past {args.until}")
@@ -58,7 +62,7 @@ def main() -> None:
             number = (stored + first) // args.wave + 1
             row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
             with args.out.open("a") as fh:
-                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size}) + "\n")
+                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions}) + "\n")
             log(f"wave {number}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, {row.cycles} cycles, "
                 f"{row.refreshed} refreshed, PPL {row.ppl_after_sleep:.3f}, inject {row.inject_seconds:.0f}s, sleep {row.sleep_seconds:.0f}s")
     finally:
