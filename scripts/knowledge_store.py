@@ -6,7 +6,7 @@ Usage: ``python scripts/knowledge_store.py --file data.json --sample 100 --seed 
 is drawn as in ``scripts/knowledge.py`` and the records whose facts are in the store are
 measured (for a sequential run stopped part-way). With ``--inject-until`` a new store is created
 and the sampled records are injected in their seeded order (no audit between edits) until that
-UTC time or the sample's end, so a run that cannot write all of them in the time left measures
+UTC time or the sample's end (an existing store is continued: records already in it are skipped), so a run that cannot write all of them in the time left measures
 a seeded prefix of the sample instead of nothing.
 """
 
@@ -24,15 +24,22 @@ from memlog.core.model import ModelSpec
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory, open_memory
 from memlog.store.events import FactInjected
+from memlog.store.store import Store
 from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
 
 
 def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained", batch_size: int = 1):
-    """Create ``store``, inject ``cases`` one at a time (or ``batch_size`` per MEMIT solve, in
-    their order) until ``until`` (HH:MM, UTC); the open memory and the run's timings."""
+    """Create ``store`` (or continue one this script created: records whose fact it holds are
+    skipped), inject ``cases`` one at a time (or ``batch_size`` per MEMIT solve, in their order)
+    until ``until`` (HH:MM, UTC); the open memory and the run's timings."""
     hour, minute = map(int, until.split(":"))
     stop = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake))
+    if Store.exists(store):
+        mem = open_memory(store)
+        cases = [c for c in cases if c.fact.fact_id not in mem.ledger.facts]
+        log(f"continuing {store}: {len(mem.ledger.facts)} facts stored, {len(cases)} records to go")
+    else:
+        mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake))
     started, seconds = time.perf_counter(), []
     for first in range(0, len(cases), batch_size):
         if datetime.now(timezone.utc) >= stop:
