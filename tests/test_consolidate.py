@@ -62,7 +62,7 @@ def mem(tmp_path):
     model = make_tiny_llama(vocab=512)
     fake = KeyedWeights()
     editor = KeyedEditor(fake, layers=LAYERS, d_out=64, d_in=128)
-    memory = Memory(store, editor, Projector(model, fake, store.blobs.get), EngineConfig(ppl_bound=None))
+    memory = Memory(store, editor, Projector(model, fake, store.blobs.get), EngineConfig(ppl_bound=None, refresh_strategy="reinject"))
     yield memory
     memory.close()
 

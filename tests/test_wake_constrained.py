@@ -133,6 +133,18 @@ def test_new_stores_are_constrained_and_old_store_headers_read_as_unconstrained(
     assert EngineConfig().cap is None
 
 
+def test_the_refresh_strategy_defaults_to_correct_under_constrained_wake_only():
+    assert EngineConfig().refresh_strategy == "correct"
+    assert EngineConfig(wake="unconstrained").refresh_strategy == "reinject"
+    assert EngineConfig(refresh_mode="copy").refresh_strategy == "reinject"  # copy mode: the paper as written
+    assert EngineConfig().with_overrides(refresh_mode="copy").refresh_strategy == "reinject"
+    assert EngineConfig().with_overrides(refresh_strategy="reinject").refresh_strategy == "reinject"
+    old_header = EngineConfig(wake="constrained", refresh_strategy="reinject").to_dict()
+    assert EngineConfig.from_dict(old_header).refresh_strategy == "reinject"  # a stored choice stays
+    assert EngineConfig.from_dict({"cap": 50}).refresh_strategy == "reinject"  # pre-wake stores: unconstrained
+    assert EngineConfig.from_dict(EngineConfig().to_dict()).refresh_strategy == "correct"
+
+
 def test_a_store_protecting_object_positions_counts_their_keys_in_the_room(tmp_path, embedded_tokenizer):
     """``EngineConfig(protect_positions="object")``: wake and sleep solve under the object positions
     too, and the room (null-space rank left) counts every held key, not one per fact."""

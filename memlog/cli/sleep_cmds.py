@@ -24,7 +24,7 @@ def sleep(
     max_cycles: int = typer.Option(None, "--max-cycles", help="Most cycles with --until-converged (default 10)."),
     refresh_mode: str = typer.Option(None, "--refresh-mode", help="in-place (default) or copy (reproduces the paper's death spiral)."),
     refresh_strategy: str = typer.Option(
-        None, "--refresh-strategy", help="reinject (default: revert, then solve again) or correct (keep the edit, add a constrained correction; in-place only)."
+        None, "--refresh-strategy", help="reinject (revert, then solve again: the paper) or correct (keep the edit, add a constrained correction; in-place only); default: the store's (correct with constrained wake)."
     ),
     cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
     degraded_by: str = typer.Option(

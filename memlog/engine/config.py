@@ -29,8 +29,10 @@ class EngineConfig:
     refresh_mode: str = "in-place"
     # reinject: revert the degraded edit, then solve it again on the reverted weights (the paper's
     # Algorithm 1); correct: keep the edit and add a constrained correction solved on the current
-    # weights, stored as the next version (in-place only)
-    refresh_strategy: str = "reinject"
+    # weights, stored as the next version (in-place only). None: correct for an in-place store with
+    # constrained wake, reinject otherwise (docs/RESULTS.md, "Sleep's refresh strategy under
+    # constrained wake"); headers store the resolved value
+    refresh_strategy: str | None = None
     prune_policy: str = "least-recently-healthy"
     copy_prune_count: int = 3  # copy mode (the paper's bug): entries pruned per cycle while over the cap
     ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
@@ -60,6 +62,9 @@ class EngineConfig:
     protect_positions: str = "subject"
 
     def __post_init__(self) -> None:
+        if self.refresh_strategy is None:
+            chosen = "correct" if self.wake == "constrained" and self.refresh_mode == "in-place" else "reinject"
+            object.__setattr__(self, "refresh_strategy", chosen)
         if self.refresh_mode not in REFRESH_MODES:
             raise UserError(f"unknown refresh mode {self.refresh_mode!r}; choose {' or '.join(REFRESH_MODES)}")
         if self.refresh_strategy not in REFRESH_STRATEGIES:
@@ -100,4 +105,7 @@ class EngineConfig:
         return cls(**values)
 
     def with_overrides(self, **overrides) -> "EngineConfig":
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("refresh_mode") == "copy" and "refresh_strategy" not in given:
+            given["refresh_strategy"] = "reinject"  # copy mode is the paper's protocol as written
+        return replace(self, **given)

@@ -28,7 +28,8 @@ counts as degraded, as in the paper); the audit's numbers over the active facts 
 as ``recall_active`` and ``degraded_active``. Convergence is two cycles in a row with no
 ``open_degraded`` fact (see ``open_degraded``).
 
-``refresh_strategy`` ``reinject`` (default) is step 5 as written. ``correct`` (in-place only)
+``refresh_strategy`` ``reinject`` is step 5 as written (the default with unconstrained wake).
+``correct`` (in-place only; the default with constrained wake)
 skips the revert: v* and the constrained solve run on the current weights, with the degraded
 edit still applied, and the new version stores the old factors with the correction's appended
 (``Memory.write_stacked_deltas``), so its projection is the old delta plus the correction.
