@@ -23,7 +23,7 @@ def stores(tmp_path_factory):
     paths = {}
     for mode in ("copy", "in-place"):
         path = root / mode
-        mem = fake_memory(path, EngineConfig(cap=10, refresh_mode=mode, ppl_bound=None))
+        mem = fake_memory(path, EngineConfig(cap=10, refresh_mode=mode, ppl_bound=None, wake="unconstrained"))
         try:
             mem.inject(pool[:12])
             mem.sleep(cycles=3)
