@@ -9,7 +9,7 @@ from memlog.core.facts import MAX_RELATION_CHARS, MAX_SUBJECT_CHARS, Fact
 from memlog.core.model import format_layers, parse_layers
 from memlog.engine.memory import Memory
 from memlog.errors import UserError
-from memlog.replay.export import check_out
+from memlog.store.outdir import check_out
 from memlog.store.store import Store
 from tests.fakes import FakeEditor, FakeWeights, fake_memory
 

@@ -28,7 +28,8 @@ from safetensors.torch import save_file
 from memlog.adapters.lowrank import LayerFactors, stacked_factors, truncate
 from memlog.projections.facts import fact_of
 from memlog.errors import UserError
-from memlog.replay.export import check_out, loaded_model_for_export, provenance, write_manifest, written_atomically
+from memlog.replay.export import loaded_model_for_export, provenance, write_manifest
+from memlog.store.outdir import check_out, written_atomically
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -12,7 +12,8 @@ from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, open_ro, store_pat
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.errors import UserError
 from memlog.replay.diff import diff_report
-from memlog.replay.export import MANIFEST, check_out, export_model
+from memlog.replay.export import MANIFEST, export_model
+from memlog.store.outdir import check_out
 from memlog.replay.why import why_report
 
 

@@ -176,9 +176,8 @@ def fork(
     """A new store holding this store's log up to a point, with its deltas (the source is only read)."""
     from memlog.store.fork import fork_store
 
-    _, _, logged, _ = _read_state(store)
-    seq = resolve_point(parse_point(until), logged)
-    data = fork_store(store_path(store), dest, seq)
+    point = parse_point(until)  # a malformed point fails before the store is read
+    data = fork_store(store_path(store), dest, lambda logged: resolve_point(point, logged))
     emit(data, fmt, lambda c, d: c.print(f"forked {d['source']} at seq {d['seq']} into {d['store']} ({d['blobs']} delta blob(s))"))
 
 

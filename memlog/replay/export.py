@@ -25,8 +25,6 @@ from memlog.errors import UserError
 from memlog.replay.replay import fact_rows
 from memlog.store.outdir import check_out, written_atomically
 
-__all__ = ["MANIFEST", "check_out", "export_model", "loaded_model_for_export", "provenance", "write_manifest", "written_atomically"]
-
 MANIFEST = "memlog-export.json"
 
 

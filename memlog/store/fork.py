@@ -18,6 +18,7 @@ original, or rewind a store (fork it before the event to undo, then use the fork
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from memlog.errors import IntegrityError, UserError
@@ -32,23 +33,25 @@ from memlog.store.store import BLOBS_NAME, LOG_NAME, Store, verify_store
 def unit_bounds(logged: list, seq: int) -> tuple[int, int]:
     """The first and last seq of the committed unit holding ``seq`` (events that share its
     commit time, adjacent in the log)."""
-    index = {item.seq: i for i, item in enumerate(logged)}
-    i = j = index[seq]
-    while i > 0 and logged[i - 1].ts == logged[index[seq]].ts:
+    at = next(i for i, item in enumerate(logged) if item.seq == seq)
+    i = j = at
+    while i > 0 and logged[i - 1].ts == logged[at].ts:
         i -= 1
-    while j + 1 < len(logged) and logged[j + 1].ts == logged[index[seq]].ts:
+    while j + 1 < len(logged) and logged[j + 1].ts == logged[at].ts:
         j += 1
     return logged[i].seq, logged[j].seq
 
 
-def fork_store(source: Path, dest: Path, until_seq: int) -> dict:
-    """Write the fork of ``source`` at ``until_seq`` to ``dest`` (new, or an empty directory
+def fork_store(source: Path, dest: Path, until: int | Callable[[list], int]) -> dict:
+    """Write the fork of ``source`` at ``until`` (a seq, or a function of the source's logged
+    events that picks one, e.g. a ``cycle=N`` point) to ``dest`` (new, or an empty directory
     outside the source); a summary dict. UserError for a bad point or destination, and nothing
     is written then."""
     source, dest = Path(source), Path(dest)
     check_out(dest, source, "DEST")
     with Store.open(source, writable=False) as src:
         logged = src.log.read()
+        until_seq = until(logged) if callable(until) else int(until)
         head = logged[-1].seq if logged else 0
         if not 1 <= until_seq <= head:
             raise UserError(f"cannot fork at seq {until_seq}: {source} holds seqs 1..{head}")
@@ -60,7 +63,7 @@ def fork_store(source: Path, dest: Path, until_seq: int) -> dict:
             )
         with written_atomically(dest, source, "DEST") as tmp:
             copied = _copy_blobs(src.blobs, BlobStore(tmp / BLOBS_NAME), [item.event for item in logged if item.seq <= until_seq])
-            link = dict(src.log.chain_rows()[1]).get(until_seq)
+            link = src.log.chain_link(until_seq)
             note = {"forked_from": {"store": str(source.resolve()), "seq": until_seq, "chain_hash": link}}
             tip = EventLog.create_prefix(tmp / LOG_NAME, src.log, until_seq, note).chain_head()
             if link is not None and tip.hash != link:

@@ -301,6 +301,14 @@ class EventLog:
             links = conn.execute("SELECT seq, hash FROM chain ORDER BY seq").fetchall() if has_chain(conn) else []
         return rows, links
 
+    def chain_link(self, seq: int) -> str | None:
+        """The chain hash stored for ``seq`` (None for a log without a chain, or no such link)."""
+        with self._duck.attached(self.path, read_only=True) as conn:
+            if not has_chain(conn):
+                return None
+            row = conn.execute("SELECT hash FROM chain WHERE seq = ?", [seq]).fetchall()
+        return row[0][0] if row else None
+
     def chain_head(self) -> Head | None:
         """The last link of the chain (None for a log without one)."""
         with self._duck.attached(self.path, read_only=True) as conn:
