@@ -226,8 +226,10 @@ def test_in_place_prune_victims_follow_the_policy(tmp_path, policy):
     assert len(ledger.active_facts()) == 6
 
 
-def test_batched_refresh_is_one_solve_with_one_event_pair_per_fact(tmp_path):
-    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=True, stale_after=None), interference=2, d_in=64)
+@pytest.mark.parametrize("strategy", ["reinject", "correct"])
+def test_batched_refresh_is_one_solve_with_one_event_pair_per_fact(tmp_path, strategy):
+    engine = EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=True, stale_after=None, refresh_strategy=strategy)
+    mem = keyed_memory(tmp_path / "s", engine, interference=2, d_in=64)
     try:
         mem.inject(fact_pool(8, seed=3))
         degraded = set(_degraded_ids(mem))
@@ -238,10 +240,16 @@ def test_batched_refresh_is_one_solve_with_one_event_pair_per_fact(tmp_path):
         refreshed = [e for e in _events(mem, EditRefreshed) if e.cycle == 1]
         reverted = [e for e in _events(mem, EditReverted) if e.cycle == 1]
         assert {mem.ledger.entries[e.edit_id].fact_id for e in refreshed} == degraded
-        assert [e.edit_id for e in reverted] == [e.edit_id for e in refreshed] and all(e.version == 2 for e in refreshed)
+        assert all(e.version == 2 and e.strategy == strategy for e in refreshed)
         assert [bool(e.weights_sha256) for e in refreshed] == [False] * (len(refreshed) - 1) + [True]
-        assert report.cycles[0].refreshed == report.cycles[0].reverted == len(degraded)
-        assert all(len(d.deltas) == 2 and d.deltas[0].packed.shape[1] == 1 for d in refreshed)
+        assert report.cycles[0].refreshed == len(degraded)
+        if strategy == "reinject":  # reverted, then its column of the batch
+            assert [e.edit_id for e in reverted] == [e.edit_id for e in refreshed]
+            assert report.cycles[0].reverted == len(degraded)
+            assert all(len(d.deltas) == 2 and d.deltas[0].packed.shape[1] == 1 for d in refreshed)
+        else:  # kept: its injected column, then its column of the correction
+            assert reverted == [] and report.cycles[0].reverted == 0
+            assert all(len(d.deltas) == 2 and d.deltas[0].packed.shape[1] == 2 for d in refreshed)
     finally:
         mem.close()
 

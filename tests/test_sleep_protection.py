@@ -50,19 +50,22 @@ class Forced:
         return [replace(r, recalled=f.fact_id in self.healthy) for f, r in zip(facts, self.inner.audit(facts))]
 
 
-def _deltas(mem, events: list[EditRefreshed]) -> dict[int, LayerFactors]:
-    """The summed factors of ``events`` per layer (columns side by side)."""
+def _deltas(mem, events: list[EditRefreshed], skip: dict | None = None) -> dict[int, LayerFactors]:
+    """The summed factors of ``events`` per layer (columns side by side); ``skip`` maps an edit
+    id to the columns per layer its previous version held (a correction's refresh stacks the
+    correction after them: only the correction is kept)."""
     out: dict[int, list] = {}
     for event in events:
         for d in event.deltas:
             u, v = (torch.from_numpy(np.ascontiguousarray(x)).float() for x in read_uv(d, mem.store.blobs.get))
-            out.setdefault(d.layer, []).append((u, v))
+            width = (skip or {}).get(event.edit_id, {}).get(d.layer, 0)
+            out.setdefault(d.layer, []).append((u[:, width:], v[:, width:]))
     return {l: LayerFactors(u=torch.cat([u for u, _ in p], 1), v=torch.cat([v for _, v in p], 1), keys=torch.zeros(0)) for l, p in out.items()}
 
 
-def _sleep_once(tmp_path, tokenizer, batch: bool):
+def _sleep_once(tmp_path, tokenizer, batch: bool, strategy: str = "reinject"):
     lm = wake_tests._tiny(tokenizer)
-    engine = EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=batch, stale_after=None)
+    engine = EngineConfig(wake="unconstrained", ppl_bound=None, batch_refresh=batch, stale_after=None, refresh_strategy=strategy)
     mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=engine)
     facts = fact_pool(6, seed=3)
     mem.inject(facts, audit=False)
@@ -73,12 +76,18 @@ def _sleep_once(tmp_path, tokenizer, batch: bool):
     return mem, lm, facts, healthy, refreshed
 
 
-@pytest.mark.parametrize("batch", [False, True])
-def test_refresh_holds_every_protected_audit_key(tmp_path, embedded_tokenizer, monkeypatch, batch):
+@pytest.mark.parametrize("batch, strategy", [(False, "reinject"), (True, "reinject"), (False, "correct"), (True, "correct")])
+def test_refresh_holds_every_protected_audit_key(tmp_path, embedded_tokenizer, monkeypatch, batch, strategy):
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
-    mem, lm, facts, healthy, refreshed = _sleep_once(tmp_path, embedded_tokenizer, batch)
+    mem, lm, facts, healthy, refreshed = _sleep_once(tmp_path, embedded_tokenizer, batch, strategy)
     try:
         assert [mem.ledger.entries[e.edit_id].fact_id for _, e in refreshed] == [facts[1].fact_id, facts[4].fact_id]
+        reverts = [item.event for item in mem.logged if isinstance(item.event, EditReverted)]
+        assert len(reverts) == (2 if strategy == "reinject" else 0)
+        skip = {}  # correct: each new version is its injected factors (one column per layer) plus the correction
+        if strategy == "correct":
+            skip = {e.edit_id: {d.layer: 1 for d in e.deltas} for _, e in refreshed}
+            assert all(d.packed.shape[1] > 1 for _, e in refreshed for d in e.deltas)
         # per fact: each refresh alone, protecting the healthy facts and the ones refreshed before it;
         # batched: both in one solve (their columns summed), protecting the healthy facts
         solves = [[refreshed[0]], [refreshed[1]]] if not batch else [refreshed]
@@ -87,7 +96,7 @@ def test_refresh_holds_every_protected_audit_key(tmp_path, embedded_tokenizer, m
             protected = healthy + ([facts[1]] if (not batch and i == 1) else [])
             assert all(e.n_constraint_keys == len(protected) for _, e in solve)
             with mem.weights_at(solve[0][0] - 1):
-                worst.append(max(wake_tests.residuals(lm, _deltas(mem, [e for _, e in solve]), protected)))
+                worst.append(max(wake_tests.residuals(lm, _deltas(mem, [e for _, e in solve], skip), protected)))
                 if i == 0:  # the constraint sleep used before: prefix-averaged keys, read once
                     keys = mem.editor.keys(healthy)
                     old = mem.editor.edit([facts[1]] if not batch else [facts[1], facts[4]], constraint_keys=keys)

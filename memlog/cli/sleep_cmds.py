@@ -30,7 +30,7 @@ def sleep(
     degraded_by: str = typer.Option(
         None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
     ),
-    batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place reinject); default: the store's setting (off)."),
+    batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place); default: the store's setting (off)."),
     consolidate_above: int = typer.Option(None, "--consolidate-above", min=1, help="After the cycles, consolidate the applied edits when the projection stacks more than N factor columns at a layer."),
     revert_check: bool = typer.Option(
         None, "--revert-check/--no-revert-check", help="Also refresh healthy facts that the cycle's reverts alone break (in-place reinject); default: the store's setting (off)."

@@ -44,7 +44,7 @@ class EngineConfig:
     # which audit measure makes a fact degraded for sleep: exact-prompt recall, paraphrase recall
     # (below tau), chat-template recall, or any of the three
     degraded_by: str = "exact"
-    # refresh a cycle's degraded facts in one constrained solve (in-place reinject; see engine/refresh_batch.py)
+    # refresh a cycle's degraded facts in one constrained solve (in-place; see engine/refresh_batch.py)
     batch_refresh: bool = False
     # before refreshing, audit the healthy facts on the weights without the degraded edits and
     # refresh those the reverts alone break (in-place reinject; see engine/revert_check.py)

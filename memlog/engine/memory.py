@@ -160,13 +160,15 @@ class Memory:
             for layer in sorted(result.deltas)
         ]
 
-    def write_stacked_deltas(self, previous: list[LayerDelta], result: "EditResult") -> list[LayerDelta]:
+    def write_stacked_deltas(self, previous: list[LayerDelta], result: "EditResult", columns: list[int] | None = None) -> list[LayerDelta]:
         """The previous version's factors with ``result``'s appended column-wise, per layer: the
-        projection of the new version is the previous delta plus the correction, exactly."""
+        projection of the new version is the previous delta plus the correction, exactly.
+        ``columns``: only those columns of a batched correction (one fact's share of it)."""
         old = {d.layer: read_factors(d, self.store.blobs.get) for d in previous}
         out = []
         for layer in sorted(result.deltas):
-            new = (to_numpy(result.deltas[layer].u), to_numpy(result.deltas[layer].v), to_numpy(result.deltas[layer].keys))
+            f = result.deltas[layer]
+            new = tuple(to_numpy(m) if columns is None else to_numpy(m)[:, columns] for m in (f.u, f.v, f.keys))
             if layer in old:
                 new = tuple(np.concatenate([before, after], axis=1) for before, after in zip(old[layer], new))
             out.append(write_layer_delta(self.store.blobs, layer, *new))

@@ -1,15 +1,19 @@
 """Sleep's batched refresh: every degraded fact of a cycle in one constrained MEMIT solve.
 
-With ``EngineConfig.batch_refresh`` (in-place mode, ``reinject`` strategy), a cycle first tries
-to refresh all its degraded edits (those not held by the user) together:
+With ``EngineConfig.batch_refresh`` (in-place mode), a cycle first tries to refresh all its
+degraded edits (those not held by the user) together:
 
-1. project the weights without any of them; run one MEMIT solve for all their facts with the
+1. ``reinject``: project the weights without any of them (``correct``: keep the weights as they
+   are, every edit applied); run one MEMIT solve for all their facts with the
    healthy facts protected as each would be alone (``Protection``: their audit keys, re-read
    at every edit layer on these weights; a healthy fact sharing a refreshed fact's subject is
    left out, ``memlog.engine.constraints.protectable``);
-2. log, per fact, ``EditReverted`` then (after all reverts) ``EditRefreshed`` holding its
-   column of the batch's factors (``memlog.engine.ingest.column_deltas``: exact, the columns
-   sum to the batch's update); the weights are projected once, after the last event;
+2. ``reinject``: log, per fact, ``EditReverted`` then (after all reverts) ``EditRefreshed``
+   holding its column of the batch's factors (``memlog.engine.ingest.column_deltas``: exact,
+   the columns sum to the batch's update). ``correct``: no revert; each ``EditRefreshed``
+   holds the previous version's factors with its column of the correction appended
+   (``Memory.write_stacked_deltas``), so the new versions sum to the old edits plus the
+   batch's correction. The weights are projected once, after the last event;
 3. with a perplexity bound, measure once; over the bound, every refresh of the batch is
    rolled back (one ``RefreshRolledBack`` per fact).
 
@@ -56,7 +60,7 @@ class BatchRefresh:
 
 
 def applies(config) -> bool:
-    return bool(config.batch_refresh) and config.refresh_mode == "in-place" and config.refresh_strategy == "reinject"
+    return bool(config.batch_refresh) and config.refresh_mode == "in-place" and config.refresh_strategy in ("reinject", "correct")
 
 
 def refresh_together(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
@@ -72,18 +76,21 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
         return out
     ids = {e.edit_id for _, e in pairs}
     facts = [fact_of(s.fact) for s, _ in pairs]
+    correct = config.refresh_strategy == "correct"
     start = time.perf_counter()
-    mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
+    if not correct:  # reinject: solve on the weights without the degraded edits
+        mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
     held = protectable(list(protected), facts)
     try:
         result = mem.editor.edit(facts, protect=Protection(tuple(held), config.protect_positions))
     except UserError:
-        mem.project()
+        if not correct:
+            mem.project()
         return out
     share = (time.perf_counter() - start) / len(facts)
     losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
     versions = []
-    for state, entry in pairs:
+    for state, entry in pairs if not correct else ():
         fid = state.fact.fact_id
         why = revert_check.reason(broken[fid], n_reverted) if fid in broken else "degraded"
         mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason=why, cycle=cycle))
@@ -93,7 +100,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
             edit_id=entry.edit_id,
             version=versions[-1],
             fact=record_of(fact),
-            deltas=column_deltas(mem, result, [i]),
+            deltas=mem.write_stacked_deltas(entry.current.deltas, result, [i]) if correct else column_deltas(mem, result, [i]),
             v_loss=float(losses[i]),
             n_constraint_keys=len(held),
             mode=config.refresh_mode,
@@ -102,7 +109,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
             strategy=config.refresh_strategy,
         )
         mem.emit(event, project=i == len(pairs) - 1)
-    out.reverted = len(pairs)
+    out.reverted = 0 if correct else len(pairs)
     if config.ppl_bound is not None:
         ppl_now = mem.editor.perplexity()
         if ppl_now > ppl_before * (1.0 + config.ppl_bound):

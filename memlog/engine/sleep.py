@@ -37,7 +37,7 @@ edit still applied, and the new version stores the old factors with the correcti
 ``revert_check`` (in-place, ``reinject``) first audits H on the weights without D's edits and
 moves the facts that the reverts alone break into D (``memlog.engine.revert_check``).
 
-``batch_refresh`` (in-place, ``reinject``) first refreshes all of step 5's edits in one
+``batch_refresh`` (in-place, either strategy) first refreshes all of step 5's edits in one
 constrained solve (``memlog.engine.refresh_batch``); what that cannot do goes one by one.
 
 ``consolidate_above`` N: after the last cycle, when the projection concatenates more than N
