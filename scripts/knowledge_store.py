@@ -2,7 +2,8 @@
 head, and after sleep; optionally write them first, one at a time, until a wall-clock time.
 
 Usage: ``python scripts/knowledge_store.py --file data.json --sample 100 --seed 0 --store DIR
---out run.json [--sleep-cycles 1 | --until-converged K] [--inject-until HH:MM]``: the sample
+--out run.json [--sleep-cycles 1 | --until-converged K] [--inject-until HH:MM]
+[--refresh-strategy correct] [--batch-refresh] [--no-head]``: the sample
 is drawn as in ``scripts/knowledge.py`` and the records whose facts are in the store are
 measured (for a sequential run stopped part-way). With ``--inject-until`` a new store is created
 and the sampled records are injected in their seeded order (no audit between edits) until that
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--at-injections", type=int, default=None, help="measure the first K injected records on the weights as they were right after the K-th injection (time travel; no sleep)")
     parser.add_argument("--batch-size", type=int, default=1, help="facts per MEMIT solve (with --inject-until; 1: one edit at a time)")
     parser.add_argument("--wake", default="unconstrained", choices=["unconstrained", "constrained"], help="the new store's wake mode (with --inject-until)")
+    parser.add_argument("--refresh-strategy", default=None, choices=["reinject", "correct"], help="sleep's refresh strategy (default: the store's)")
+    parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
+    parser.add_argument("--no-head", action="store_true", help="skip the measurement at the head (taken before, e.g. by the run that wrote the store); measure after sleep only")
     args = parser.parse_args()
     setup_threads()
     sampled = sample_cases(read_cases(Path(args.file), skipped=[]), args.sample, args.seed)
@@ -95,7 +99,8 @@ def main() -> None:
         mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake, args.batch_size)
         out.update(timings)
     else:
-        mem = open_memory(Path(args.store), engine_overrides={"max_cycles": args.until_converged or None})
+        overrides = {"max_cycles": args.until_converged or None, "refresh_strategy": args.refresh_strategy, "batch_refresh": args.batch_refresh or None}
+        mem = open_memory(Path(args.store), engine_overrides=overrides)
     lm = mem.editor.lm
     cases = [c for c in sampled if c.fact.fact_id in mem.ledger.facts]
     if args.at_injections is not None:
@@ -109,16 +114,22 @@ def main() -> None:
             out["before"] = summarise(measure(lm, cases, base))
             out["ppl_before"] = mem.editor.perplexity()
             log(f"before ({len(cases)}): {out['before']['all']} ({time.perf_counter() - started:.0f}s)")
-    started = time.perf_counter()
-    rows = measure(lm, cases, base)
-    out["after_edits"], out["after_edits_rows"] = summarise(rows), rows
-    out["ppl_after_edits"] = mem.editor.perplexity()
-    out["measure_seconds"] = time.perf_counter() - started
-    log(f"at the head, {len(cases)} records: {out['after_edits']['all']} ppl {out['ppl_after_edits']:.3f} ({out['measure_seconds']:.0f}s)")
-    write_json(args.out, out)
+    if not args.no_head:
+        started = time.perf_counter()
+        rows = measure(lm, cases, base)
+        out["after_edits"], out["after_edits_rows"] = summarise(rows), rows
+        out["ppl_after_edits"] = mem.editor.perplexity()
+        out["measure_seconds"] = time.perf_counter() - started
+        log(f"at the head, {len(cases)} records: {out['after_edits']['all']} ppl {out['ppl_after_edits']:.3f} ({out['measure_seconds']:.0f}s)")
+        write_json(args.out, out)
     if args.sleep_cycles or args.until_converged:
         started = time.perf_counter()
-        report = mem.sleep(until_converged=True) if args.until_converged else mem.sleep(cycles=args.sleep_cycles)
+        def progress(step: str, done: int, total: int) -> None:  # a line every 10 % of a step
+            if total and (done == total or done % max(1, total // 10) == 0):
+                log(f"{step} {done}/{total} ({time.perf_counter() - started:.0f}s)")
+
+        cycles = {"until_converged": True} if args.until_converged else {"cycles": args.sleep_cycles}
+        report = mem.sleep(progress=progress, **cycles)
         out["sleep"] = report.to_dict()
         out["sleep_seconds"] = time.perf_counter() - started
         log(f"sleep: {len(report.cycles)} cycles, converged {report.converged} ({out['sleep_seconds']:.0f}s)")
