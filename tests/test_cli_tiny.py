@@ -70,6 +70,33 @@ def test_init_json(tmp_path, tiny_dir, capsys, monkeypatch):
     assert code == 1 and "already holds" in err
 
 
+def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones(tmp_path, tiny_dir, capsys, monkeypatch):
+    from memlog.store.store import Store
+
+    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+    base = ["init", "--model", tiny_dir, "--layers", "1-2", "--format", "json"]
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--refresh-strategy", "rewrite")
+    assert code == 1 and "unknown refresh strategy 'rewrite'" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--wake", "constrained", "--protect", "paragraph")
+    assert code == 1 and "unknown protected positions 'paragraph'" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object")
+    assert code == 0, err
+    store = Store.open(tmp_path / "s")
+    try:
+        engine = store.log.header().config["engine"]
+    finally:
+        store.close()
+    assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"]) == ("reinject", True, "object")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "d")
+    assert code == 0, err
+    store = Store.open(tmp_path / "d")
+    try:
+        engine = store.log.header().config["engine"]
+    finally:
+        store.close()
+    assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"]) == ("constrained", "correct", False)
+
+
 def _event_count(capsys, store) -> int:
     code, events, _ = run(capsys, "log", "--store", store, "--format", "json")
     assert code == 0

@@ -40,6 +40,8 @@ def init(
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
     protect: str = typer.Option("subject", "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token) or object (also the positions that predict the object and the word boundary)."),
+    refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
+    batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Store setting: sleep refreshes a cycle's degraded facts in one constrained solve."),
     fmt: Format = FormatOpt,
 ):
     """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""
@@ -50,7 +52,11 @@ def init(
     pin_command_threads()  # the covariance pass is the slow part of init
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
     with progress_bars(True) as progress:
-        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=EngineConfig(cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect), progress=progress)
+        engine = EngineConfig(
+            cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect,
+            refresh_strategy=refresh_strategy, batch_refresh=batch_refresh,
+        )
+        mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=engine, progress=progress)
     try:
         data = {**mem.status(), "created": True}
     finally:
