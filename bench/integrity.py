@@ -22,7 +22,8 @@ add_repo_to_path()
 
 def grown_store(path: Path, events: int, facts: int = 50):
     """A store with ``events`` events: audits of ``facts`` facts and perplexity readings."""
-    from memlog.store.events import AuditResult, PerplexityMeasured, RecallAudited, StoreCreated
+    from memlog.store.events import PerplexityMeasured, RecallAudited, StoreCreated
+    from memlog.store.records import AuditResult
     from memlog.store.store import Store
 
     header = StoreCreated(model_id="bench", model_source="bench", fingerprint="model-sha256:bench", layers=[4], dtype="float32", config={})

@@ -52,7 +52,8 @@ def build_store(path: Path, lm, edits: int) -> None:
     from memlog.engine.config import EngineConfig
     from memlog.projections.facts import record_of
     from memlog.projections.weights import WeightProjector
-    from memlog.store.events import CovarianceComputed, FactInjected, LayerDelta, StoreCreated
+    from memlog.store.events import CovarianceComputed, FactInjected, StoreCreated
+    from memlog.store.records import LayerDelta
     from memlog.store.store import Store
 
     memit = MemitConfig()

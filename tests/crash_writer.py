@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from memlog.store.events import EditReverted, FactInjected, FactRecord, LayerDelta, encode_event
+from memlog.store.events import EditReverted, FactInjected, encode_event
+from memlog.store.records import FactRecord, LayerDelta
 from memlog.store.store import Store
 
 D_OUT, D_IN = 48, 96

@@ -11,14 +11,8 @@ from memlog.projections.ledger import Ledger
 from memlog.projections.weights import WeightProjector
 from memlog.store.blobs import BlobStore
 from memlog.store.deltas import pack_factors, read_uv, split_packed, write_layer_delta
-from memlog.store.events import (
-    EventSchemaError,
-    FactInjected,
-    FactRecord,
-    LayerDelta,
-    decode_event,
-    encode_event,
-)
+from memlog.store.events import EventSchemaError, FactInjected, decode_event, encode_event
+from memlog.store.records import FactRecord, LayerDelta
 from tests.conftest import make_tiny_llama
 
 LAYERS = [0, 1]

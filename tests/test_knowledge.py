@@ -12,7 +12,8 @@ from memlog.core.factfile import detect_format, read_cases, read_facts
 from memlog.core.facts import Fact, Neighbour
 from memlog.core.keys import build_prompt_batch, context_prefixes, fact_contexts
 from memlog.errors import UserError
-from memlog.store.events import FactInjected, FactRecord, RecallAudited, decode_event, encode_event
+from memlog.store.events import FactInjected, RecallAudited, decode_event, encode_event
+from memlog.store.records import FactRecord
 from memlog.analytics.views import run_sql
 from memlog.core.probes import ProbeResult
 from tests.fakes import fake_memory

@@ -115,7 +115,7 @@ def test_correct_and_reinject_leave_a_manual_revert_alone(tmp_path):
 
 def test_rollback_restores_the_applied_state_before_the_refresh():
     """Fold-level: a refresh of a manually reverted edit (as older versions wrote) rolled back stays reverted."""
-    from memlog.store.events import FactRecord
+    from memlog.store.records import FactRecord
 
     rec = FactRecord(fact_id="f1", subject="A", relation="lives in", object="B")
     events = [

@@ -9,7 +9,8 @@ import pytest
 
 from memlog.errors import IntegrityError, UserError
 from memlog.store.blobs import BlobStore, content_sha256
-from memlog.store.events import FactInjected, FactRecord, LayerDelta, StoreCreated
+from memlog.store.events import FactInjected, StoreCreated
+from memlog.store.records import FactRecord, LayerDelta
 from memlog.store.store import Store, gc, verify_store
 
 HEADER = StoreCreated(model_id="tiny", model_source="test", fingerprint="sha256:abc", layers=[4], dtype="float32", config={})

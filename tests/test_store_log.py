@@ -13,15 +13,11 @@ import pytest
 
 from memlog.errors import IntegrityError, UserError
 from memlog.store.events import (
-    AuditResult,
-    BlobRef,
     EditPruned,
     EditRefreshed,
     EditReverted,
     EventSchemaError,
     FactInjected,
-    FactRecord,
-    LayerDelta,
     SCHEMA_VERSION,
     PerplexityMeasured,
     RecallAudited,
@@ -29,6 +25,7 @@ from memlog.store.events import (
     StoreCreated,
     encode_event,
 )
+from memlog.store.records import AuditResult, BlobRef, FactRecord, LayerDelta
 from memlog.store.chain import link
 from memlog.store.log import FORMAT_VERSION, EventLog, LoggedEvent
 from memlog.store.store import Store, verify_store

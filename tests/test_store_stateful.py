@@ -29,16 +29,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from memlog.errors import IntegrityError
 from memlog.store.events import (
-    AuditResult,
-    BlobRef,
     CovarianceComputed,
     EditPruned,
     EditRefreshed,
     EditReverted,
     Event,
     FactInjected,
-    FactRecord,
-    LayerDelta,
     PerplexityMeasured,
     RecallAudited,
     RefreshRolledBack,
@@ -49,6 +45,7 @@ from memlog.store.events import (
     edit_key,
     encode_event,
 )
+from memlog.store.records import AuditResult, BlobRef, FactRecord, LayerDelta
 from memlog.store.store import Store
 
 HEADER = StoreCreated(model_id="tiny", model_source="test", fingerprint="sha256:abc", layers=[1, 2], dtype="float32", config={})

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-from memlog.store.events import AuditResult, RecallAudited
+from memlog.store.events import RecallAudited
+from memlog.store.records import AuditResult
 
 PROBED_PHASES = ("sleep-pre", "sleep-post", "manual")
 

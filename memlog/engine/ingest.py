@@ -36,7 +36,8 @@ from memlog.core.facts import Fact
 from memlog.engine.wake import columns_by_fact, note_wake_room, wake_plan
 from memlog.projections.facts import record_of
 from memlog.store.deltas import write_layer_delta
-from memlog.store.events import FactInjected, LayerDelta
+from memlog.store.events import FactInjected
+from memlog.store.records import LayerDelta
 
 
 @dataclass

@@ -37,17 +37,8 @@ from memlog.replay.points import Point
 from memlog.replay.replay import replay_report
 from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
-from memlog.store.events import (
-    AuditResult,
-    EditReverted,
-    Event,
-    FactInjected,
-    LayerDelta,
-    RecallAudited,
-    SleepTriggered,
-    StoreCreated,
-    blob_refs,
-)
+from memlog.store.events import EditReverted, Event, FactInjected, RecallAudited, SleepTriggered, StoreCreated, blob_refs
+from memlog.store.records import AuditResult, LayerDelta
 from memlog.store.store import Store
 
 if TYPE_CHECKING:

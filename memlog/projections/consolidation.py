@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memlog.projections.ledger import Consolidation, LedgerEntry
-from memlog.store.events import ConsolidatedLayer, LayerDelta
+from memlog.store.events import ConsolidatedLayer
+from memlog.store.records import LayerDelta
 
 
 @dataclass(frozen=True)

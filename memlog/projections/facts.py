@@ -8,7 +8,7 @@ engine (sleep's refresh, replay's audit check, ``why``) converts here.
 from __future__ import annotations
 
 from memlog.core.facts import Fact
-from memlog.store.events import FactRecord, NeighbourProbe
+from memlog.store.records import FactRecord, NeighbourProbe
 
 
 def record_of(fact: Fact, neighbours_before: list[str] | None = None) -> FactRecord:

@@ -45,14 +45,13 @@ from memlog.store.events import (
     EditReverted,
     Event,
     FactInjected,
-    FactRecord,
-    LayerDelta,
     RecallAudited,
     RefreshFailed,
     RefreshRolledBack,
     SleepEnded,
     SleepStarted,
 )
+from memlog.store.records import FactRecord, LayerDelta
 
 
 @dataclass

@@ -28,7 +28,8 @@ from memlog.core.determinism import pinned
 from memlog.projections.consolidation import projection_terms
 from memlog.projections.ledger import LedgerEntry
 from memlog.store.deltas import BlobLoader, read_ab, read_uv
-from memlog.store.events import ConsolidatedLayer, LayerDelta
+from memlog.store.events import ConsolidatedLayer
+from memlog.store.records import LayerDelta
 
 
 

@@ -34,7 +34,7 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from memlog.errors import IntegrityError
-from memlog.store.events import BlobRef
+from memlog.store.records import BlobRef
 
 BLOBS_DIR = "blobs"
 TMP_DIR = "tmp"

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from memlog.store.blobs import to_numpy
-from memlog.store.events import BlobRef, ConsolidatedLayer, LayerDelta
+from memlog.store.events import ConsolidatedLayer
+from memlog.store.records import BlobRef, LayerDelta
 
 BlobLoader = Callable[[BlobRef], np.ndarray]
 
