@@ -71,8 +71,6 @@ def test_init_json(tmp_path, tiny_dir, capsys, monkeypatch):
 
 
 def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones(tmp_path, tiny_dir, capsys, monkeypatch):
-    from memlog.store.store import Store
-
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
     base = ["init", "--model", tiny_dir, "--layers", "1-2", "--format", "json"]
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--refresh-strategy", "rewrite")
@@ -81,20 +79,23 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "unknown protected positions 'paragraph'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object")
     assert code == 0, err
-    store = Store.open(tmp_path / "s")
-    try:
-        engine = store.log.header().config["engine"]
-    finally:
-        store.close()
+    engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"]) == ("reinject", True, "object")
     code, _, err = run(capsys, *base, "--store", tmp_path / "d")
     assert code == 0, err
-    store = Store.open(tmp_path / "d")
+    engine = _engine_settings(tmp_path / "d")
+    assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"]) == ("constrained", "correct", False)
+
+
+def _engine_settings(path) -> dict:
+    """The engine settings a store's header records."""
+    from memlog.store.store import Store
+
+    store = Store.open(path)
     try:
-        engine = store.log.header().config["engine"]
+        return store.log.header().config["engine"]
     finally:
         store.close()
-    assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"]) == ("constrained", "correct", False)
 
 
 def _event_count(capsys, store) -> int:
