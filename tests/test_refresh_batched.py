@@ -5,11 +5,13 @@
   refreshed before it) when the refreshed keys are orthogonal in the constrained metric
   ``S_P`` (``k_iᵀ S_P k_j = 0``), to 1e-6; and it differs when they are not;
 - on the tiny Llama with real MEMIT, a batched sleep logs one revert and one refresh per
-  degraded fact, each refresh holding one column, and the log replays to the live weights.
+  degraded fact, each refresh holding one column (``correct``: no revert, each refresh its
+  injected column and its column of the correction), and the log replays to the live weights.
 """
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from memlog.core.adapter import LayerAdapter
@@ -97,10 +99,11 @@ def _weights(lm) -> list[bytes]:
     return [lm.adapter.edit_weight_view(lm.model, layer).detach().numpy().tobytes() for layer in CHEAP.layers]
 
 
-def test_batched_sleep_on_the_tiny_model_logs_one_pair_per_fact_and_replays(tmp_path, embedded_tokenizer, monkeypatch):
+@pytest.mark.parametrize("strategy", ["reinject", "correct"])
+def test_batched_sleep_on_the_tiny_model_logs_one_pair_per_fact_and_replays(tmp_path, embedded_tokenizer, monkeypatch, strategy):
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
     lm = _tiny(embedded_tokenizer)
-    engine = EngineConfig(wake="unconstrained", ppl_bound=None, cap=50, batch_refresh=True, stale_after=None)
+    engine = EngineConfig(wake="unconstrained", ppl_bound=None, cap=50, batch_refresh=True, stale_after=None, refresh_strategy=strategy)
     mem = init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=engine)
     try:
         mem.inject(fact_pool(6, seed=3), batch_size=6)
@@ -112,9 +115,13 @@ def test_batched_sleep_on_the_tiny_model_logs_one_pair_per_fact_and_replays(tmp_
         refreshed = [i.event for i in mem.logged if isinstance(i.event, EditRefreshed)]
         reverted = [i.event for i in mem.logged if isinstance(i.event, EditReverted)]
         assert [mem.ledger.entries[e.edit_id].fact_id for e in refreshed] == degraded
-        assert [e.edit_id for e in reverted] == [e.edit_id for e in refreshed]
         assert all(e.n_constraint_keys == 6 - len(degraded) for e in refreshed)
-        assert all(d.packed.shape[1] == 1 for e in refreshed for d in e.deltas)
+        if strategy == "reinject":  # reverted, then its column of the batch
+            assert [e.edit_id for e in reverted] == [e.edit_id for e in refreshed]
+            assert all(d.packed.shape[1] == 1 for e in refreshed for d in e.deltas)
+        else:  # kept: its injected column, then its column of the correction
+            assert reverted == []
+            assert all(d.packed.shape[1] == 2 for e in refreshed for d in e.deltas)
         live, head = _weights(lm), mem.ledger.last_weights_sha256
     finally:
         mem.close()
