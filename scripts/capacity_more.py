@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--names", default="unique")
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     parser.add_argument("--max-cycles", type=int, default=3)
-    parser.add_argument("--protect", default=None, choices=["subject", "object"], help="override the store's protected positions")
+    parser.add_argument("--protect", default=None, choices=["subject", "object", "subject+paraphrases", "object+paraphrases"], help="override the store's protected positions")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
     parser.add_argument("--up-to", type=int, default=None, help="stop once this many facts are stored (default: the whole pool)")
     parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")

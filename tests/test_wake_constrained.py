@@ -79,6 +79,34 @@ def test_object_positions_are_held_too_when_asked(embedded_tokenizer):
     assert held.constraint_rank[1] == sum(per_fact) > subject_only.constraint_rank[1] == 3
 
 
+def test_paraphrase_phrasings_are_held_when_asked(embedded_tokenizer):
+    """``positions="subject+paraphrases"``: the subject's last token in each paraphrase that
+    contains the subject is held as well (one more key per such paraphrase; a paraphrase
+    without the subject adds none), where the bare-prompt protection leaves them free."""
+    lm = _tiny(embedded_tokenizer)
+    covs = _covs(lm, CHEAP)
+    pool = mixed_pool(4)
+    phrased = [
+        Fact(f.subject, f.relation, f.object, paraphrases=(f"People say that {f.subject} {f.relation}", "Nobody in particular is named here"))
+        for f in pool[:3]
+    ]
+    new = pool[3]
+    for fact in phrased:
+        apply_factors(lm, memit_edit(lm, [fact], CHEAP, covs).deltas)
+    batch, rows, cols = bare_prompt_batch(lm, phrased, "subject+paraphrases")
+    assert batch.fact_index.tolist() == [0, 0, 1, 1, 2, 2] and len(rows) == 6  # the prompt and the one paraphrase with the subject
+    tokens = lm.tokenizer(phrased[0].paraphrases[0])["input_ids"]
+    subject_end = len(lm.tokenizer("People say that " + phrased[0].subject)["input_ids"]) - 1
+    assert int(cols[1]) == subject_end and tokens[: subject_end + 1] == batch.input_ids[1, : subject_end + 1].tolist()
+    prompt_only = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(phrased)))
+    held = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(phrased), "subject+paraphrases"))
+    assert max(residuals(lm, held.deltas, phrased, "subject+paraphrases")) <= 1e-4
+    assert max(residuals(lm, prompt_only.deltas, phrased, "subject+paraphrases")) > 1e-2
+    assert held.constraint_rank[1] == 6 > prompt_only.constraint_rank[1] == 3
+    with pytest.raises(ValueError, match="optionally with"):
+        bare_prompt_batch(lm, phrased, "subject+neighbours")
+
+
 def test_same_subject_facts_are_edited_jointly(embedded_tokenizer):
     lm = _tiny(embedded_tokenizer)
     covs = _covs(lm, CHEAP)

@@ -210,6 +210,9 @@ class LayerwiseReader:
         return keys, hidden[rows, batch.subject_last].float()
 
 
+PHRASINGS = "+paraphrases"  # suffix of ``positions``: read the fact's paraphrases as well
+
+
 def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subject") -> tuple[PromptBatch, torch.Tensor, torch.Tensor]:
     """The audit prompts of ``facts`` (no prefix) and which of their positions to read.
 
@@ -217,31 +220,42 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     are cut there: later tokens cannot change it); ``"object"`` appends the object's tokens
     (``" " + object``, as v* and the audit see them) and also reads the positions that predict
     them and the word boundary after them: the prompt's last token and every object token;
-    ``"prompt"`` reads every token of the full prompt. Returns the batch and the (row, column)
-    of every key to read, in fact order.
+    ``"prompt"`` reads every token of the full prompt. With the suffix ``"+paraphrases"``
+    (e.g. ``"subject+paraphrases"``) each of the fact's paraphrases that contains its subject
+    is one more row, read at the same kind of positions (the subject's last token where it
+    first occurs in the paraphrase). Returns the batch (one row per phrasing; ``fact_index``
+    names its fact) and the (row, column) of every key to read, in fact order.
     """
-    if positions not in ("subject", "object", "prompt"):
-        raise ValueError(f"positions must be 'subject', 'object' or 'prompt', got {positions!r}")
-    rows, last, pick_rows, pick_cols = [], [], [], []
+    base, with_paraphrases = (positions[: -len(PHRASINGS)], True) if positions.endswith(PHRASINGS) else (positions, False)
+    if base not in ("subject", "object", "prompt"):
+        raise ValueError(f"positions must be 'subject', 'object' or 'prompt' (optionally with {PHRASINGS!r}), got {positions!r}")
+    phrasings = []  # (fact index, text, character just past the subject)
     for i, fact in enumerate(facts):
-        ids, index = subject_last_index(lm.tokenizer, fact.prompt, fact.subject_span[1])
+        phrasings.append((i, fact.prompt, fact.subject_span[1]))
+        for text in fact.paraphrases if with_paraphrases else ():
+            at = text.find(fact.subject)
+            if at >= 0:
+                phrasings.append((i, text, at + len(fact.subject)))
+    rows, last, owners, pick_rows, pick_cols = [], [], [], [], []
+    for row, (i, text, subject_end) in enumerate(phrasings):
+        ids, index = subject_last_index(lm.tokenizer, text, subject_end)
         ids = list(ids)
-        if positions == "subject":
+        if base == "subject":
             ids, cols = ids[: index + 1], [index]
-        elif positions == "object":
-            answer = lm.tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
+        elif base == "object":
+            answer = lm.tokenizer(" " + facts[i].object, add_special_tokens=False)["input_ids"]
             cols = sorted({index, *range(len(ids) - 1, len(ids) + len(answer))})
             ids = ids + list(answer)
         else:
             cols = list(range(len(ids)))
         rows.append(ids)
         last.append(index)
-        pick_rows += [i] * len(cols)
+        owners.append(i)
+        pick_rows += [row] * len(cols)
         pick_cols += cols
     ids, lengths = pad_right(rows, pad_id_of(lm.tokenizer), lm.device)
-    owner = torch.arange(len(facts), device=lm.device)
-    batch = PromptBatch(ids, lengths, torch.tensor(last, device=lm.device), owner)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=lm.device)  # noqa: E731
+    batch = PromptBatch(ids, lengths, as_long(last), as_long(owners))
     return batch, as_long(pick_rows), as_long(pick_cols)
 
 

@@ -63,7 +63,8 @@ class LayerFactors:
 class Protection:
     """Facts an edit must not move: their audit prompts' keys (``positions``: ``"subject"``,
     the subject's last token; ``"object"``, also the positions that predict the object's tokens
-    and the boundary after it; ``"prompt"``, every token) are held fixed at every edit layer."""
+    and the boundary after it; ``"prompt"``, every token; with ``"+paraphrases"``, the same
+    positions in each paraphrase that contains the subject) are held fixed at every edit layer."""
 
     facts: tuple[Fact, ...] = ()
     positions: str = "subject"

@@ -15,8 +15,9 @@ DEGRADED_BY = ("exact", "paraphrase", "chat", "any")
 WAKE_MODES = ("constrained", "unconstrained")
 # which positions of a protected fact's audit prompt a constrained solve holds fixed
 # (memlog.core.keys.bare_prompt_batch): the subject's last token; or also the positions that
-# predict the object's tokens and the word boundary after it (teacher-forced on the object)
-PROTECT_POSITIONS = ("subject", "object")
+# predict the object's tokens and the word boundary after it (teacher-forced on the object);
+# "+paraphrases": the same positions in each of the fact's paraphrases that contains its subject
+PROTECT_POSITIONS = ("subject", "object", "subject+paraphrases", "object+paraphrases")
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
 
 
@@ -58,7 +59,8 @@ class EngineConfig:
     # concatenates more factor columns than this at some edit layer (None: never)
     consolidate_above: int | None = None
     # the audit-prompt positions constrained solves hold fixed for each protected fact (wake and
-    # sleep's refreshes): "subject" (one key per fact) or "object" (also the object's positions)
+    # sleep's refreshes): "subject" (one key per fact) or "object" (also the object's positions),
+    # either with "+paraphrases" (the same positions in the fact's paraphrases as well)
     protect_positions: str = "subject"
 
     def __post_init__(self) -> None:
