@@ -29,7 +29,7 @@ from memlog.store.store import Store
 from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
 
 
-def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained", batch_size: int = 1):
+def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained", batch_size: int = 1, protect: str = "subject"):
     """Create ``store`` (or continue one this script created: records whose fact it holds are
     skipped), inject ``cases`` one at a time (or ``batch_size`` per MEMIT solve, in their order)
     until ``until`` (HH:MM, UTC); the open memory and the run's timings."""
@@ -40,7 +40,7 @@ def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake
         cases = [c for c in cases if c.fact.fact_id not in mem.ledger.facts]
         log(f"continuing {store}: {len(mem.ledger.facts)} facts stored, {len(cases)} records to go")
     else:
-        mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake))
+        mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake, protect_positions=protect))
     started, seconds = time.perf_counter(), []
     for first in range(0, len(cases), batch_size):
         if datetime.now(timezone.utc) >= stop:
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--at-injections", type=int, default=None, help="measure the first K injected records on the weights as they were right after the K-th injection (time travel; no sleep)")
     parser.add_argument("--batch-size", type=int, default=1, help="facts per MEMIT solve (with --inject-until; 1: one edit at a time)")
     parser.add_argument("--wake", default="unconstrained", choices=["unconstrained", "constrained"], help="the new store's wake mode (with --inject-until)")
+    parser.add_argument("--protect", default="subject", help="the new store's protected positions (with --inject-until; e.g. subject+paraphrases)")
     parser.add_argument("--refresh-strategy", default=None, choices=["reinject", "correct"], help="sleep's refresh strategy (default: the store's)")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
     parser.add_argument("--no-head", action="store_true", help="skip the measurement at the head (taken before, e.g. by the run that wrote the store); measure after sleep only")
@@ -96,7 +97,7 @@ def main() -> None:
     sampled = sample_cases(read_cases(Path(args.file), skipped=[]), args.sample, args.seed)
     out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed}
     if args.inject_until:
-        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake, args.batch_size)
+        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake, args.batch_size, args.protect)
         out.update(timings)
     else:
         overrides = {"max_cycles": args.until_converged or None, "refresh_strategy": args.refresh_strategy, "batch_refresh": args.batch_refresh or None}
