@@ -60,7 +60,7 @@ class BatchRefresh:
 
 
 def applies(config) -> bool:
-    return bool(config.batch_refresh) and config.refresh_mode == "in-place" and config.refresh_strategy in ("reinject", "correct")
+    return bool(config.batch_refresh) and config.refresh_mode == "in-place"
 
 
 def refresh_together(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
@@ -90,10 +90,11 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
     share = (time.perf_counter() - start) / len(facts)
     losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
     versions = []
-    for state, entry in pairs if not correct else ():
-        fid = state.fact.fact_id
-        why = revert_check.reason(broken[fid], n_reverted) if fid in broken else "degraded"
-        mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason=why, cycle=cycle))
+    if not correct:  # reinject: every revert first, then the refreshes
+        for state, entry in pairs:
+            fid = state.fact.fact_id
+            why = revert_check.reason(broken[fid], n_reverted) if fid in broken else "degraded"
+            mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason=why, cycle=cycle))
     for i, (fact, (_, entry)) in enumerate(zip(facts, pairs)):
         versions.append(entry.last_version + 1)
         event = EditRefreshed(
