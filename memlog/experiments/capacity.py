@@ -104,7 +104,10 @@ def plot_capacity(runs: dict[str, list[dict]], path: Path, base_ppl: float | Non
     fig = Figure(figsize=(10, 4), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for (label, rows), colour in zip(runs.items(), ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")):
+    colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+    if len(runs) > len(colours):
+        raise ValueError(f"plot_capacity draws at most {len(colours)} runs, got {len(runs)}")
+    for (label, rows), colour in zip(runs.items(), colours):
         x = [r["facts"] for r in rows]
         left.plot(x, [r["recall_after_sleep"] for r in rows], marker="o", color=colour, label=f"{label}: after sleep")
         left.plot(x, [r["recall_after_wave"] for r in rows], linestyle="--", color=colour, alpha=0.6, label=f"{label}: after the wave")
