@@ -84,7 +84,7 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     code, _, err = run(capsys, *base, "--store", tmp_path / "d")
     assert code == 0, err
     engine = _engine_settings(tmp_path / "d")
-    assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"]) == ("constrained", "correct", False)
+    assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"]) == ("constrained", "correct", False, "object")
 
 
 def _engine_settings(path) -> dict:

@@ -173,6 +173,16 @@ def test_the_refresh_strategy_defaults_to_correct_under_constrained_wake_only():
     assert EngineConfig.from_dict(EngineConfig().to_dict()).refresh_strategy == "correct"
 
 
+def test_the_protected_positions_default_to_object_under_constrained_wake_only():
+    assert EngineConfig().protect_positions == "object"
+    assert EngineConfig(wake="unconstrained").protect_positions == "subject"  # the paper's experiments and the demo
+    assert EngineConfig(refresh_mode="copy").protect_positions == "subject"
+    assert EngineConfig(protect_positions="subject").protect_positions == "subject"
+    assert EngineConfig.from_dict(EngineConfig().to_dict()).protect_positions == "object"
+    written_before = {k: v for k, v in EngineConfig().to_dict().items() if k != "protect_positions"}
+    assert EngineConfig.from_dict(written_before).protect_positions == "subject"  # a header without the setting
+
+
 def test_a_store_protecting_object_positions_counts_their_keys_in_the_room(tmp_path, embedded_tokenizer):
     """``EngineConfig(protect_positions="object")``: wake and sleep solve under the object positions
     too, and the room (null-space rank left) counts every held key, not one per fact."""

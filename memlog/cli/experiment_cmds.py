@@ -32,6 +32,9 @@ RefreshStrategyOpt = typer.Option(
 )
 CapOpt = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning (default: 50 for wake-capacity and phase-ab, the null-space budget for capacity).")
 WakeOpt = typer.Option("unconstrained", "--wake", help="unconstrained (the paper's MEMIT) or constrained (each inject protects the healthy facts' audit keys).")
+ProtectOpt = typer.Option(
+    "subject", "--protect", help="Positions constrained solves hold per protected fact: subject (the runs documented in docs/RESULTS.md) or object (the default of new stores with constrained wake)."
+)
 SeedOpt = typer.Option(0, "--seed", help="Fixes the fact order, MEMIT's context prefixes and every RNG.")
 ModelOpt = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M-Instruct), an HF id or a local path.")
 LayersOpt = typer.Option(None, "--layers", help="Edit layers, e.g. 2-9 (default: the model's measured default).")
@@ -55,12 +58,13 @@ SETUP_OPTIONS: list[tuple[str, type, object]] = [
     ("max_cycles", int, MaxCyclesOpt),
     ("ppl_bound", float, PplBoundOpt),
     ("wake", str, WakeOpt),
+    ("protect", str, ProtectOpt),
     ("store", Path, StoreOpt),
     ("fmt", Format, FormatOpt),
 ]
 
 
-def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, wake, refresh_strategy="reinject"):
+def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, wake, protect, refresh_strategy="reinject"):
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
 
@@ -78,6 +82,7 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
         device=device,
         ppl_bound=ppl_bound if ppl_bound else None,
         wake=wake,
+        protect_positions=protect,
     )
 
 

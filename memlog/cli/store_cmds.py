@@ -39,7 +39,7 @@ def init(
     wake: str = typer.Option("constrained", "--wake", help="Store setting: constrained (each inject protects the healthy facts' audit keys) or unconstrained (the paper's MEMIT)."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
-    protect: str = typer.Option("subject", "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token) or object (also the positions that predict the object and the word boundary); add +paraphrases to hold the same positions in each paraphrase that contains the subject."),
+    protect: str = typer.Option(None, "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token) or object (also the positions that predict the object and the word boundary); add +paraphrases to hold the same positions in each paraphrase that contains the subject. Default: object with constrained wake, subject without."),
     refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
     batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Store setting: sleep refreshes a cycle's degraded facts in one constrained solve."),
     fmt: Format = FormatOpt,

@@ -60,13 +60,18 @@ class EngineConfig:
     consolidate_above: int | None = None
     # the audit-prompt positions constrained solves hold fixed for each protected fact (wake and
     # sleep's refreshes): "subject" (one key per fact) or "object" (also the object's positions),
-    # either with "+paraphrases" (the same positions in the fact's paraphrases as well)
-    protect_positions: str = "subject"
+    # either with "+paraphrases" (the same positions in the fact's paraphrases as well). None:
+    # "object" for an in-place store with constrained wake (docs/RESULTS.md, "150 facts"),
+    # "subject" otherwise (the paper's experiments and the demo); headers store the resolved
+    # value, and headers written before the setting existed read as "subject"
+    protect_positions: str | None = None
 
     def __post_init__(self) -> None:
+        constrained_in_place = self.wake == "constrained" and self.refresh_mode == "in-place"
         if self.refresh_strategy is None:
-            chosen = "correct" if self.wake == "constrained" and self.refresh_mode == "in-place" else "reinject"
-            object.__setattr__(self, "refresh_strategy", chosen)
+            object.__setattr__(self, "refresh_strategy", "correct" if constrained_in_place else "reinject")
+        if self.protect_positions is None:
+            object.__setattr__(self, "protect_positions", "object" if constrained_in_place else "subject")
         if self.refresh_mode not in REFRESH_MODES:
             raise UserError(f"unknown refresh mode {self.refresh_mode!r}; choose {' or '.join(REFRESH_MODES)}")
         if self.refresh_strategy not in REFRESH_STRATEGIES:
@@ -104,6 +109,7 @@ class EngineConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("wake", "unconstrained")  # stores written before the wake mode existed
+        values.setdefault("protect_positions", "subject")  # stores written before the setting existed
         return cls(**values)
 
     def with_overrides(self, **overrides) -> "EngineConfig":

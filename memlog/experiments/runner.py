@@ -45,6 +45,7 @@ class ExperimentSetup:
     relation: str = "lives in"
     ppl_bound: float | None = EngineConfig.ppl_bound  # roll back a refresh that raises PPL by more; None: no check
     wake: str = "unconstrained"  # the paper's protocols inject unconstrained
+    protect_positions: str = "subject"  # what constrained solves hold: the documented runs held the subject's key
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -55,6 +56,7 @@ class ExperimentSetup:
             ppl_bound=self.ppl_bound,
             stale_after=None,  # the paper's Algorithm 1 refreshes every degraded fact in every cycle
             wake=self.wake,
+            protect_positions=self.protect_positions,
         )
 
     def to_dict(self) -> dict:
