@@ -127,7 +127,7 @@ def _memory(tmp_path, tokenizer, intermediate=128, **engine):
 
 
 def test_constrained_inject_records_room_and_budget_prunes_nothing(tmp_path, embedded_tokenizer):
-    mem = _memory(tmp_path, embedded_tokenizer, wake="constrained")
+    mem = _memory(tmp_path, embedded_tokenizer, wake="constrained", protect_positions="subject")  # one key per protected fact
     try:
         facts = mixed_pool(6, names="shared") + [Fact(mixed_pool(6, names="shared")[0].subject, "plays the", "harp")]
         mem.inject(facts, audit=False)
