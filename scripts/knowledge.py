@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--store", default=None, help="keep the store here (default: a temporary directory)")
     parser.add_argument("--single-only", action="store_true", help="stop after the single-edit measurement")
     parser.add_argument("--boundary-weight", type=float, default=None, help="v* word-boundary weight (default: MemitConfig's)")
+    parser.add_argument("--protect", default="subject", help="the store's protected positions (the documented runs held the subject's key)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     setup_threads()
@@ -45,7 +46,7 @@ def main() -> None:
         store = Path(args.store) if args.store else Path(tmp) / "store"
         memit = MemitConfig() if args.boundary_weight is None else MemitConfig(v_boundary_weight=args.boundary_weight)
         out["memit"] = {"v_boundary_weight": memit.v_boundary_weight}
-        mem = init_memory(store, ModelSpec(), memit=memit, engine=EngineConfig(cap=max(50, 2 * args.sample), max_cycles=max(1, args.until_converged)))
+        mem = init_memory(store, ModelSpec(), memit=memit, engine=EngineConfig(cap=max(50, 2 * args.sample), max_cycles=max(1, args.until_converged), protect_positions=args.protect))
         lm = mem.editor.lm
         out["known_by_base"] = len(cases) - known_filter(lm, cases)[1]
         base = baseline(lm, cases)
