@@ -226,7 +226,8 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     first occurs in the paraphrase). Returns the batch (one row per phrasing; ``fact_index``
     names its fact) and the (row, column) of every key to read, in fact order.
     """
-    base, with_paraphrases = (positions[: -len(PHRASINGS)], True) if positions.endswith(PHRASINGS) else (positions, False)
+    base = positions.removesuffix(PHRASINGS)
+    with_paraphrases = base != positions
     if base not in ("subject", "object", "prompt"):
         raise ValueError(f"positions must be 'subject', 'object' or 'prompt' (optionally with {PHRASINGS!r}), got {positions!r}")
     phrasings = []  # (fact index, text, character just past the subject)
