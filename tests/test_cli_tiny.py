@@ -77,10 +77,14 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "unknown refresh strategy 'rewrite'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--wake", "constrained", "--protect", "paragraph")
     assert code == 1 and "unknown protected positions 'paragraph'" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--protect-energy", "1.5")
+    assert code == 1 and "--protect-energy must be in (0, 1]" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99")
     assert code == 0, err
     engine = _engine_settings(tmp_path / "s")
-    assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"]) == ("reinject", True, "object")
+    assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
+    code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")
+    assert code == 1 and "--protect-energy must be in (0, 1]" in err
     code, _, err = run(capsys, *base, "--store", tmp_path / "d")
     assert code == 0, err
     engine = _engine_settings(tmp_path / "d")

@@ -17,7 +17,7 @@ from memlog.core.covariance import compute_covariance
 from memlog.core.keys import compute_keys
 from memlog.core.memit import applied, memit_edit, prepare_covariances, solve_layers
 from memlog.core.memit_hparams import MemitConfig
-from memlog.core.solve import NullSpaceError, constraint_basis, dense_constrained_update, dense_update, solve_update
+from memlog.core.solve import NullSpaceError, constraint_basis, dense_constrained_update, dense_update, held_subspace, solve_update, whitened_basis
 from memlog.core.vstar import compute_v_star
 from memlog.errors import UserError
 
@@ -99,6 +99,51 @@ def test_key_inside_the_protected_span_raises():
     with pytest.raises(NullSpaceError, match=r"new key\(s\) \[1\]"):
         solve_update(K, R, C, 1.0, K_h)
     assert isinstance(NullSpaceError("x"), UserError)
+
+
+def _clustered_keys(d_in=40, m=24, strong=4, seed=5):
+    """``m`` keys near ``strong`` directions (small noise): most of their energy in a few dimensions."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(d_in, strong, generator=g, dtype=F64)
+    return centres[:, torch.arange(m) % strong] + 0.05 * torch.randn(d_in, m, generator=g, dtype=F64)
+
+
+@pytest.mark.parametrize("energy", [0.9, 0.99, 0.999])
+def test_held_subspace_keeps_the_fewest_directions_that_hold_the_energy(energy):
+    H = _clustered_keys()
+    H = H / H.norm(dim=0)
+    Q = held_subspace(H, energy)
+    assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[1], dtype=F64), atol=1e-10)
+    unheld = ((H - Q @ (Q.T @ H)).norm(dim=0) ** 2).mean()
+    assert float(unheld) <= 1 - energy + 1e-12
+    fewer = Q[:, :-1]  # one direction less no longer holds the energy
+    assert float(((H - fewer @ (fewer.T @ H)).norm(dim=0) ** 2).mean()) > 1 - energy
+    assert Q.shape[1] < H.shape[1]
+    with pytest.raises(ValueError, match="held energy"):
+        held_subspace(H, 0.0)
+
+
+def test_held_energy_trades_exactness_for_rank():
+    """``held_energy=1`` is the exact null space; below 1 the constraint costs fewer dimensions and
+    leaves the protected keys' outputs nearly, not exactly, unchanged."""
+    K, R, C = _problem(n=2)
+    K_h = _clustered_keys(d_in=K.shape[0])
+    exact, loose = {}, {}
+    U, V = solve_update(K, R, C, 1.0, K_h, method="whitened", out_dtype=F64, info=exact)
+    assert _rel(U @ V.T, dense_constrained_update(K, R, C, 1.0, K_h)) < 1e-8
+    U2, V2 = solve_update(K, R, C, 1.0, K_h, method="whitened", out_dtype=F64, info=loose, held_energy=0.99)
+    assert exact["rank"] == K_h.shape[1] and loose["rank"] < exact["rank"]
+    L = torch.linalg.cholesky(C)
+    assert loose["rank"] == whitened_basis(L, K_h, energy=0.99).shape[1]
+    # ΔW k = U K̃ᵀ (I − QQᵀ) k̃ with k̃ = L⁻¹k (λC = L Lᵀ): the mean of ‖ΔW k‖² / ‖k̃‖² over the
+    # protected keys is at most ‖U K̃ᵀ‖² (1 − energy), and it is not zero
+    whitened = torch.linalg.solve_triangular(L, K_h, upper=False).norm(dim=0)
+    moved = (((U2 @ V2.T) @ K_h).norm(dim=0) / whitened) ** 2
+    gain = torch.linalg.matrix_norm(U2 @ torch.linalg.solve_triangular(L, K, upper=False).T, ord=2)
+    assert 1e-12 < float(moved.mean()) <= float(gain**2) * 0.01
+    assert float(((U @ V.T) @ K_h).norm(dim=0).max()) <= 1e-9 * float((U @ V.T).norm() * K_h.norm(dim=0).max())
+    with pytest.raises(ValueError, match="needs method='whitened'"):
+        solve_update(K, R, C, 1.0, K_h, held_energy=0.99)
 
 
 def test_bad_lambda_raises():

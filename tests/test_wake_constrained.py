@@ -16,6 +16,7 @@ from memlog.core.model import LoadedModel, ModelSpec
 from memlog.core.pool import fact_pool, mixed_pool
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory
+from memlog.engine.wake import protection_of
 from memlog.errors import UserError
 from memlog.store.events import ConstraintRoom, EditPruned
 from tests.conftest import make_tiny_llama
@@ -201,3 +202,29 @@ def test_a_store_protecting_object_positions_counts_their_keys_in_the_room(tmp_p
         mem.close()
     with pytest.raises(UserError, match="unknown protected positions 'verb'"):
         EngineConfig(protect_positions="verb")
+
+
+def test_a_store_holding_part_of_the_keys_energy_uses_fewer_dimensions(tmp_path, embedded_tokenizer):
+    """``protect_energy`` < 1: wake holds only the leading directions of the protected keys, so
+    the room left is larger than the exact protection's, and the held keys move a little."""
+    facts = mixed_pool(6)
+    rooms, moved = {}, {}
+    for energy in (1.0, 0.9):
+        mem = _memory(tmp_path / str(energy), embedded_tokenizer, intermediate=256, wake="constrained", protect_positions="object", protect_energy=energy)
+        try:
+            mem.inject(facts[:5], audit=False)
+            before = mem.editor.audit_keys(facts[:5], "object")
+            result = mem.editor.edit([facts[5]], protect=protection_of(mem.config, facts[:5]))
+            moved[energy] = max(residuals(mem.editor.lm, result.deltas, facts[:5], "object"))
+            mem.inject(facts[5:], audit=False)
+            rooms[energy] = [e for e in mem.events() if isinstance(e, ConstraintRoom)][-1].rank_left
+            assert EngineConfig.from_dict(EngineConfig(protect_energy=energy).to_dict()).protect_energy == energy
+        finally:
+            mem.close()
+    held = int(before[1].shape[1])  # the five facts' object-position keys
+    assert rooms[1.0] == [256 - held] * 2
+    assert all(loose > exact for loose, exact in zip(rooms[0.9], rooms[1.0]))
+    assert moved[1.0] <= 1e-4 < moved[0.9]
+    for bad in (0.0, 1.5):
+        with pytest.raises(UserError, match="--protect-energy must be in"):
+            EngineConfig(protect_energy=bad)

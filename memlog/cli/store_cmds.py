@@ -40,6 +40,7 @@ def init(
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
     protect: str = typer.Option(None, "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token) or object (also the positions that predict the object and the word boundary); add +paraphrases to hold the same positions in each paraphrase that contains the subject. Default: object with constrained wake, subject without."),
+    protect_energy: float = typer.Option(1.0, "--protect-energy", help="Store setting: the share of the protected keys' (whitened) energy constrained solves hold, in (0, 1]. 1 holds their whole span exactly; below 1 only the leading directions, so fewer key dimensions per fact (see docs/MEMIT.md)."),
     refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
     batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Store setting: sleep refreshes a cycle's degraded facts in one constrained solve."),
     fmt: Format = FormatOpt,
@@ -53,7 +54,7 @@ def init(
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
     with progress_bars(True) as progress:
         engine = EngineConfig(
-            cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect,
+            cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
             refresh_strategy=refresh_strategy, batch_refresh=batch_refresh,
         )
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, engine=engine, progress=progress)

@@ -64,10 +64,13 @@ class Protection:
     """Facts an edit must not move: their audit prompts' keys (``positions``: ``"subject"``,
     the subject's last token; ``"object"``, also the positions that predict the object's tokens
     and the boundary after it; ``"prompt"``, every token; with ``"+paraphrases"``, the same
-    positions in each paraphrase that contains the subject) are held fixed at every edit layer."""
+    positions in each paraphrase that contains the subject) are held fixed at every edit layer.
+    ``energy`` < 1 holds only the leading directions of those keys that carry that share of their
+    whitened energy (``memlog.core.solve.held_subspace``): fewer key dimensions, not exact."""
 
     facts: tuple[Fact, ...] = ()
     positions: str = "subject"
+    energy: float = 1.0
 
 
 @dataclass
@@ -164,7 +167,7 @@ def solve_layers(
                 cov = cov if isinstance(cov, CovarianceFactor) else cov.to(lm.device)
                 info: dict = {}
                 method = "whitened" if protect is not None else "svd"
-                u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info)
+                u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info, held_energy=protect.energy if protect is not None else 1.0)
                 if ranks is not None:
                     ranks[layer] = info.get("rank", 0)
                 mark = timer.add("solve", mark)

@@ -20,6 +20,11 @@ a Householder QR of the column-normalised whitened keys (columns whose QR diagon
 below ``rank_rtol`` × the largest are dropped). Two triangular solves and one QR of
 d_in × M, about half the work of the SVD path at M = 1,000, and ``Vᵀ K_h = K̃_Pᵀ L⁻¹K_h``
 vanishes to rounding because ``K̃_P`` is projected off the same orthonormal ``Q̃``.
+
+**Held energy** (``held_energy`` < 1, whitened only): ``Q̃`` spans only the leading left singular
+vectors of the column-normalised whitened keys that carry that share of their squared length.
+The constraint then costs fewer key dimensions (rank) and is no longer exact: the mean over the
+protected keys of the unheld part ``‖(I − Q̃Q̃ᵀ) k̃‖² / ‖k̃‖²`` is at most ``1 − held_energy``.
 """
 
 from __future__ import annotations
@@ -120,15 +125,21 @@ def _projected_inverse_times(L: torch.Tensor, K: torch.Tensor, Q: torch.Tensor, 
     return V - Q @ (Q.T @ V)
 
 
-def whitened_basis(L: torch.Tensor, K_h: torch.Tensor, rtol: float = RANK_RTOL) -> torch.Tensor:
+def whitened_basis(L: torch.Tensor, K_h: torch.Tensor, rtol: float = RANK_RTOL, energy: float = 1.0) -> torch.Tensor:
     """An orthonormal basis of span(L⁻¹K_h) (d_in × r), r the rank of ``K_h`` (see the module doc).
-    More than d_in keys span at most d_in dimensions: then the basis is the full space."""
+    More than d_in keys span at most d_in dimensions: then the basis is the full space.
+
+    ``energy`` < 1 keeps only the leading directions: the fewest left singular vectors of the
+    column-normalised whitened keys whose squared singular values reach ``energy`` of their sum
+    (``held_subspace``)."""
     d_in = K_h.shape[0]
     H = torch.linalg.solve_triangular(L, K_h, upper=False)
     norms = H.norm(dim=0)
     H = H[:, norms > 0] / norms[norms > 0]
     if H.shape[1] == 0:
         return H
+    if energy < 1.0:
+        return held_subspace(H, energy)
     if H.shape[1] >= d_in:
         return torch.eye(d_in, dtype=H.dtype, device=H.device)
     Q, R = torch.linalg.qr(H, mode="reduced")
@@ -136,16 +147,28 @@ def whitened_basis(L: torch.Tensor, K_h: torch.Tensor, rtol: float = RANK_RTOL) 
     return Q[:, diag > rtol * diag.max()]
 
 
-def constraint_rank(K_h: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, rtol: float = RANK_RTOL) -> int:
-    """The rank ``solve_update(method="whitened")`` would count for the constraint keys ``K_h``."""
+def held_subspace(H: torch.Tensor, energy: float) -> torch.Tensor:
+    """The leading left singular vectors of the unit columns ``H`` (d_in × M) holding ``energy``
+    of their total squared length: with ``Q`` the result, the mean over the columns of
+    ``‖(I − QQᵀ) h‖²`` is at most ``1 − energy`` (it is the dropped singular values' share)."""
+    if not 0.0 < energy <= 1.0:
+        raise ValueError(f"the held energy must be in (0, 1], got {energy}")
+    U, S, _ = torch.linalg.svd(H, full_matrices=False)
+    share = (S * S).cumsum(0) / (S * S).sum()
+    rank = int((share < energy - 1e-12).sum()) + 1
+    return U[:, : min(rank, U.shape[1])]
+
+
+def constraint_rank(K_h: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, rtol: float = RANK_RTOL, energy: float = 1.0) -> int:
+    """The rank ``solve_update(method="whitened", held_energy=energy)`` would count for the constraint keys ``K_h``."""
     L = _scaled_factor(C, lam, K_h.device, torch.float64)
-    return int(whitened_basis(L, K_h.to(torch.float64), rtol).shape[1])
+    return int(whitened_basis(L, K_h.to(torch.float64), rtol, energy).shape[1])
 
 
-def whitened_projected(L: torch.Tensor, K: torch.Tensor, K_h: torch.Tensor, rtol: float, span_tol: float) -> tuple[torch.Tensor, int]:
-    """``S_P K`` (the ``whitened`` method of the module doc) and the rank of ``K_h``."""
+def whitened_projected(L: torch.Tensor, K: torch.Tensor, K_h: torch.Tensor, rtol: float, span_tol: float, energy: float = 1.0) -> tuple[torch.Tensor, int]:
+    """``S_P K`` (the ``whitened`` method of the module doc) and the rank of ``K_h`` (of its held part)."""
     d_in = K.shape[0]
-    Q = whitened_basis(L, K_h, rtol)
+    Q = whitened_basis(L, K_h, rtol, energy)
     if Q.shape[1] == 0:
         return torch.cholesky_solve(K, L), 0
     if Q.shape[1] >= d_in:
@@ -178,6 +201,7 @@ def solve_update(
     span_tol: float = SPAN_TOL,
     method: str = "svd",
     info: dict | None = None,
+    held_energy: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``(U, V)`` (d_out × N, d_in × N) with ``ΔW = U Vᵀ``; see the module doc.
 
@@ -185,9 +209,13 @@ def solve_update(
     may be a prepared ``CovarianceFactor`` (same result, without re-factorising C). Raises ``NullSpaceError`` when
     the constraint leaves no room for the new keys. ``method`` is ``"svd"`` or ``"whitened"``
     (see the module doc); ``info``, when given, receives ``"rank"``: the rank of the constraint keys.
+    ``held_energy`` < 1 (``"whitened"`` only) holds the leading directions of the whitened constraint
+    keys that carry that share of their energy instead of their whole span (``held_subspace``).
     """
     if lam <= 0:
         raise UserError(f"λ must be positive, got {lam}")
+    if held_energy < 1.0 and method != "whitened":
+        raise ValueError("held_energy below 1 needs method='whitened'")
     d_in, n = K.shape
     if R.shape[1] != n or C.shape != (d_in, d_in):
         raise ValueError(f"shape mismatch: K {tuple(K.shape)}, R {tuple(R.shape)}, C {tuple(C.shape)}")
@@ -198,7 +226,7 @@ def solve_update(
     if constraint_keys is None or constraint_keys.numel() == 0:
         V = torch.cholesky_solve(K64, L)
     elif method == "whitened":
-        V, rank = whitened_projected(L, K64, constraint_keys.to(device, dtype), rank_rtol, span_tol)
+        V, rank = whitened_projected(L, K64, constraint_keys.to(device, dtype), rank_rtol, span_tol, held_energy)
         free = (K64 * V).sum(0) / (K64 * torch.cholesky_solve(K64, L)).sum(0)
         if bool((free <= 1e-10).any()):
             raise NullSpaceError("the constraint leaves (numerically) no room for the new keys: Kᵀ S_P K ≈ 0")

@@ -65,6 +65,10 @@ class EngineConfig:
     # "subject" otherwise (the paper's experiments and the demo); headers store the resolved
     # value, and headers written before the setting existed read as "subject"
     protect_positions: str | None = None
+    # the share of the protected keys' whitened energy constrained solves hold (memlog.core.solve.
+    # held_subspace): 1.0 holds their whole span exactly; below 1 only the leading directions
+    # (fewer key dimensions used, so more facts before the budget prunes; not exact)
+    protect_energy: float = 1.0
 
     def __post_init__(self) -> None:
         constrained_in_place = self.wake == "constrained" and self.refresh_mode == "in-place"
@@ -84,6 +88,8 @@ class EngineConfig:
             raise UserError(f"unknown --degraded-by {self.degraded_by!r}; choose one of {', '.join(DEGRADED_BY)}")
         if self.protect_positions not in PROTECT_POSITIONS:
             raise UserError(f"unknown protected positions {self.protect_positions!r}; choose {' or '.join(PROTECT_POSITIONS)}")
+        if not 0.0 < self.protect_energy <= 1.0:
+            raise UserError(f"--protect-energy must be in (0, 1], got {self.protect_energy}")
         if self.wake not in WAKE_MODES:
             raise UserError(f"unknown wake mode {self.wake!r}; choose {' or '.join(WAKE_MODES)}")
         if self.cap is not None and self.cap < 1:

@@ -79,15 +79,15 @@ def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
     return None if len(keep) == m else keep
 
 
-def solve_refresh(editor, fact: Fact, protected: list[Fact], positions: str = "subject"):
-    """Solve a refresh of ``fact`` protecting ``protected`` (their audit keys at ``positions``);
-    on no room, retry once under a subset.
+def solve_refresh(editor, fact: Fact, protected: list[Fact], protection=Protection):
+    """Solve a refresh of ``fact`` protecting ``protected`` (``protection(facts)`` says what is
+    held of them: ``memlog.engine.wake.protection_of``); on no room, retry once under a subset.
 
     Returns ``(result, facts protected)``. Raises the solver's ``UserError`` when neither solve works.
     """
     protected = protectable(protected, [fact])
     try:
-        return editor.edit([fact], protect=Protection(tuple(protected), positions)), protected
+        return editor.edit([fact], protect=protection(protected)), protected
     except NullSpaceError:
         if not protected:
             raise
@@ -95,4 +95,4 @@ def solve_refresh(editor, fact: Fact, protected: list[Fact], positions: str = "s
         if keep is None:
             raise
         subset = [protected[j] for j in keep]
-        return editor.edit([fact], protect=Protection(tuple(subset), positions)), subset
+        return editor.edit([fact], protect=protection(subset)), subset

@@ -60,11 +60,13 @@ class MemitEditor:
         """One MEMIT solve for ``facts`` (any number); ``protect`` holds other facts' audit keys fixed."""
         return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys, protect=protect)
 
-    def constraint_ranks(self, facts: list[Fact], positions: str = "subject") -> dict[int, int]:
-        """Per edit layer, the rank of ``facts``' audit keys (at ``positions``) on the current weights."""
+    def constraint_ranks(self, facts: list[Fact], positions: str = "subject", energy: float = 1.0) -> dict[int, int]:
+        """Per edit layer, the rank of ``facts``' audit keys (at ``positions``; of their held part
+        when ``energy`` < 1) on the current weights."""
         if not facts:
             return {layer: 0 for layer in self.layers}
-        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam) for layer, k in self.audit_keys(facts, positions).items()}
+        keys = self.audit_keys(facts, positions)
+        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam, energy=energy) for layer, k in keys.items()}
 
     def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]:
         """Per edit layer, ``facts``' audit keys (bare prompt at ``positions``, by default the

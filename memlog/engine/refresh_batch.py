@@ -39,10 +39,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from memlog.core.memit import Protection
 from memlog.engine import revert_check
 from memlog.engine.constraints import protectable
 from memlog.engine.ingest import column_deltas
+from memlog.engine.wake import protection_of
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
 from memlog.store.events import EditRefreshed, EditReverted, RefreshRolledBack
@@ -82,7 +82,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
         mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
     held = protectable(list(protected), facts)
     try:
-        result = mem.editor.edit(facts, protect=Protection(tuple(held), config.protect_positions))
+        result = mem.editor.edit(facts, protect=protection_of(config, held))
     except UserError:
         if not correct:
             mem.project()

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from memlog.engine.audit_measures import is_healthy
 from memlog.engine.config import COPY_MODE_CAP, EngineConfig
@@ -57,7 +58,7 @@ from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_widt
 from memlog.engine.constraints import solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale, last_healthy
-from memlog.engine.wake import ROOM_RESERVE, budget_excess, record_room, room_now
+from memlog.engine.wake import ROOM_RESERVE, budget_excess, protection_of, record_room, room_now
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
 from memlog.store.events import (
@@ -201,7 +202,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             if not correct:  # reinject: solve on the weights without the degraded edit
                 mem.projector.project([e for e in ledger.applied_entries() if e.edit_id != entry.edit_id])
             try:
-                result, used = solve_refresh(mem.editor, fact, protected, config.protect_positions)
+                result, used = solve_refresh(mem.editor, fact, protected, partial(protection_of, config))
             except UserError as exc:  # e.g. the constraint set leaves no room: the edit stays as it was
                 if not correct:
                     mem.project()

@@ -33,6 +33,12 @@ def shared_key(fact: Fact) -> str:
     return fact.prompt[: fact.subject_span[1]]
 
 
+def protection_of(config, facts: list[Fact]) -> Protection:
+    """What a constrained solve under ``config`` (an ``EngineConfig``) holds for ``facts``: their
+    audit keys at ``protect_positions``, ``protect_energy`` of them."""
+    return Protection(tuple(facts), config.protect_positions, config.protect_energy)
+
+
 def protected_facts(ledger, editing: list[Fact], degraded_too: bool = False) -> list[Fact]:
     """Active facts, other than ``editing``, that their latest audit did not find degraded
     (with ``degraded_too``, every active fact)."""
@@ -58,7 +64,7 @@ def wake_plan(mem, facts: list[Fact]) -> tuple[list[Fact], dict]:
     others = protected_facts(mem.ledger, facts)
     companions = [f for f in others if shared_key(f) in keys]
     protected = [f for f in others if shared_key(f) not in keys]
-    return list(facts) + companions, {"protect": Protection(tuple(protected), mem.config.protect_positions)}
+    return list(facts) + companions, {"protect": protection_of(mem.config, protected)}
 
 
 def columns_by_fact(facts: list[Fact], edit_facts: list[Fact]) -> list[list[int]]:
@@ -82,7 +88,7 @@ def room_now(mem) -> tuple[dict[int, int], int] | None:
     if ranks is None:
         return None
     facts = protected_facts(mem.ledger, [], degraded_too=True)
-    return {layer: mem.editor.key_dim(layer) - r for layer, r in ranks(facts, mem.config.protect_positions).items()}, len(facts)
+    return {layer: mem.editor.key_dim(layer) - r for layer, r in ranks(facts, mem.config.protect_positions, mem.config.protect_energy).items()}, len(facts)
 
 
 def delta_norms(mem) -> dict[int, float]:
