@@ -34,6 +34,8 @@ as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from memlog.core.facts import Fact
@@ -79,7 +81,7 @@ def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
     return None if len(keep) == m else keep
 
 
-def solve_refresh(editor, fact: Fact, protected: list[Fact], protection=Protection):
+def solve_refresh(editor, fact: Fact, protected: list[Fact], protection: Callable[[list[Fact]], Protection]):
     """Solve a refresh of ``fact`` protecting ``protected`` (``protection(facts)`` says what is
     held of them: ``memlog.engine.wake.protection_of``); on no room, retry once under a subset.
 
