@@ -153,10 +153,17 @@ def held_subspace(H: torch.Tensor, energy: float) -> torch.Tensor:
     ``‖(I − QQᵀ) h‖²`` is at most ``1 − energy`` (it is the dropped singular values' share)."""
     if not 0.0 < energy <= 1.0:
         raise ValueError(f"the held energy must be in (0, 1], got {energy}")
-    U, S, _ = torch.linalg.svd(H, full_matrices=False)
-    share = (S * S).cumsum(0) / (S * S).sum()
-    rank = int((share < energy - 1e-12).sum()) + 1
-    return U[:, : min(rank, U.shape[1])]
+    # from the eigendecomposition of the smaller Gram matrix (σ² and the singular vectors;
+    # about half the time of an SVD of d_in × M at M ~ 1,000 on the CPU)
+    wide = H.shape[1] > H.shape[0]
+    squares, vectors = torch.linalg.eigh(H @ H.T if wide else H.T @ H)
+    squares, vectors = squares.flip(0).clamp_min(0), vectors.flip(1)
+    share = squares.cumsum(0) / squares.sum()
+    rank = min(int((share < energy - 1e-12).sum()) + 1, squares.numel())
+    if wide:
+        return vectors[:, :rank]
+    U = H @ vectors[:, :rank] / squares[:rank].sqrt().clamp_min(torch.finfo(H.dtype).tiny)
+    return torch.linalg.qr(U, mode="reduced")[0]  # orthonormal to rounding
 
 
 def constraint_rank(K_h: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, rtol: float = RANK_RTOL, energy: float = 1.0) -> int:
