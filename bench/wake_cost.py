@@ -6,8 +6,8 @@ Times ``solve_layers`` (steps 2-3 of MEMIT for one new fact, v* computed once) u
 with M protected facts (M = 100 and 1,000 for the subject's key, 100 and 400 for the object
 positions; their audit keys re-read at every layer, the whitened solve; at the larger M also
 holding 0.99 of their energy), and the solver alone at the first 1,000 protected keys of layer 2: the SVD
-basis against the whitened QR, and the whitened solve holding 0.99 of the keys' energy (an SVD
-of the whitened keys) against the exact one. Prints ratios (one run, so machine load affects
+basis against the whitened QR, and the whitened solve holding 0.99 of the keys' energy (an
+eigendecomposition of the whitened keys' Gram matrix) against the exact one. Prints ratios (one run, so machine load affects
 both sides alike).
 """
 
