@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from memlog.cli.app import main
+from memlog.errors import UserError
 from tests.conftest import make_tiny_llama
 
 
@@ -79,8 +80,11 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "unknown protected positions 'paragraph'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--protect-energy", "1.5")
     assert code == 1 and "--protect-energy must be in (0, 1]" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--norm-penalty", "-0.5")
+    assert code == 1 and "--norm-penalty must be >= 0" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25")
     assert code == 0, err
+    assert _header_config(tmp_path / "s")["memit"]["norm_penalty"] == 0.25
     engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")
@@ -91,13 +95,31 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"]) == ("constrained", "correct", False, "object")
 
 
+def test_a_session_may_override_the_norm_penalty_but_not_the_edit_layers(store):
+    from memlog.engine.open import open_memory
+
+    mem = open_memory(store, memit_overrides={"norm_penalty": 0.5})
+    try:
+        assert mem.editor.config.norm_penalty == 0.5
+        assert {factor.norm_penalty for factor in mem.editor.covariances.values()} == {0.5}
+    finally:
+        mem.close()
+    assert _header_config(store)["memit"]["norm_penalty"] == 0.0  # the header keeps its setting
+    with pytest.raises(UserError, match=r"MEMIT setting\(s\) \['layers'\] are fixed when a store is created"):
+        open_memory(store, memit_overrides={"layers": (1,)})
+
+
 def _engine_settings(path) -> dict:
     """The engine settings a store's header records."""
+    return _header_config(path)["engine"]
+
+
+def _header_config(path) -> dict:
     from memlog.store.store import Store
 
     store = Store.open(path)
     try:
-        return store.log.header().config["engine"]
+        return store.log.header().config
     finally:
         store.close()
 

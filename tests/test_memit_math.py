@@ -17,7 +17,7 @@ from memlog.core.covariance import compute_covariance
 from memlog.core.keys import compute_keys
 from memlog.core.memit import applied, memit_edit, prepare_covariances, solve_layers
 from memlog.core.memit_hparams import MemitConfig
-from memlog.core.solve import NullSpaceError, constraint_basis, dense_constrained_update, dense_update, held_subspace, solve_update, whitened_basis
+from memlog.core.solve import CovarianceFactor, NullSpaceError, constraint_basis, dense_constrained_update, dense_update, held_subspace, solve_update, whitened_basis
 from memlog.core.vstar import compute_v_star
 from memlog.errors import UserError
 
@@ -144,6 +144,36 @@ def test_held_energy_trades_exactness_for_rank():
     assert float(((U @ V.T) @ K_h).norm(dim=0).max()) <= 1e-9 * float((U @ V.T).norm() * K_h.norm(dim=0).max())
     with pytest.raises(ValueError, match="needs method='whitened'"):
         solve_update(K, R, C, 1.0, K_h, held_energy=0.99)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_norm_penalty_minimises_the_objective_with_the_frobenius_term(constrained):
+    """ρ adds λρ·(tr C/d_in)·‖ΔW‖²_F: the solve equals the least-squares solution of the stacked
+    system [K, √λ·C^½, √(λρc̄)·I] (an independent derivation), its norm falls as ρ grows, and a
+    constrained solve still holds the protected keys exactly."""
+    K, R, C = _problem(n=3)
+    d_in, lam = K.shape[0], 2.0
+    mean_eigenvalue = float(torch.trace(C)) / d_in
+    K_h = torch.randn(d_in, 6, generator=torch.Generator().manual_seed(5), dtype=F64) if constrained else None
+    norms = []
+    for rho in (0.0, 0.1, 1.0, 10.0):
+        U, V = solve_update(K, R, C, lam, K_h, out_dtype=F64, method="whitened" if constrained else "svd", norm_penalty=rho)
+        delta = U @ V.T
+        norms.append(float(delta.norm()))
+        if not constrained:
+            A = torch.cat([K, lam**0.5 * torch.linalg.cholesky(C), (lam * rho * mean_eigenvalue) ** 0.5 * torch.eye(d_in, dtype=F64)], dim=1)
+            B = torch.cat([R, torch.zeros(R.shape[0], A.shape[1] - K.shape[1], dtype=F64)], dim=1)
+            stacked = torch.linalg.lstsq(A.T, B.T).solution.T  # min ‖D A − B‖
+            assert _rel(delta, stacked) < 1e-8
+        else:
+            assert float((delta @ K_h).norm()) <= 1e-9 * float(delta.norm() * K_h.norm())
+        prepared = solve_update(K, R, CovarianceFactor.of(C, norm_penalty=rho), lam, K_h, out_dtype=F64, method="whitened" if constrained else "svd", norm_penalty=rho)
+        assert _rel(prepared[0] @ prepared[1].T, delta) < 1e-9
+    assert all(a > b for a, b in zip(norms, norms[1:])), norms
+    with pytest.raises(ValueError, match="prepared for norm penalty 0.0"):
+        solve_update(K, R, CovarianceFactor.of(C), lam, norm_penalty=0.5)
+    with pytest.raises(ValueError, match=">= 0"):
+        solve_update(K, R, C, lam, norm_penalty=-1.0)
 
 
 def test_bad_lambda_raises():
@@ -276,6 +306,9 @@ def test_config_validation():
         MemitConfig(layers=())
     with pytest.raises(UserError):
         MemitConfig(lam=0)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(UserError, match="--norm-penalty must be >= 0"):
+            MemitConfig(norm_penalty=bad)
     assert MemitConfig(layers=(5, 3, 3)).layers == (3, 5)
 
 
@@ -289,14 +322,23 @@ def test_memit_edit_input_checks(tiny64, covs64):
 
 
 def test_prepared_covariance_gives_the_same_update():
-    from memlog.core.solve import CovarianceFactor
-
     K, R, C = _problem(n=2)
     K_h = torch.randn(K.shape[0], 5, dtype=F64)
     for constraint in (None, K_h):
         plain = solve_update(K, R, C, 7.0, constraint, out_dtype=F64)
         prepared = solve_update(K, R, CovarianceFactor.of(C), 7.0, constraint, out_dtype=F64)
         assert _rel(prepared[0] @ prepared[1].T, plain[0] @ plain[1].T) < 1e-9
+
+
+def test_norm_penalty_shrinks_every_layer_update_on_the_model(tiny64, covs64):
+    plain = memit_edit(tiny64, FACTS, _cfg(), prepare_covariances(covs64))
+    penalised = memit_edit(tiny64, FACTS, _cfg(norm_penalty=1.0), prepare_covariances(covs64, norm_penalty=1.0))
+    assert plain.v_losses == penalised.v_losses  # v* does not depend on the penalty
+    first = _cfg().layers[0]
+    norm = {name: float((r.deltas[first].u @ r.deltas[first].v.T).norm()) for name, r in (("plain", plain), ("penalised", penalised))}
+    assert 0 < norm["penalised"] < norm["plain"]
+    with pytest.raises(ValueError, match="prepared for norm penalty 0.0, not 1.0"):
+        memit_edit(tiny64, FACTS, _cfg(norm_penalty=1.0), prepare_covariances(covs64))
 
 
 def test_memit_edit_accepts_prepared_covariances(tiny64, covs64):

@@ -84,10 +84,11 @@ class EditResult:
     constraint_rank: dict[int, int] = field(default_factory=dict)  # rank of the keys held fixed, per layer
 
 
-def prepare_covariances(covs: dict[int, torch.Tensor], device=None) -> dict[int, CovarianceFactor]:
+def prepare_covariances(covs: dict[int, torch.Tensor], device=None, norm_penalty: float = 0.0) -> dict[int, CovarianceFactor]:
     """Factorise each layer's C once (on ``device``); pass the result as ``covs`` to ``memit_edit``
-    to save the per-edit Cholesky factorisations (results are the same up to rounding)."""
-    return {layer: CovarianceFactor.of(cov, device) for layer, cov in covs.items()}
+    to save the per-edit Cholesky factorisations (results are the same up to rounding).
+    ``norm_penalty`` must be the ``MemitConfig.norm_penalty`` of the edits that use them."""
+    return {layer: CovarianceFactor.of(cov, device, norm_penalty=norm_penalty) for layer, cov in covs.items()}
 
 
 def _check_inputs(lm: LoadedModel, facts: list[Fact], cfg: MemitConfig, covs, constraint_keys) -> None:
@@ -167,7 +168,7 @@ def solve_layers(
                 cov = cov if isinstance(cov, CovarianceFactor) else cov.to(lm.device)
                 info: dict = {}
                 method = "whitened" if protect is not None else "svd"
-                u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info, held_energy=protect.energy if protect is not None else 1.0)
+                u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info, held_energy=protect.energy if protect is not None else 1.0, norm_penalty=cfg.norm_penalty)
                 if ranks is not None:
                     ranks[layer] = info.get("rank", 0)
                 mark = timer.add("solve", mark)

@@ -40,6 +40,9 @@ class MemitConfig:
     v_boundary_weight: float = 0.0  # weight of v*'s word-boundary term (the object as a whole word)
     v_paraphrases: int = 0  # how many of a fact's own paraphrases v* also optimises over (0: none)
     lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
+    # ρ: the solve also charges λρ·(tr C / d_in)·‖ΔW‖²_F, the update's Frobenius norm (0: MEMIT as
+    # published; memlog.core.solve.penalised_covariance, docs/MEMIT.md "A norm penalty")
+    norm_penalty: float = 0.0
     n_prefixes: int = 5  # contexts per fact: the bare prompt + n_prefixes - 1 fixed prefixes
     cov_samples: int = 200
     cov_seq_len: int = 64
@@ -54,3 +57,5 @@ class MemitConfig:
             raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
         if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2 or self.v_paraphrases < 0:
             raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1, cov_seq_len >= 2 and v_paraphrases >= 0 are required")
+        if not self.norm_penalty >= 0:  # also refuses NaN
+            raise UserError(f"--norm-penalty must be >= 0, got {self.norm_penalty}")

@@ -21,6 +21,11 @@ below ``rank_rtol`` × the largest are dropped). Two triangular solves and one Q
 d_in × M, about half the work of the SVD path at M = 1,000, and ``Vᵀ K_h = K̃_Pᵀ L⁻¹K_h``
 vanishes to rounding because ``K̃_P`` is projected off the same orthonormal ``Q̃``.
 
+**Norm penalty** (``norm_penalty`` ρ > 0): the objective also charges the update's Frobenius norm,
+``+ λρc̄·‖ΔW‖²_F`` with ``c̄ = tr(C)/d_in`` the mean eigenvalue of C. That is the same solve with C
+replaced by ``C + ρc̄·I`` (``penalised_covariance``), so every formula above holds unchanged,
+the constraint stays exact, and a prepared ``CovarianceFactor`` carries its ρ.
+
 **Held energy** (``held_energy`` < 1, whitened only): ``Q̃`` spans only the leading left singular
 vectors of the column-normalised whitened keys that carry that share of their squared length.
 The constraint then costs fewer key dimensions (rank) and is no longer exact: the mean over the
@@ -58,29 +63,44 @@ def _cholesky(A: torch.Tensor, what: str) -> torch.Tensor:
     raise UserError(f"{what} is not positive definite (is the covariance computed from enough tokens, and λ > 0?)")
 
 
+def penalised_covariance(C: torch.Tensor, norm_penalty: float) -> torch.Tensor:
+    """``C + ρ·(tr C / d_in)·I``: solving with it adds ``λρ·(tr C / d_in)·‖ΔW‖²_F`` to the objective."""
+    if norm_penalty < 0:
+        raise ValueError(f"the norm penalty must be >= 0, got {norm_penalty}")
+    if norm_penalty == 0:
+        return C
+    mean_eigenvalue = C.diagonal().sum() / C.shape[0]
+    return C + norm_penalty * mean_eigenvalue * torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+
+
 @dataclass(frozen=True)
 class CovarianceFactor:
     """A layer's C with its Cholesky factor, prepared once so that each edit skips the O(d_in³)
-    factorisation (``chol(λC) = √λ · chol(C)``). Pass it wherever a covariance tensor is accepted."""
+    factorisation (``chol(λC) = √λ · chol(C)``). Pass it wherever a covariance tensor is accepted.
+    ``norm_penalty`` ρ: the factor is of ``penalised_covariance(C, ρ)``; a solve asked for another ρ refuses it."""
 
-    cov: torch.Tensor  # (d_in, d_in), as given
-    chol: torch.Tensor  # lower Cholesky factor of C, in the solve dtype and device
+    cov: torch.Tensor  # (d_in, d_in), as given (without the penalty)
+    chol: torch.Tensor  # lower Cholesky factor of the penalised C, in the solve dtype and device
+    norm_penalty: float = 0.0
 
     @classmethod
-    def of(cls, cov: torch.Tensor, device=None, dtype: torch.dtype = torch.float64) -> "CovarianceFactor":
+    def of(cls, cov: torch.Tensor, device=None, dtype: torch.dtype = torch.float64, norm_penalty: float = 0.0) -> "CovarianceFactor":
         device = device if device is not None else cov.device
-        return cls(cov=cov, chol=_cholesky(cov.to(device, dtype), "the covariance C"))
+        penalised = penalised_covariance(cov.to(device, dtype), norm_penalty)
+        return cls(cov=cov, chol=_cholesky(penalised, "the covariance C"), norm_penalty=float(norm_penalty))
 
     @property
     def shape(self) -> torch.Size:
         return self.cov.shape
 
 
-def _scaled_factor(C, lam: float, device, dtype) -> torch.Tensor:
-    """Cholesky factor of λC, reusing a prepared ``CovarianceFactor`` when given one."""
+def _scaled_factor(C, lam: float, device, dtype, norm_penalty: float = 0.0) -> torch.Tensor:
+    """Cholesky factor of λ·(C + ρc̄I), reusing a prepared ``CovarianceFactor`` when given one."""
     if isinstance(C, CovarianceFactor):
+        if C.norm_penalty != norm_penalty:
+            raise ValueError(f"the covariance factor was prepared for norm penalty {C.norm_penalty}, not {norm_penalty}")
         return math.sqrt(lam) * C.chol.to(device, dtype)
-    return _cholesky(lam * C.to(device, dtype), "λ·C")
+    return _cholesky(lam * penalised_covariance(C.to(device, dtype), norm_penalty), "λ·C")
 
 
 def constraint_basis(constraint_keys: torch.Tensor, rtol: float = RANK_RTOL) -> torch.Tensor:
@@ -166,9 +186,9 @@ def held_subspace(H: torch.Tensor, energy: float) -> torch.Tensor:
     return torch.linalg.qr(U, mode="reduced")[0]  # orthonormal to rounding
 
 
-def constraint_rank(K_h: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, rtol: float = RANK_RTOL, energy: float = 1.0) -> int:
+def constraint_rank(K_h: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, rtol: float = RANK_RTOL, energy: float = 1.0, norm_penalty: float = 0.0) -> int:
     """The rank ``solve_update(method="whitened", held_energy=energy)`` would count for the constraint keys ``K_h``."""
-    L = _scaled_factor(C, lam, K_h.device, torch.float64)
+    L = _scaled_factor(C, lam, K_h.device, torch.float64, norm_penalty)
     return int(whitened_basis(L, K_h.to(torch.float64), rtol, energy).shape[1])
 
 
@@ -209,6 +229,7 @@ def solve_update(
     method: str = "svd",
     info: dict | None = None,
     held_energy: float = 1.0,
+    norm_penalty: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``(U, V)`` (d_out × N, d_in × N) with ``ΔW = U Vᵀ``; see the module doc.
 
@@ -218,6 +239,7 @@ def solve_update(
     (see the module doc); ``info``, when given, receives ``"rank"``: the rank of the constraint keys.
     ``held_energy`` < 1 (``"whitened"`` only) holds the leading directions of the whitened constraint
     keys that carry that share of their energy instead of their whole span (``held_subspace``).
+    ``norm_penalty`` ρ adds ``λρ·(tr C / d_in)·‖ΔW‖²_F`` to the objective (a prepared ``C`` must carry the same ρ).
     """
     if lam <= 0:
         raise UserError(f"λ must be positive, got {lam}")
@@ -228,7 +250,7 @@ def solve_update(
         raise ValueError(f"shape mismatch: K {tuple(K.shape)}, R {tuple(R.shape)}, C {tuple(C.shape)}")
     device = K.device
     K64, R64 = K.to(device, dtype), R.to(device, dtype)
-    L = _scaled_factor(C, lam, device, dtype)
+    L = _scaled_factor(C, lam, device, dtype, norm_penalty)
     rank = 0
     if constraint_keys is None or constraint_keys.numel() == 0:
         V = torch.cholesky_solve(K64, L)

@@ -66,7 +66,7 @@ class MemitEditor:
         if not facts:
             return {layer: 0 for layer in self.layers}
         keys = self.audit_keys(facts, positions)
-        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam, energy=energy) for layer, k in keys.items()}
+        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam, energy=energy, norm_penalty=self.config.norm_penalty) for layer, k in keys.items()}
 
     def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]:
         """Per edit layer, ``facts``' audit keys (bare prompt at ``positions``, by default the

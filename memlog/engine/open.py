@@ -13,7 +13,7 @@ weights (the paper's Eq. 2 restart).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,10 @@ from memlog.progress import no_progress
 from memlog.projections.weights import WeightProjector
 from memlog.store.events import CovarianceComputed, PerplexityMeasured, StoreCreated
 from memlog.store.store import Store, is_store
+
+# MEMIT settings a session may override (``open_memory(memit_overrides=...)``): they change how
+# new edits are solved; the logged deltas replay as they were written
+SESSION_MEMIT_SETTINGS = ("norm_penalty",)
 
 
 def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> Path:
@@ -113,7 +117,7 @@ def init_memory(
 
 def _memory(store: Store, lm: LoadedModel, memit: MemitConfig, covs, engine: EngineConfig | None) -> Memory:
     # Factorise each layer's C once per open instead of once per edit.
-    editor = MemitEditor(lm=lm, config=memit, covariances=prepare_covariances(covs, device=lm.device))
+    editor = MemitEditor(lm=lm, config=memit, covariances=prepare_covariances(covs, device=lm.device, norm_penalty=memit.norm_penalty))
     projector = WeightProjector(lm.model, lm.adapter, list(memit.layers), store.blobs.get)
     return Memory(store, editor, projector, engine)
 
@@ -124,7 +128,14 @@ def open_memory(
     writable: bool = True,
     device: str | None = None,
     engine_overrides: dict | None = None,
+    memit_overrides: dict | None = None,
 ) -> Memory:
+    """Open a store with its header's model and settings. ``engine_overrides`` (``EngineConfig``
+    fields) and ``memit_overrides`` (only ``SESSION_MEMIT_SETTINGS``: they change how new edits are
+    solved, not what the logged ones are) apply to this session; the header keeps its settings."""
+    unknown = sorted(set(memit_overrides or {}) - set(SESSION_MEMIT_SETTINGS))
+    if unknown:
+        raise UserError(f"MEMIT setting(s) {unknown} are fixed when a store is created; a session may override only {list(SESSION_MEMIT_SETTINGS)}")
     store = Store.open(Path(store_dir), writable=writable)
     try:
         header = store.log.header()
@@ -140,7 +151,7 @@ def open_memory(
             )
         actual = fingerprint_for(header.fingerprint, lm, list(header.layers), header.model_id)
         check_fingerprint(header, actual, f"model {lm.model_id!r} ({lm.source})")
-        memit = memit_config_of(header)
+        memit = replace(memit_config_of(header), **{k: v for k, v in (memit_overrides or {}).items() if v is not None})
         covs = covariances_from_log(store, store.log.read(kinds=["CovarianceComputed"]))
         engine = EngineConfig.from_dict(header.config.get("engine", {})).with_overrides(**(engine_overrides or {}))
         return _memory(store, lm, memit, covs, engine)
