@@ -82,9 +82,12 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "--protect-energy must be in (0, 1]" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--norm-penalty", "-0.5")
     assert code == 1 and "--norm-penalty must be >= 0" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--v-stop", "never")
+    assert code == 1 and "unknown v* stop 'never'" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable")
     assert code == 0, err
-    assert _header_config(tmp_path / "s")["memit"]["norm_penalty"] == 0.25
+    memit = _header_config(tmp_path / "s")["memit"]
+    assert (memit["norm_penalty"], memit["v_stop"]) == (0.25, "most-probable")
     engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")

@@ -309,6 +309,8 @@ def test_config_validation():
     for bad in (-0.1, float("nan")):
         with pytest.raises(UserError, match="--norm-penalty must be >= 0"):
             MemitConfig(norm_penalty=bad)
+    with pytest.raises(UserError, match="unknown v\\* stop 'sometimes'"):
+        MemitConfig(v_stop="sometimes")
     assert MemitConfig(layers=(5, 3, 3)).layers == (3, 5)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from memlog.errors import UserError
 
 DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedded model: docs/EDIT_LAYERS.md
+V_STOPS = ("loss", "most-probable")  # when v* stops a fact early (memlog.core.vstar.compute_v_star)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class MemitConfig:
     v_weight_decay: float = 0.5
     clamp_norm_factor: float = 0.75
     v_stop_loss: float = 0.05  # stop v* early once every fact's loss is below this (as MEMIT)
+    # "loss": only the stop loss above; "most-probable": also stop a fact once its object is the
+    # greedy choice in all its contexts (ENCORE's most-probable early stopping; memlog.core.vstar)
+    v_stop: str = "loss"
     v_boundary_weight: float = 0.0  # weight of v*'s word-boundary term (the object as a whole word)
     v_paraphrases: int = 0  # how many of a fact's own paraphrases v* also optimises over (0: none)
     lam: float = 10.0  # λ for C = mean k kᵀ over tokens (see docs/MEMIT.md for the sweep)
@@ -57,5 +61,7 @@ class MemitConfig:
             raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
         if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2 or self.v_paraphrases < 0:
             raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1, cov_seq_len >= 2 and v_paraphrases >= 0 are required")
+        if self.v_stop not in V_STOPS:
+            raise UserError(f"unknown v* stop {self.v_stop!r}; choose {' or '.join(V_STOPS)}")
         if not self.norm_penalty >= 0:  # also refuses NaN
             raise UserError(f"--norm-penalty must be >= 0, got {self.norm_penalty}")
