@@ -13,6 +13,7 @@ import pytest
 from memlog.core.facts import Fact
 from memlog.core.pool import fact_pool
 from memlog.engine.config import EngineConfig
+from memlog.engine.stale import fruitless_refreshes
 from memlog.projections.ledger import Ledger
 from memlog.store.events import (
     EditRefreshed,
@@ -272,23 +273,41 @@ def test_batched_refresh_falls_back_per_fact_when_one_key_has_no_room(tmp_path):
         mem.close()
 
 
-def test_batched_refresh_over_the_ppl_bound_rolls_back_each_then_refreshes_one_by_one(tmp_path):
+def test_batched_refresh_over_the_ppl_bound_is_halved_until_the_fact_that_raises_it_is_alone(tmp_path):
+    """One spiky fact pushes the batch over the bound: the batch is rolled back (one event per
+    fact), then halved; halves without the spiky fact are kept, the spiky one's are halved again
+    down to pieces of two, whose facts go one by one. Every other fact ends refreshed once, the
+    spiky fact at its injected version, and it takes fewer solves than the batch plus one per fact."""
     facts = fact_pool(8, seed=3)
     mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05, batch_refresh=True, stale_after=None), interference=2, d_in=64)
     try:
         mem.inject(facts)
         degraded = _degraded_ids(mem)
-        assert len(degraded) >= 2
+        assert len(degraded) >= 5, "the fake's interference should degrade most of the eight"
         mem.editor.spiky = {degraded[0]}
+        solves_before = mem.editor.edits
         report = mem.sleep(cycles=1)
+        solves = mem.editor.edits - solves_before
         rolled = _events(mem, RefreshRolledBack)
-        batch = [e for e in rolled if e.version == 2]
-        assert {mem.ledger.entries[e.edit_id].fact_id for e in batch} == set(degraded)  # the whole batch, one event each
-        again = [e for e in rolled if e.version == 3]  # then one by one: only the spiky fact is rolled back
-        assert [mem.ledger.entries[e.edit_id].fact_id for e in again] == [degraded[0]]
+        fact_of_edit = {e.edit_id: mem.ledger.entries[e.edit_id].fact_id for e in rolled}
+        pieces: list[list[str]] = []  # the facts of each rolled-back attempt (its events are consecutive)
+        for before, item in zip([None] + mem.logged[:-1], mem.logged):
+            if isinstance(item.event, RefreshRolledBack):
+                if not isinstance(getattr(before, "event", None), RefreshRolledBack):
+                    pieces.append([])
+                pieces[-1].append(fact_of_edit[item.event.edit_id])
+        assert set(pieces[0]) == set(degraded) and len(pieces[0]) == len(degraded)  # the whole batch first
+        assert len(pieces) >= 3 and all(degraded[0] in piece for piece in pieces)  # then only pieces holding the spiky fact
+        assert pieces[-1] == [degraded[0]] and len(pieces[-2]) == 2  # a piece of two, then the fact alone
+        kept = [e for e in _events(mem, EditRefreshed) if (e.edit_id, e.version) not in {(r.edit_id, r.version) for r in rolled}]
+        assert sorted(mem.ledger.entries[e.edit_id].fact_id for e in kept) == sorted(degraded[1:])  # each once
         assert report.cycles[0].refreshed == len(degraded) - 1
         for fact_id in degraded[1:]:
-            entry = mem.ledger.entry_for_fact(fact_id)
-            assert entry.version == 3 and entry.applied
+            assert mem.ledger.entry_for_fact(fact_id).applied
+        spiky = mem.ledger.entry_for_fact(degraded[0])
+        assert spiky.version == 1 and spiky.applied
+        assert solves < 1 + len(degraded), (solves, len(degraded))
+        tries = [e for e in _events(mem, EditRefreshed) if fact_of_edit.get(e.edit_id) == degraded[0]]
+        assert len(tries) >= 3 and fruitless_refreshes(mem.events())[0][degraded[0]] == 1  # one cycle counts once toward stale
     finally:
         mem.close()

@@ -17,10 +17,13 @@ degraded edits (those not held by the user) together:
 3. with a perplexity bound, measure once; over the bound, every refresh of the batch is
    rolled back (one ``RefreshRolledBack`` per fact).
 
-When the batched solve raises (the constraint leaves no room for one of the keys) or the
-batch was rolled back, nothing is kept from it and those facts go through the per-fact path
-(``memlog.engine.sleep``), which retries under a key subset, records ``RefreshFailed`` and
-rolls back per fact as before.
+4. a batch that was rolled back is split in two halves, each tried the same way (the second
+   protecting the first if it was kept), down to pieces of two facts: a few facts that push
+   perplexity over the bound cost about log₂ N more solves instead of one solve per fact.
+
+When the batched solve raises (the constraint leaves no room for one of the keys), nothing is
+kept from it; what no piece kept goes through the per-fact path (``memlog.engine.sleep``),
+which retries under a key subset, records ``RefreshFailed`` and rolls back per fact as before.
 
 When is it the same as the per-fact path? The per-fact path adds each refreshed fact to the
 protected set of the next refresh; the batch solves them jointly. (The per-fact path reads
@@ -53,6 +56,7 @@ class BatchRefresh:
     """What the batched refresh did: ``done`` the fact ids it refreshed (the per-fact path skips them)."""
 
     done: set[str] = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)  # the fact ids of the last solve (kept or rolled back)
     refreshed: int = 0
     reverted: int = 0
     rolled_back: int = 0
@@ -64,9 +68,27 @@ def applies(config) -> bool:
 
 
 def refresh_together(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
-    """Refresh ``degraded`` (fact states) in one solve protecting ``protected`` (facts); see the
-    module doc. ``broken`` maps the facts the revert check moved into ``degraded`` to the
-    completion it read (their reverts say so); ``n_reverted`` is how many edits it left out."""
+    """Refresh ``degraded`` (fact states) in one solve protecting ``protected`` (facts), halving
+    a batch the perplexity bound rolled back (see the module doc). ``broken`` maps the facts the
+    revert check moved into ``degraded`` to the completion it read (their reverts say so);
+    ``n_reverted`` is how many edits it left out."""
+    out = _refresh_once(mem, config, cycle, degraded, protected, ppl_before, broken, n_reverted)
+    if out.rolled_back < 4:  # halves of at least two facts each
+        return out
+    tried = [s for s in degraded if s.fact.fact_id in out.tried]
+    middle = len(tried) // 2
+    for half in (tried[:middle], tried[middle:]):
+        part = refresh_together(mem, config, cycle, half, out.protected, ppl_before, broken, n_reverted)
+        out.done |= part.done
+        out.refreshed += part.refreshed
+        out.reverted += part.reverted
+        out.rolled_back += part.rolled_back
+        out.protected = part.protected
+    return out
+
+
+def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
+    """One batched solve for ``degraded``, kept or rolled back as a whole."""
     broken = broken or {}
     ledger = mem.ledger
     pairs = [(s, ledger.entry_for_fact(s.fact.fact_id)) for s in degraded]
@@ -76,6 +98,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
         return out
     ids = {e.edit_id for _, e in pairs}
     facts = [fact_of(s.fact) for s, _ in pairs]
+    out.tried = {s.fact.fact_id for s, _ in pairs}
     correct = config.refresh_strategy == "correct"
     start = time.perf_counter()
     if not correct:  # reinject: solve on the weights without the degraded edits

@@ -3,8 +3,9 @@
 Some facts stay degraded however often sleep refreshes them (an object that the model keeps
 continuing into a longer word, for instance: " sitcoms" for *sitcom*). Each refresh costs a
 v* optimisation and a constrained solve, and perturbs the weights for nothing. A fact that was
-refreshed ``stale_after`` times in a row without an audit finding it recalled in between is
-*suspended*: a ``RefreshSuspended`` event says so and later cycles leave it out of the refresh
+refreshed in ``stale_after`` sleep cycles in a row without an audit finding it recalled in
+between is *suspended* (a cycle counts once however many times it tried the fact: a batched
+refresh that was rolled back, its halves and the per-fact path may each try it): a ``RefreshSuspended`` event says so and later cycles leave it out of the refresh
 set. Something changing lifts the suspension: an audit that finds the fact recalled again, or a
 new injection of it (an update or a re-statement). Suspended facts are still audited and still
 count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
@@ -19,20 +20,27 @@ from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudite
 
 
 def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str, int], set[str]]:
-    """Per fact, refreshes since it was last recalled or injected, and the facts suspended since."""
+    """Per fact, the sleep cycles that refreshed it since it was last recalled or injected, and
+    the facts suspended since."""
     healthy = healthy or (lambda result: result.recalled)
     count: dict[str, int] = {}
+    last_cycle: dict[str, int | None] = {}
     suspended: set[str] = set()
     for event in events:
         if isinstance(event, FactInjected):
             count[event.fact.fact_id] = 0
+            last_cycle.pop(event.fact.fact_id, None)
             suspended.discard(event.fact.fact_id)
         elif isinstance(event, EditRefreshed):
-            count[event.fact.fact_id] = count.get(event.fact.fact_id, 0) + 1
+            fact_id = event.fact.fact_id
+            if event.cycle is None or last_cycle.get(fact_id) != event.cycle:
+                count[fact_id] = count.get(fact_id, 0) + 1
+            last_cycle[fact_id] = event.cycle
         elif isinstance(event, RecallAudited):
             for result in event.results:
                 if healthy(result):
                     count[result.fact_id] = 0
+                    last_cycle.pop(result.fact_id, None)
                     suspended.discard(result.fact_id)
         elif isinstance(event, RefreshSuspended):
             suspended.add(event.fact_id)
