@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--names", default="unique")
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     parser.add_argument("--max-cycles", type=int, default=3)
-    parser.add_argument("--protect", default=None, choices=["subject", "object", "subject+paraphrases", "object+paraphrases"], help="override the store's protected positions")
+    parser.add_argument("--protect", default=None, choices=["subject", "object", "subject+paraphrases", "object+paraphrases", "all"], help="override the store's protected positions")
     parser.add_argument("--protect-energy", type=float, default=None, help="override the store's held share of the protected keys' energy")
     parser.add_argument("--norm-penalty", type=float, default=None, help="override the store's MEMIT norm penalty ρ for new edits")
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="override the store's v* early stop for new edits")

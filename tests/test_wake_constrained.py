@@ -80,6 +80,25 @@ def test_object_positions_are_held_too_when_asked(embedded_tokenizer):
     assert held.constraint_rank[1] == sum(per_fact) > subject_only.constraint_rank[1] == 3
 
 
+def test_every_position_of_the_prompt_and_object_is_held_with_all(embedded_tokenizer):
+    """``positions="all"``: every token of each protected prompt and of its object stays put (the
+    whole sequence greedy decoding reads), where the object positions alone leave the others free."""
+    lm = _tiny(embedded_tokenizer)
+    covs = _covs(lm, CHEAP)
+    old, new = mixed_pool(4)[:3], mixed_pool(4)[3]
+    for fact in old:
+        apply_factors(lm, memit_edit(lm, [fact], CHEAP, covs).deltas)
+    batch, rows, cols = bare_prompt_batch(lm, old, "all")
+    per_fact = [int((rows == i).sum()) for i in range(len(old))]
+    lengths = [len(lm.tokenizer(f.prompt)["input_ids"]) + len(lm.tokenizer(" " + f.object, add_special_tokens=False)["input_ids"]) for f in old]
+    assert per_fact == lengths and int(batch.lengths.sum()) == sum(lengths)
+    objects_only = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old), "object"))
+    held = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old), "all"))
+    assert max(residuals(lm, held.deltas, old, "all")) <= 1e-4
+    assert max(residuals(lm, objects_only.deltas, old, "all")) > 1e-2
+    assert held.constraint_rank[1] > objects_only.constraint_rank[1]
+
+
 def test_paraphrase_phrasings_are_held_when_asked(embedded_tokenizer):
     """``positions="subject+paraphrases"``: the subject's last token in each paraphrase that
     contains the subject is held as well (one more key per such paraphrase; a paraphrase

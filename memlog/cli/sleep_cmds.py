@@ -35,7 +35,7 @@ def sleep(
     revert_check: bool = typer.Option(
         None, "--revert-check/--no-revert-check", help="Also refresh healthy facts that the cycle's reverts alone break (in-place reinject); default: the store's setting (off)."
     ),
-    protect: str = typer.Option(None, "--protect", help="The audit-prompt positions this run's constrained refreshes hold per protected fact (subject, object, either +paraphrases); default: the store's."),
+    protect: str = typer.Option(None, "--protect", help="The audit-prompt positions this run's constrained refreshes hold per protected fact (subject, object, either +paraphrases, or all); default: the store's."),
     protect_energy: float = typer.Option(None, "--protect-energy", help="The share of the protected keys' energy this run's constrained refreshes hold, in (0, 1]; default: the store's (1: exact)."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,

@@ -220,7 +220,9 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     are cut there: later tokens cannot change it); ``"object"`` appends the object's tokens
     (``" " + object``, as v* and the audit see them) and also reads the positions that predict
     them and the word boundary after them: the prompt's last token and every object token;
-    ``"prompt"`` reads every token of the full prompt. With the suffix ``"+paraphrases"``
+    ``"prompt"`` reads every token of the full prompt; ``"all"`` every token of the prompt and of
+    the object appended to it (the whole teacher-forced sequence the audit's greedy decoding
+    reads when it recalls the fact). With the suffix ``"+paraphrases"``
     (e.g. ``"subject+paraphrases"``) each of the fact's paraphrases that contains its subject
     is one more row, read at the same kind of positions (the subject's last token where it
     first occurs in the paraphrase). Returns the batch (one row per phrasing; ``fact_index``
@@ -228,8 +230,8 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     """
     base = positions.removesuffix(PHRASINGS)
     with_paraphrases = base != positions
-    if base not in ("subject", "object", "prompt"):
-        raise ValueError(f"positions must be 'subject', 'object' or 'prompt' (optionally with {PHRASINGS!r}), got {positions!r}")
+    if base not in ("subject", "object", "prompt", "all"):
+        raise ValueError(f"positions must be 'subject', 'object', 'prompt' or 'all' (optionally with {PHRASINGS!r}), got {positions!r}")
     phrasings = []  # (fact index, text, character just past the subject)
     for i, fact in enumerate(facts):
         phrasings.append((i, fact.prompt, fact.subject_span[1]))
@@ -243,9 +245,10 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
         ids = list(ids)
         if base == "subject":
             ids, cols = ids[: index + 1], [index]
-        elif base == "object":
+        elif base in ("object", "all"):
             answer = lm.tokenizer(" " + facts[i].object, add_special_tokens=False)["input_ids"]
-            cols = sorted({index, *range(len(ids) - 1, len(ids) + len(answer))})
+            first = 0 if base == "all" else len(ids) - 1
+            cols = sorted({index, *range(first, len(ids) + len(answer))})
             ids = ids + list(answer)
         else:
             cols = list(range(len(ids)))

@@ -63,7 +63,8 @@ class LayerFactors:
 class Protection:
     """Facts an edit must not move: their audit prompts' keys (``positions``: ``"subject"``,
     the subject's last token; ``"object"``, also the positions that predict the object's tokens
-    and the boundary after it; ``"prompt"``, every token; with ``"+paraphrases"``, the same
+    and the boundary after it; ``"prompt"``, every token; ``"all"``, every token of the prompt and
+    of the object; with ``"+paraphrases"``, the same
     positions in each paraphrase that contains the subject) are held fixed at every edit layer.
     ``energy`` < 1 holds only the leading directions of those keys that carry that share of their
     whitened energy (``memlog.core.solve.held_subspace``): fewer key dimensions, not exact."""

@@ -16,8 +16,9 @@ WAKE_MODES = ("constrained", "unconstrained")
 # which positions of a protected fact's audit prompt a constrained solve holds fixed
 # (memlog.core.keys.bare_prompt_batch): the subject's last token; or also the positions that
 # predict the object's tokens and the word boundary after it (teacher-forced on the object);
-# "+paraphrases": the same positions in each of the fact's paraphrases that contains its subject
-PROTECT_POSITIONS = ("subject", "object", "subject+paraphrases", "object+paraphrases")
+# "+paraphrases": the same positions in each of the fact's paraphrases that contains its subject;
+# "all": every position of the prompt and the object (about 10 keys per fact)
+PROTECT_POSITIONS = ("subject", "object", "subject+paraphrases", "object+paraphrases", "all")
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
 
 
