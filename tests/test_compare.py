@@ -53,11 +53,13 @@ def test_rows_match_the_sleep_events(stores):
         for row, item in zip(run.cycles, ended):
             e = item.event
             known = len({i.event.fact.fact_id for i in logged if isinstance(i.event, FactInjected) and i.seq < item.seq})
-            assert (row["recall_active"], row["ledger_size"], row["active_facts"], row["pruned"]) == (
+            assert (row["recall_active"], row["ledger_size"], row["active_facts"], row["pruned"], row["ppl_before"], row["ppl_after"]) == (
                 e.recall_after,
                 e.ledger_size,
                 e.active_facts,
                 e.pruned,
+                e.ppl_before,
+                e.ppl_after,
             )
             assert row["facts_known"] == known
             assert row["recall_injected"] == pytest.approx(round(e.recall_after * e.active_facts) / known)
@@ -77,7 +79,7 @@ def test_cli_writes_the_figure_and_table(stores, tmp_path, capsys):
     assert (out / FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / TABLE).read_text().splitlines()
     n_cycles = len({c["cycle"] for r in doc["runs"] for c in r["cycles"]})
-    assert len(table) == 2 + n_cycles and "bug recall" in table[0]
+    assert len(table) == 2 + n_cycles and "bug recall" in table[0] and "fix PPL after" in table[0]
 
 
 def test_bad_input_is_a_user_error(stores, tmp_path, capsys):

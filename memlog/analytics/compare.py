@@ -7,10 +7,11 @@ lines the runs up cycle by cycle:
 
 * recall after each cycle over the *active* facts (what the sleep audit measures), and over
   *all facts injected so far*, where a fact pruned out of the ledger counts as forgotten;
+* the reference perplexity before and after each cycle;
 * the ledger size against the active facts and the cap (copy mode's ledger outgrows its facts);
 * refreshed, pruned and blocked counts.
 
-``write_comparison`` draws one PNG with the two curves and writes the table as Markdown beside
+``write_comparison`` draws one PNG with the three panels and writes the table as Markdown beside
 it; the returned document is what ``--format json`` prints.
 """
 
@@ -59,6 +60,8 @@ def _cycle_row(c: dict) -> dict:
         "blocked": c.get("blocked") or 0,
         "refresh_mode": c.get("refresh_mode"),
         "refresh_strategy": c.get("refresh_strategy"),
+        "ppl_before": c.get("ppl_before"),
+        "ppl_after": c.get("ppl_after"),
     }
 
 
@@ -94,11 +97,11 @@ def compare_runs(stores: list[Path | str], labels: list[str] | None = None) -> l
 
 def plot_comparison(runs: list[Run], path: Path) -> Path:
     """Left: recall over active facts before (hollow) and after (filled) each cycle, and after each
-    cycle over all facts injected so far (dashed). Right: ledger size (solid) against active facts
-    (dotted), with the cap."""
-    fig = Figure(figsize=(11.0, 4.0), dpi=DPI, layout="constrained")
+    cycle over all facts injected so far (dashed). Middle: reference perplexity before (hollow) and
+    after (filled) each cycle. Right: ledger size (solid) against active facts (dotted), with the cap."""
+    fig = Figure(figsize=(15.0, 4.0), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    recall_ax, ledger_ax = fig.subplots(1, 2)
+    recall_ax, ppl_ax, ledger_ax = fig.subplots(1, 3)
     caps = set()
     spare = iter(COLOURS * (len(runs) // len(COLOURS) + 1))
     used: set[str] = set()
@@ -116,21 +119,27 @@ def plot_comparison(runs: list[Run], path: Path) -> Path:
         recall_ax.plot(saw_x[0::2], saw_y[0::2], linestyle="none", marker="o", markerfacecolor="white", color=colour)
         recall_ax.plot(x, [c["recall_active"] for c in run.cycles], linestyle="none", marker="o", color=colour)
         recall_ax.plot(x, [c["recall_injected"] for c in run.cycles], linestyle="--", color=colour, label=f"{run.label}: all injected")
+        ppl_y = [v for c in run.cycles for v in (c["ppl_before"], c["ppl_after"])]
+        ppl_ax.plot(saw_x, ppl_y, color=colour, linewidth=1.2, label=run.label)
+        ppl_ax.plot(saw_x[0::2], ppl_y[0::2], linestyle="none", marker="o", markerfacecolor="white", color=colour)
+        ppl_ax.plot(x, ppl_y[1::2], linestyle="none", marker="o", color=colour)
         ledger_ax.plot(x, [c["ledger_size"] for c in run.cycles], marker="o", color=colour, label=f"{run.label}: ledger entries")
         ledger_ax.plot(x, [c["active_facts"] for c in run.cycles], linestyle=":", color=colour, label=f"{run.label}: active facts")
         caps.update(c["cap"] for c in run.cycles if c["cap"])
         for prev, cur in zip(run.cycles, run.cycles[1:]):
             if cur["facts_known"] != prev["facts_known"]:
-                for ax in (recall_ax, ledger_ax):
+                for ax in (recall_ax, ppl_ax, ledger_ax):
                     ax.axvline(cur["cycle"] - 0.5, color="#888888", linestyle=":", linewidth=1)
     for cap in sorted(caps):
         ledger_ax.axhline(cap, color="#555555", linewidth=1, linestyle="-.", label=f"cap {cap}")
     recall_ax.set_ylim(-0.02, 1.05)
     recall_ax.set_ylabel("recall (hollow: the cycle's pre-audit)")
     recall_ax.set_title("Recall per sleep cycle")
+    ppl_ax.set_ylabel("reference perplexity (hollow: before the cycle)")
+    ppl_ax.set_title("Perplexity per sleep cycle")
     ledger_ax.set_ylabel("count")
     ledger_ax.set_title("Ledger entries vs active facts")
-    for ax in (recall_ax, ledger_ax):
+    for ax in (recall_ax, ppl_ax, ledger_ax):
         ax.set_xlabel("sleep cycle (dotted lines: new facts injected before)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -158,19 +167,20 @@ def aligned_cycles(cycles_per_run: list[list[dict]]) -> list[tuple[int, str, lis
 
 
 def markdown_table(runs: list[Run]) -> str:
-    """Cycle by cycle: per run, recall (active / all injected), ledger / active, refreshed, pruned, blocked."""
+    """Cycle by cycle: per run, recall (active / all injected), PPL after, ledger / active, refreshed, pruned, blocked."""
     header = ["cycle", "facts injected"]  # distinct facts so far (one value when the runs agree)
     for run in runs:
-        header += [f"{run.label} recall (active / all)", f"{run.label} ledger / active", f"{run.label} refreshed / pruned / blocked"]
+        header += [f"{run.label} recall (active / all)", f"{run.label} PPL after", f"{run.label} ledger / active", f"{run.label} refreshed / pruned / blocked"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cycle, known, rows in aligned_cycles([run.cycles for run in runs]):
         cells = [str(cycle), known]
         for r in rows:
             if r is None:
-                cells += ["", "", ""]
+                cells += ["", "", "", ""]
                 continue
             cells += [
                 f"{_fmt(r['recall_active'])} / {_fmt(r['recall_injected'])}",
+                f"{r['ppl_after']:.3f}" if r["ppl_after"] is not None else "",
                 f"{r['ledger_size']} / {r['active_facts']}",
                 f"{r['refreshed']} / {r['pruned']} / {r['blocked']}",
             ]

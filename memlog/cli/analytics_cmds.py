@@ -122,7 +122,7 @@ def compare(
     labels: list[str] = typer.Option(None, "--label", help="A name per store, in order (default: its refresh mode)."),
     fmt: Format = FormatOpt,
 ):
-    """Sleep cycles of several stores side by side: recall, ledger size against active facts, one figure."""
+    """Sleep cycles of several stores side by side: recall, perplexity, ledger size against active facts, one figure."""
     from memlog.analytics.compare import write_comparison
 
     emit(write_comparison(stores, out, labels or None), fmt, render_comparison)
