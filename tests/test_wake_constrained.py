@@ -61,14 +61,20 @@ def test_protected_keys_stay_put_at_every_layer(embedded_tokenizer):
     assert held.constraint_rank == {1: 3, 2: 3}
 
 
-def test_object_positions_are_held_too_when_asked(embedded_tokenizer):
-    """``positions="object"``: the keys that predict each protected object's tokens and the word
-    boundary after it stay put as well (subject protection alone leaves them free)."""
+def _three_edited_and_a_fourth(embedded_tokenizer):
+    """The tiny model with three mixed-pool facts edited in (unconstrained), and a fourth fact."""
     lm = _tiny(embedded_tokenizer)
     covs = _covs(lm, CHEAP)
     old, new = mixed_pool(4)[:3], mixed_pool(4)[3]
     for fact in old:
         apply_factors(lm, memit_edit(lm, [fact], CHEAP, covs).deltas)
+    return lm, covs, old, new
+
+
+def test_object_positions_are_held_too_when_asked(embedded_tokenizer):
+    """``positions="object"``: the keys that predict each protected object's tokens and the word
+    boundary after it stay put as well (subject protection alone leaves them free)."""
+    lm, covs, old, new = _three_edited_and_a_fourth(embedded_tokenizer)
     batch, rows, cols = bare_prompt_batch(lm, old, "object")
     per_fact = [int((rows == i).sum()) for i in range(len(old))]
     answers = [len(lm.tokenizer(" " + f.object, add_special_tokens=False)["input_ids"]) for f in old]
@@ -83,11 +89,7 @@ def test_object_positions_are_held_too_when_asked(embedded_tokenizer):
 def test_every_position_of_the_prompt_and_object_is_held_with_all(embedded_tokenizer):
     """``positions="all"``: every token of each protected prompt and of its object stays put (the
     whole sequence greedy decoding reads), where the object positions alone leave the others free."""
-    lm = _tiny(embedded_tokenizer)
-    covs = _covs(lm, CHEAP)
-    old, new = mixed_pool(4)[:3], mixed_pool(4)[3]
-    for fact in old:
-        apply_factors(lm, memit_edit(lm, [fact], CHEAP, covs).deltas)
+    lm, covs, old, new = _three_edited_and_a_fourth(embedded_tokenizer)
     batch, rows, cols = bare_prompt_batch(lm, old, "all")
     per_fact = [int((rows == i).sum()) for i in range(len(old))]
     lengths = [len(lm.tokenizer(f.prompt)["input_ids"]) + len(lm.tokenizer(" " + f.object, add_special_tokens=False)["input_ids"]) for f in old]
