@@ -112,6 +112,28 @@ def test_a_session_may_override_the_norm_penalty_but_not_the_edit_layers(store):
         open_memory(store, memit_overrides={"layers": (1,)})
 
 
+def test_each_edit_records_the_settings_it_was_solved_with(store):
+    """A session's overrides change how edits are solved; the log says which edits they touched."""
+    from memlog.core.facts import Fact
+    from memlog.analytics.views import run_sql
+    from memlog.engine.open import open_memory
+    from memlog.store.events import FactInjected
+
+    overrides = {"memit_overrides": {"norm_penalty": 0.5, "v_stop": "most-probable"}, "engine_overrides": {"protect_energy": 0.9}}
+    with open_memory(store, **overrides) as mem:
+        mem.inject([Fact("Aria Nakamura", "lives in", "Thessaloniki")], audit=False)
+        mem.inject([Fact("Bo Lindqvist", "lives in", "Valparaiso"), Fact("Cem Arslan", "lives in", "Tromso")], audit=False, batch_size=2)
+    with open_memory(store) as mem:
+        mem.inject([Fact("Dara Okafor", "lives in", "Cusco")], audit=False)
+        injected = [e for e in mem.events() if isinstance(e, FactInjected)]
+    assert [e.fact.subject for e in injected] == ["Aria Nakamura", "Bo Lindqvist", "Cem Arslan", "Dara Okafor"]
+    overridden = {"wake": "constrained", "protect_positions": "object", "protect_energy": 0.9, "norm_penalty": 0.5, "v_stop": "most-probable"}
+    assert [e.settings for e in injected[:3]] == [overridden] * 3  # one at a time and batched alike
+    assert injected[3].settings == {**overridden, "protect_energy": 1.0, "norm_penalty": 0.0, "v_stop": "loss"}
+    rows = run_sql(store, "SELECT subject, norm_penalty, v_stop, protect_energy FROM edits ORDER BY created_seq")
+    assert [tuple(r.values()) for r in rows] == [(e.fact.subject, e.settings["norm_penalty"], e.settings["v_stop"], e.settings["protect_energy"]) for e in injected]
+
+
 def _engine_settings(path) -> dict:
     """The engine settings a store's header records."""
     return _header_config(path)["engine"]

@@ -100,7 +100,7 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
         columns = columns_by_fact(facts, edit_facts)
         share = (time.perf_counter() - start) / len(facts)
         losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
-        edit_ids = []
+        edit_ids, settings = [], mem.solve_settings()
         for i, fact in enumerate(facts):
             edit_ids.append(mem.ledger.next_edit_id())
             event = FactInjected(
@@ -110,6 +110,7 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
                 deltas=column_deltas(mem, result, columns[i]),
                 v_loss=float(losses[i]),
                 seconds=share,
+                settings=settings,
             )
             mem.emit(event, project=i == len(facts) - 1)
         note_wake_room(mem, result, options)

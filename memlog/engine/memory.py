@@ -144,6 +144,19 @@ class Memory:
                 except OSError:
                     return  # left for `memlog gc`
 
+    def solve_settings(self, config: EngineConfig | None = None) -> dict:
+        """The settings new edits are solved with in this session (header, then overrides), as
+        ``FactInjected.settings`` and ``EditRefreshed.settings`` record them."""
+        config = config or self.config
+        memit = getattr(self.editor, "config", None)
+        return {
+            "wake": config.wake,
+            "protect_positions": config.protect_positions,
+            "protect_energy": config.protect_energy,
+            "norm_penalty": getattr(memit, "norm_penalty", None),
+            "v_stop": getattr(memit, "v_stop", None),
+        }
+
     def write_deltas(self, result: "EditResult") -> list[LayerDelta]:
         """One packed blob per layer (written before the event that names it)."""
         return [
@@ -236,6 +249,7 @@ class Memory:
                     v_loss=float(result.v_loss),
                     supersedes_version=supersedes,
                     seconds=time.perf_counter() - start,
+                    settings=self.solve_settings(),
                 ),
                 project=True,
             )

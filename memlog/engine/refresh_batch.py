@@ -131,6 +131,7 @@ def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_
             cycle=cycle,
             seconds=share,
             strategy=config.refresh_strategy,
+            settings=mem.solve_settings(config),
         )
         mem.emit(event, project=i == len(pairs) - 1)
     out.reverted = 0 if correct else len(pairs)

@@ -234,6 +234,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     copy_of=copy_of,
                     seconds=float(getattr(result, "seconds", 0.0)),
                     strategy=config.refresh_strategy,
+                    settings=mem.solve_settings(config),
                 ),
                 project=True,
             )

@@ -65,6 +65,10 @@ class FactInjected(Event, tag="FactInjected"):
     supersedes_version: int | None = None
     seconds: float = 0.0
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+    # how the update was solved (``Memory.solve_settings``: wake mode, protected positions and
+    # energy, MEMIT's norm penalty and v* stop), so a session's overrides are on the record;
+    # absent in logs written before it existed
+    settings: dict | None = None
 
 
 class RecallAudited(Event, tag="RecallAudited"):
@@ -116,6 +120,7 @@ class EditRefreshed(Event, tag="EditRefreshed"):
     seconds: float = 0.0
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
     strategy: str = "reinject"
+    settings: dict | None = None  # as FactInjected.settings
 
 
 class RefreshRolledBack(Event, tag="RefreshRolledBack"):

@@ -9,7 +9,9 @@ superseded_seq`` (a later version of the same edit was created), ``reverted_seq`
 ``copy_of, v_loss, n_constraint_keys, supersedes_version``, and the consolidation that took
 this version among its members (``memlog consolidate``; the standing one if there is one, else
 the latest): ``consolidation_id, consolidated_seq`` and ``consolidation_reverted_seq`` (null
-while it stands).
+while it stands); and the settings the version was solved with (``FactInjected.settings``; null
+in logs written before they were recorded): ``wake, protect_positions, protect_energy,
+norm_penalty, v_stop``.
 """
 
 from __future__ import annotations
@@ -68,7 +70,12 @@ SELECT c.edit_id, c.version, c.fact_id,
        TRY_CAST(c.payload->>'$.supersedes_version' AS INTEGER) AS supersedes_version,
        co.consolidation_id,
        co.seq AS consolidated_seq,
-       co.reverted_seq AS consolidation_reverted_seq
+       co.reverted_seq AS consolidation_reverted_seq,
+       c.payload->>'$.settings.wake' AS wake,
+       c.payload->>'$.settings.protect_positions' AS protect_positions,
+       TRY_CAST(c.payload->>'$.settings.protect_energy' AS DOUBLE) AS protect_energy,
+       TRY_CAST(c.payload->>'$.settings.norm_penalty' AS DOUBLE) AS norm_penalty,
+       c.payload->>'$.settings.v_stop' AS v_stop
 FROM created c
 LEFT JOIN marks rv ON rv.kind = 'EditReverted' AND rv.edit_id = c.edit_id AND rv.version = c.version AND rv.seq > c.seq
 LEFT JOIN marks rb ON rb.kind = 'RefreshRolledBack' AND rb.edit_id = c.edit_id AND rb.version = c.version AND rb.seq > c.seq
