@@ -84,18 +84,24 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "--norm-penalty must be >= 0" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--v-stop", "never")
     assert code == 1 and "unknown v* stop 'never'" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--ppl-budget", "-0.01")
+    assert code == 1 and "--ppl-budget must be positive" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable", "--ppl-budget", "0.01", "--ppl-bound", "0")
     assert code == 0, err
+    assert (_engine_settings(tmp_path / "s")["ppl_budget"], _engine_settings(tmp_path / "s")["ppl_bound"]) == (0.01, None)
     memit = _header_config(tmp_path / "s")["memit"]
     assert (memit["norm_penalty"], memit["v_stop"]) == (0.25, "most-probable")
     engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")
     assert code == 1 and "--protect-energy must be in (0, 1]" in err
+    code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--ppl-budget", "0")
+    assert code == 1 and "--ppl-budget must be positive" in err
     code, _, err = run(capsys, *base, "--store", tmp_path / "d")
     assert code == 0, err
     engine = _engine_settings(tmp_path / "d")
     assert (engine["wake"], engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"]) == ("constrained", "correct", False, "object")
+    assert (engine["ppl_bound"], engine["ppl_budget"]) == (0.05, None)
 
 
 def test_a_session_may_override_the_norm_penalty_but_not_the_edit_layers(store):

@@ -14,6 +14,7 @@ from memlog.core.facts import Fact
 from memlog.core.pool import fact_pool
 from memlog.engine.config import EngineConfig
 from memlog.engine.stale import fruitless_refreshes
+from memlog.errors import UserError
 from memlog.projections.ledger import Ledger
 from memlog.store.events import (
     EditRefreshed,
@@ -309,5 +310,57 @@ def test_batched_refresh_over_the_ppl_bound_is_halved_until_the_fact_that_raises
         assert solves < 1 + len(degraded), (solves, len(degraded))
         tries = [e for e in _events(mem, EditRefreshed) if fact_of_edit.get(e.edit_id) == degraded[0]]
         assert len(tries) >= 3 and fruitless_refreshes(mem.events())[0][degraded[0]] == 1  # one cycle counts once toward stale
+    finally:
+        mem.close()
+
+
+@pytest.mark.parametrize("batch_refresh", [False, True])
+def test_the_ppl_budget_holds_against_the_base_model_where_the_per_cycle_bound_would_not(tmp_path, batch_refresh):
+    """A refresh that raises PPL by 0.5 % of the cycle's reading passes the 5 % bound, but it leaves
+    PPL 0.6 % over the base model's: a 0.2 % budget rolls it back and records that limit, while
+    the same sleep without the budget keeps it."""
+    from memlog.store.events import PerplexityMeasured
+
+    facts = fact_pool(8, seed=3)
+    kept_without_budget = None
+    for budget in (None, 0.002):
+        engine = EngineConfig(wake="unconstrained", ppl_bound=0.05, ppl_budget=budget, batch_refresh=batch_refresh, stale_after=None)
+        mem = keyed_memory(tmp_path / f"s-{budget}", engine, interference=2, d_in=64, ppl_spike=0.05)
+        try:
+            with mem.unit():
+                mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))  # 10.0: no edit applied
+            mem.inject(facts)  # 10.008
+            degraded = _degraded_ids(mem)
+            mem.editor.spiky = set(degraded)  # any refresh of theirs: 10.058, +0.5 % over the cycle's start
+            report = mem.sleep(cycles=1)
+            rolled = _events(mem, RefreshRolledBack)
+            if budget is None:
+                assert not rolled and report.cycles[0].refreshed == len(degraded) > 0
+                kept_without_budget = report.cycles[0].refreshed
+            else:
+                assert mem.base_ppl == pytest.approx(10.0)
+                assert report.cycles[0].refreshed == 0 and len({r.edit_id for r in rolled}) == kept_without_budget
+                assert len(rolled) == kept_without_budget if not batch_refresh else len(rolled) > kept_without_budget  # batched: halved first
+                assert {r.edit_id for r in rolled} == {mem.ledger.entry_for_fact(f).edit_id for f in degraded}
+                assert all(r.ppl_limit == pytest.approx(10.0 * 1.002) and r.ppl_after > r.ppl_limit for r in rolled)
+                assert all(mem.ledger.entry_for_fact(f).version == 1 and mem.ledger.entry_for_fact(f).applied for f in degraded)
+        finally:
+            mem.close()
+
+
+def test_a_ppl_budget_needs_a_base_reading_and_a_positive_fraction(tmp_path):
+    with pytest.raises(UserError, match="--ppl-budget must be positive"):
+        EngineConfig(ppl_budget=0.0)
+    with pytest.raises(UserError, match="--ppl-budget must be positive"):
+        EngineConfig(ppl_budget=float("nan"))
+    with pytest.raises(UserError, match="ppl bound must be positive"):
+        EngineConfig(ppl_bound=float("nan"))
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_budget=0.01), interference=2)
+    try:
+        mem.inject(fact_pool(4, seed=3))
+        head = mem.head_seq
+        with pytest.raises(UserError, match="no base reading"):
+            mem.sleep(cycles=1)
+        assert mem.store.log.head_seq() == head  # the cycle wrote nothing
     finally:
         mem.close()

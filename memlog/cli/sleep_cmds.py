@@ -37,6 +37,7 @@ def sleep(
     ),
     protect: str = typer.Option(None, "--protect", help="The audit-prompt positions this run's constrained refreshes hold per protected fact (subject, object, either +paraphrases, or all); default: the store's."),
     protect_energy: float = typer.Option(None, "--protect-energy", help="The share of the protected keys' energy this run's constrained refreshes hold, in (0, 1]; default: the store's (1: exact)."),
+    ppl_budget: float = typer.Option(None, "--ppl-budget", help="Roll back a refresh that leaves PPL more than this fraction above the base model's (e.g. 0.01); default: the store's (none)."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -44,11 +45,11 @@ def sleep(
     """Sleep cycles (Algorithm 1 of the paper)."""
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy)  # bad values fail before the model loads
+    EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget)  # bad values fail before the model loads
     with open_rw(
         store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
         degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
-        protect_positions=protect, protect_energy=protect_energy,
+        protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget,
     ) as mem:
         with progress_bars(True) as progress:
             report = mem.sleep(cycles=cycles, until_converged=until_converged, progress=progress)

@@ -45,6 +45,8 @@ def init(
     v_stop: str = typer.Option("loss", "--v-stop", help="Store setting: when v* stops a fact early: loss (its NLL + KL below MEMIT's stop loss) or most-probable (also once its object is the greedy choice in all its contexts; see docs/MEMIT.md)."),
     refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
     batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Store setting: sleep refreshes a cycle's degraded facts in one constrained solve."),
+    ppl_bound: float = typer.Option(0.05, "--ppl-bound", help="Store setting: sleep rolls back a refresh that leaves PPL more than this fraction above the cycle's reading before it; 0 turns the check off."),
+    ppl_budget: float = typer.Option(None, "--ppl-budget", help="Store setting: sleep rolls back a refresh that leaves PPL more than this fraction above the base model's (e.g. 0.01), however earlier cycles moved it; default: no store-wide limit."),
     fmt: Format = FormatOpt,
 ):
     """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""
@@ -59,7 +61,7 @@ def init(
     with progress_bars(True) as progress:
         engine = EngineConfig(
             cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
-            refresh_strategy=refresh_strategy, batch_refresh=batch_refresh,
+            refresh_strategy=refresh_strategy, batch_refresh=batch_refresh, ppl_bound=ppl_bound or None, ppl_budget=ppl_budget,
         )
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, memit=memit, engine=engine, progress=progress)
     try:

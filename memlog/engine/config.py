@@ -38,6 +38,9 @@ class EngineConfig:
     prune_policy: str = "least-recently-healthy"
     copy_prune_count: int = 3  # copy mode (the paper's bug): entries pruned per cycle while over the cap
     ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
+    # roll back a refresh that leaves PPL more than this fraction above the base model's (the
+    # store's ``base`` reading), however the earlier cycles moved it; None: no store-wide limit
+    ppl_budget: float | None = None
     max_cycles: int = 10
     audit_after_inject: bool = True
     # stop refreshing a fact that stays degraded through this many refreshes in a row (None: never)
@@ -105,8 +108,22 @@ class EngineConfig:
             raise UserError(f"stale_after must be at least 1 refresh (or None), got {self.stale_after}")
         if self.consolidate_above is not None and self.consolidate_above < 1:
             raise UserError(f"consolidate_above must be at least 1 column (or None), got {self.consolidate_above}")
-        if self.ppl_bound is not None and self.ppl_bound <= 0:
+        if self.ppl_bound is not None and not self.ppl_bound > 0:  # NaN is refused too
             raise UserError(f"ppl bound must be positive (a fraction such as 0.05), got {self.ppl_bound}")
+        if self.ppl_budget is not None and not self.ppl_budget > 0:
+            raise UserError(f"--ppl-budget must be positive (a fraction of the base PPL such as 0.01), got {self.ppl_budget}")
+
+    def ppl_ceiling(self, ppl_before: float, base_ppl: float | None) -> float | None:
+        """The highest perplexity a refresh may leave: ``ppl_bound`` over the cycle's reading
+        before it, ``ppl_budget`` over the base model's, whichever is lower (None: no check)."""
+        limits = []
+        if self.ppl_bound is not None:
+            limits.append(ppl_before * (1.0 + self.ppl_bound))
+        if self.ppl_budget is not None:
+            if base_ppl is None:
+                raise UserError("--ppl-budget needs the base model's perplexity, and this store's log has no base reading")
+            limits.append(base_ppl * (1.0 + self.ppl_budget))
+        return min(limits) if limits else None
 
     def to_dict(self) -> dict:
         return asdict(self)

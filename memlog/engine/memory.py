@@ -37,7 +37,7 @@ from memlog.replay.points import Point
 from memlog.replay.replay import replay_report
 from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
-from memlog.store.events import EditReverted, Event, FactInjected, RecallAudited, SleepTriggered, StoreCreated, blob_refs
+from memlog.store.events import EditReverted, Event, FactInjected, PerplexityMeasured, RecallAudited, SleepTriggered, StoreCreated, blob_refs
 from memlog.store.records import AuditResult, LayerDelta
 from memlog.store.store import Store
 
@@ -143,6 +143,14 @@ class Memory:
                     self.store.blobs.remove(sha)
                 except OSError:
                     return  # left for `memlog gc`
+
+    @property
+    def base_ppl(self) -> float | None:
+        """The base model's perplexity, read when the store was created (None: not recorded)."""
+        for item in self.logged:
+            if isinstance(item.event, PerplexityMeasured) and item.event.phase == "base":
+                return item.event.ppl
+        return None
 
     def solve_settings(self, config: EngineConfig | None = None) -> dict:
         """The settings new edits are solved with in this session (header, then overrides), as

@@ -135,11 +135,12 @@ def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_
         )
         mem.emit(event, project=i == len(pairs) - 1)
     out.reverted = 0 if correct else len(pairs)
-    if config.ppl_bound is not None:
+    ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)
+    if ceiling is not None:
         ppl_now = mem.editor.perplexity()
-        if ppl_now > ppl_before * (1.0 + config.ppl_bound):
+        if ppl_now > ceiling:
             for i, (_, entry) in enumerate(pairs):
-                rolled = RefreshRolledBack(edit_id=entry.edit_id, version=versions[i], ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle)
+                rolled = RefreshRolledBack(edit_id=entry.edit_id, version=versions[i], ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle, ppl_limit=ceiling)
                 mem.emit(rolled, project=i == len(pairs) - 1)
             out.rolled_back = len(pairs)
             return out

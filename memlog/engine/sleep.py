@@ -12,7 +12,8 @@ A cycle:
    record the revert and the refresh. Each refreshed fact joins the protected set for the
    next refresh of the same cycle. When the protection leaves no room the solve is retried
    once protecting a subset that does (``memlog.engine.constraints``); when that fails too,
-   ``RefreshFailed`` records why and the edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound`` is
+   ``RefreshFailed`` records why and the edit stays applied as it was. A refresh that raises perplexity beyond ``ppl_bound``
+   (over the cycle's reading before it) or beyond ``ppl_budget`` (over the base model's) is
    rolled back (an event), and the edit's next version is numbered after the rolled-back
    one. An edit the user reverted is left alone (``held``);
 6. prune, only when over the cap;
@@ -157,6 +158,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         t = time.perf_counter()
         ppl_before = mem.editor.perplexity()
         mem.emit(PerplexityMeasured(ppl=ppl_before, phase="sleep-before", cycle=cycle))
+        ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)  # a refresh that leaves more is rolled back
         steps["ppl_before"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -238,11 +240,11 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                 ),
                 project=True,
             )
-            if config.ppl_bound is not None:
+            if ceiling is not None:
                 ppl_now = mem.editor.perplexity()
-                if ppl_now > ppl_before * (1.0 + config.ppl_bound):
+                if ppl_now > ceiling:
                     mem.emit(
-                        RefreshRolledBack(edit_id=edit_id, version=version, ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle),
+                        RefreshRolledBack(edit_id=edit_id, version=version, ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle, ppl_limit=ceiling),
                         project=True,
                     )
                     rolled_back += 1

@@ -124,7 +124,8 @@ class EditRefreshed(Event, tag="EditRefreshed"):
 
 
 class RefreshRolledBack(Event, tag="RefreshRolledBack"):
-    """A refresh that raised perplexity beyond the bound was undone (its version is inactive again)."""
+    """A refresh that raised perplexity beyond the bound was undone (its version is inactive again).
+    ``ppl_limit``: the ceiling it crossed (``EngineConfig.ppl_ceiling``; absent in older logs)."""
 
     edit_id: str
     version: int
@@ -132,6 +133,7 @@ class RefreshRolledBack(Event, tag="RefreshRolledBack"):
     ppl_after: float
     cycle: int | None
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+    ppl_limit: float | None = None
 
 
 class RefreshFailed(Event, tag="RefreshFailed"):
