@@ -8,7 +8,7 @@ The store must hold the first facts of ``mixed_pool(--facts, seed=--seed, names=
 ``memlog experiment capacity`` (or ``scripts/capacity_runs.py``) wrote them; the script checks
 that, then injects the rest of the pool wave by wave (``--batch-size`` facts per MEMIT solve) and
 sleeps until converged after each (``experiments.capacity.run_wave``), appending each wave's row
-to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--norm-penalty``, ``--v-stop`` and ``--batch-refresh`` apply to this
+to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh`` and ``--ppl-budget`` apply to this
 session only (the store's header keeps its settings).
 With ``--until HH:MM`` (UTC) no new wave starts after that time.
 """
@@ -42,13 +42,14 @@ def main() -> None:
     parser.add_argument("--norm-penalty", type=float, default=None, help="override the store's MEMIT norm penalty ρ for new edits")
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="override the store's v* early stop for new edits")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
+    parser.add_argument("--ppl-budget", type=float, default=None, help="override the store's PPL budget: sleep keeps no refresh that leaves PPL more than this fraction above the base model's")
     parser.add_argument("--up-to", type=int, default=None, help="stop once this many facts are stored (default: the whole pool)")
     parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     setup_threads()
     pool = mixed_pool(args.facts, seed=args.seed, names=args.names)
-    overrides = {"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles, "protect_positions": args.protect, "protect_energy": args.protect_energy, "batch_refresh": args.batch_refresh or None}
+    overrides = {"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles, "protect_positions": args.protect, "protect_energy": args.protect_energy, "batch_refresh": args.batch_refresh or None, "ppl_budget": args.ppl_budget}
     mem = open_memory(args.store, engine_overrides=overrides, memit_overrides={"norm_penalty": args.norm_penalty, "v_stop": args.v_stop})
     try:
         stored = len(mem.ledger.facts)
@@ -66,7 +67,7 @@ def main() -> None:
             number = (stored + first) // args.wave + 1
             row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
             with args.out.open("a") as fh:
-                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop}) + "\n")
+                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop, "ppl_budget": mem.config.ppl_budget}) + "\n")
             log(f"wave {number}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, {row.cycles} cycles, "
                 f"{row.refreshed} refreshed, PPL {row.ppl_after_sleep:.3f}, inject {row.inject_seconds:.0f}s, sleep {row.sleep_seconds:.0f}s")
     finally:
