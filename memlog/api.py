@@ -67,12 +67,15 @@ def open(  # noqa: A001 - the front door is ``memlog.open``
     writable: bool = True,
     device: str | None = None,
     lm: LoadedModel | None = None,
+    memit_overrides: dict | None = None,
     **engine_overrides,
 ) -> Memory:
     """Open the store at ``path`` with the model it was created for (loaded unless ``lm`` is
     given; a model with another fingerprint is refused) and project its head onto the weights.
 
     ``writable=False`` opens it read-only (no writer lock). ``engine_overrides`` change the
-    store's engine policy for this session (e.g. ``cap=40``).
+    store's engine policy for this session (e.g. ``cap=40``); ``memit_overrides`` the MEMIT
+    settings a session may change (``norm_penalty``, ``v_stop``: how new edits are solved).
+    Each edit records the settings it was solved with (``FactInjected.settings``).
     """
-    return open_memory(Path(path), lm=lm, writable=writable, device=device, engine_overrides=engine_overrides or None)
+    return open_memory(Path(path), lm=lm, writable=writable, device=device, engine_overrides=engine_overrides or None, memit_overrides=memit_overrides)

@@ -80,8 +80,9 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "unknown protected positions 'paragraph'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--protect-energy", "1.5")
     assert code == 1 and "--protect-energy must be in (0, 1]" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--norm-penalty", "-0.5")
-    assert code == 1 and "--norm-penalty must be >= 0" in err and not (tmp_path / "bad").exists()
+    for bad in ("-0.5", "inf"):
+        code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--norm-penalty", bad)
+        assert code == 1 and "--norm-penalty must be >= 0" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--v-stop", "never")
     assert code == 1 and "unknown v* stop 'never'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--ppl-budget", "-0.01")

@@ -306,7 +306,7 @@ def test_config_validation():
         MemitConfig(layers=())
     with pytest.raises(UserError):
         MemitConfig(lam=0)
-    for bad in (-0.1, float("nan")):
+    for bad in (-0.1, float("nan"), float("inf"), 1e7):
         with pytest.raises(UserError, match="--norm-penalty must be >= 0"):
             MemitConfig(norm_penalty=bad)
     with pytest.raises(UserError, match="unknown v\\* stop 'sometimes'"):

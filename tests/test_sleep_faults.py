@@ -340,12 +340,39 @@ def test_the_ppl_budget_holds_against_the_base_model_where_the_per_cycle_bound_w
             else:
                 assert mem.base_ppl == pytest.approx(10.0)
                 assert report.cycles[0].refreshed == 0 and len({r.edit_id for r in rolled}) == kept_without_budget
+                assert report.cycles[0].rolled_back == len(degraded)  # facts, however often each was tried
                 assert len(rolled) == kept_without_budget if not batch_refresh else len(rolled) > kept_without_budget  # batched: halved first
                 assert {r.edit_id for r in rolled} == {mem.ledger.entry_for_fact(f).edit_id for f in degraded}
                 assert all(r.ppl_limit == pytest.approx(10.0 * 1.002) and r.ppl_after > r.ppl_limit for r in rolled)
                 assert all(mem.ledger.entry_for_fact(f).version == 1 and mem.ledger.entry_for_fact(f).applied for f in degraded)
         finally:
             mem.close()
+
+
+@pytest.mark.parametrize("budget, halves", [(0.002, 2), (0.0005, 0)])
+def test_a_batch_that_every_fact_pushes_over_the_guard_costs_at_most_two_solves_beyond_the_per_fact_path(tmp_path, budget, halves):
+    """Every degraded fact's refresh crosses the budget: the batch is rolled back, its two halves
+    are too, and the splitting stops there (the per-fact path takes the facts); when the cycle
+    starts over the budget it is not split at all. The cycle counts facts, not attempts."""
+    from memlog.store.events import PerplexityMeasured
+
+    engine = EngineConfig(wake="unconstrained", ppl_bound=0.05, ppl_budget=budget, batch_refresh=True, stale_after=None)
+    mem = keyed_memory(tmp_path / "s", engine, interference=2, d_in=64, ppl_spike=0.05)
+    try:
+        with mem.unit():
+            mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))
+        mem.inject(fact_pool(8, seed=3))  # PPL 10.008: under a 0.2 % budget, over a 0.05 % one
+        degraded = _degraded_ids(mem)
+        assert len(degraded) >= 4
+        mem.editor.spiky = set(degraded)
+        solves_before = mem.editor.edits
+        cycle = mem.sleep(cycles=1).cycles[0]
+        assert mem.editor.edits - solves_before == 1 + halves + len(degraded)
+        assert (cycle.refreshed, cycle.rolled_back, cycle.reverted) == (0, len(degraded), len(degraded))  # reinject: each reverted once
+        attempts = 3 if halves else 2  # the batch, its halves, each fact alone
+        assert len(_events(mem, RefreshRolledBack)) == len(_events(mem, EditReverted)) == attempts * len(degraded)
+    finally:
+        mem.close()
 
 
 def test_a_ppl_budget_needs_a_base_reading_and_a_positive_fraction(tmp_path):
@@ -362,5 +389,23 @@ def test_a_ppl_budget_needs_a_base_reading_and_a_positive_fraction(tmp_path):
         with pytest.raises(UserError, match="no base reading"):
             mem.sleep(cycles=1)
         assert mem.store.log.head_seq() == head  # the cycle wrote nothing
+    finally:
+        mem.close()
+
+
+def test_a_refresh_that_leaves_perplexity_unreadable_is_rolled_back(tmp_path):
+    """A NaN perplexity is over any ceiling (a comparison with NaN is false either way)."""
+    facts = fact_pool(8, seed=3)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05), interference=2, ppl_spike=float("nan"))
+    try:
+        mem.inject(facts)
+        degraded = _degraded_ids(mem)
+        mem.editor.spiky = set(degraded)
+        cycle = mem.sleep(cycles=1).cycles[0]
+        assert degraded and (cycle.refreshed, cycle.rolled_back) == (0, len(degraded))
+        assert all(r.ppl_after is None for r in _events(mem, RefreshRolledBack))  # NaN is logged as unreadable
+        settings = [e.settings for e in _events(mem, EditRefreshed)]
+        assert settings and all(s == {"protect_positions": "subject", "protect_energy": 1.0, "norm_penalty": None, "v_stop": None} for s in settings)
+        assert all(e.settings["wake"] == "unconstrained" and e.settings["protect_positions"] is None for e in _events(mem, FactInjected))
     finally:
         mem.close()

@@ -101,6 +101,26 @@ def test_every_position_of_the_prompt_and_object_is_held_with_all(embedded_token
     assert held.constraint_rank[1] > objects_only.constraint_rank[1]
 
 
+def test_holding_every_position_leaves_out_a_fact_whose_prompt_starts_with_the_new_subject(embedded_tokenizer):
+    """With ``all``, "Aria Nakamura lives in" holds the key at "Aria", which is the key of a new
+    fact about "Aria": holding it would make that edit a no-op at its own key, silently. The
+    engine leaves such a fact out of the protection (as it does a fact with the same subject);
+    holding the object positions only, it stays protected."""
+    from memlog.engine.constraints import protectable
+
+    lm = _tiny(embedded_tokenizer)
+    covs = _covs(lm, CHEAP)
+    old = [Fact("Aria Nakamura", "lives in", "Thessaloniki"), Fact("Bo Lindqvist", "lives in", "Valparaiso")]
+    new = Fact("Aria", "works as", "pilot")
+    stuck = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old), "all"))
+    assert max(residuals(lm, stuck.deltas, [new])) <= 1e-4  # the bug: the new key cannot move
+    assert protectable(old, [new], "all") == old[1:]
+    assert protectable(old, [new], "object") == old
+    kept = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(protectable(old, [new], "all")), "all"))
+    assert min(residuals(lm, kept.deltas, [new])) > 1e-2
+    assert max(residuals(lm, kept.deltas, old[1:], "all")) <= 1e-4
+
+
 def test_paraphrase_phrasings_are_held_when_asked(embedded_tokenizer):
     """``positions="subject+paraphrases"``: the subject's last token in each paraphrase that
     contains the subject is held as well (one more key per such paraphrase; a paraphrase

@@ -14,6 +14,10 @@ DEFAULT_LAYERS: tuple[int, ...] = tuple(range(2, 10))  # measured on the embedde
 V_STOPS = ("loss", "most-probable")  # when v* stops a fact early (memlog.core.vstar.compute_v_star)
 
 
+# ρ above this shrinks every update by a factor of about a million or more: a typo, not a setting
+MAX_NORM_PENALTY = 1e6
+
+
 @dataclass(frozen=True)
 class MemitConfig:
     """MEMIT hyper-parameters. From the paper: v* 30 steps at lr 0.5, 200 covariance samples.
@@ -63,5 +67,7 @@ class MemitConfig:
             raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1, cov_seq_len >= 2 and v_paraphrases >= 0 are required")
         if self.v_stop not in V_STOPS:
             raise UserError(f"unknown v* stop {self.v_stop!r}; choose {' or '.join(V_STOPS)}")
-        if not self.norm_penalty >= 0:  # also refuses NaN
-            raise UserError(f"--norm-penalty must be >= 0, got {self.norm_penalty}")
+        if isinstance(self.norm_penalty, bool) or not isinstance(self.norm_penalty, (int, float)):
+            raise UserError(f"--norm-penalty must be a number, got {self.norm_penalty!r}")
+        if not 0 <= self.norm_penalty <= MAX_NORM_PENALTY:  # also refuses NaN and infinity
+            raise UserError(f"--norm-penalty must be >= 0 and at most {MAX_NORM_PENALTY:g} (larger leaves no update), got {self.norm_penalty}")

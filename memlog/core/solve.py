@@ -65,8 +65,8 @@ def _cholesky(A: torch.Tensor, what: str) -> torch.Tensor:
 
 def penalised_covariance(C: torch.Tensor, norm_penalty: float) -> torch.Tensor:
     """``C + ρ·(tr C / d_in)·I``: solving with it adds ``λρ·(tr C / d_in)·‖ΔW‖²_F`` to the objective."""
-    if norm_penalty < 0:
-        raise ValueError(f"the norm penalty must be >= 0, got {norm_penalty}")
+    if not (norm_penalty >= 0 and math.isfinite(norm_penalty)):
+        raise ValueError(f"the norm penalty must be finite and >= 0, got {norm_penalty}")
     if norm_penalty == 0:
         return C
     mean_eigenvalue = C.diagonal().sum() / C.shape[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from memlog.errors import UserError
@@ -20,6 +21,11 @@ WAKE_MODES = ("constrained", "unconstrained")
 # "all": every position of the prompt and the object (about 10 keys per fact)
 PROTECT_POSITIONS = ("subject", "object", "subject+paraphrases", "object+paraphrases", "all")
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
+
+
+def finite_or_none(ppl: float) -> float | None:
+    """A perplexity as an event may hold it: None for NaN or infinity (JSON has neither)."""
+    return ppl if math.isfinite(ppl) else None
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class EngineConfig:
     ppl_budget: float | None = None
     max_cycles: int = 10
     audit_after_inject: bool = True
-    # stop refreshing a fact that stays degraded through this many refreshes in a row (None: never)
+    # stop refreshing a fact that stays degraded through this many sleep cycles in a row with a
+    # refresh of it (a cycle counts once however often its refresh was tried; None: never)
     stale_after: int | None = 3
     auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this
     # which audit measure makes a fact degraded for sleep: exact-prompt recall, paraphrase recall

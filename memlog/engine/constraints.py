@@ -41,7 +41,7 @@ import torch
 from memlog.core.facts import Fact
 from memlog.core.memit import Protection
 from memlog.core.solve import NullSpaceError
-from memlog.engine.wake import shared_key
+from memlog.engine.wake import holds_a_key_of, shared_key
 
 BLOCKING_COSINE = 0.99  # a protected key this aligned with the refreshed key blocks any edit of it
 FREE_FRACTION = 0.5  # at most this fraction of the key dimensions is constrained in the retry
@@ -49,10 +49,11 @@ FREE_FRACTION = 0.5  # at most this fraction of the key dimensions is constraine
 KeySet = dict[int, torch.Tensor]  # layer -> (d_in × M) keys, one column per fact
 
 
-def protectable(protected: list[Fact], editing: list[Fact]) -> list[Fact]:
-    """``protected`` less the facts that share a key (subject) with one of ``editing``."""
+def protectable(protected: list[Fact], editing: list[Fact], positions: str = "subject") -> list[Fact]:
+    """``protected`` less the facts whose held keys at ``positions`` include the key of one of
+    ``editing`` (the same subject; ``memlog.engine.wake.holds_a_key_of``)."""
     keys = {shared_key(f) for f in editing}
-    return [f for f in protected if shared_key(f) not in keys]
+    return [f for f in protected if not holds_a_key_of(f, keys, positions)]
 
 
 def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
@@ -87,7 +88,7 @@ def solve_refresh(editor, fact: Fact, protected: list[Fact], protection: Callabl
 
     Returns ``(result, facts protected)``. Raises the solver's ``UserError`` when neither solve works.
     """
-    protected = protectable(protected, [fact])
+    protected = protectable(protected, [fact], protection([]).positions)
     try:
         return editor.edit([fact], protect=protection(protected)), protected
     except NullSpaceError:

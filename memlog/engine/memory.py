@@ -152,15 +152,18 @@ class Memory:
                 return item.event.ppl
         return None
 
-    def solve_settings(self, config: EngineConfig | None = None) -> dict:
+    def solve_settings(self, config: EngineConfig | None = None, refresh: bool = False) -> dict:
         """The settings new edits are solved with in this session (header, then overrides), as
-        ``FactInjected.settings`` and ``EditRefreshed.settings`` record them."""
+        ``FactInjected.settings`` and (``refresh``) ``EditRefreshed.settings`` record them: a
+        wake edit's mode and, when constrained, what it held; a refresh (always constrained)
+        what it held; both MEMIT's norm penalty and v* stop."""
         config = config or self.config
         memit = getattr(self.editor, "config", None)
+        held = refresh or config.wake == "constrained"
         return {
-            "wake": config.wake,
-            "protect_positions": config.protect_positions,
-            "protect_energy": config.protect_energy,
+            **({} if refresh else {"wake": config.wake}),
+            "protect_positions": config.protect_positions if held else None,
+            "protect_energy": config.protect_energy if held else None,
             "norm_penalty": getattr(memit, "norm_penalty", None),
             "v_stop": getattr(memit, "v_stop", None),
         }

@@ -17,9 +17,13 @@ degraded edits (those not held by the user) together:
 3. with a perplexity bound, measure once; over the bound, every refresh of the batch is
    rolled back (one ``RefreshRolledBack`` per fact).
 
-4. a batch that was rolled back is split in two halves, each tried the same way (the second
-   protecting the first if it was kept), down to pieces of two facts: a few facts that push
-   perplexity over the bound cost about log₂ N more solves instead of one solve per fact.
+4. a batch of four or more that was rolled back is split in two halves, each tried the same
+   way (the second protecting the first if it was kept). While exactly one half is rolled back
+   it is split again (down to pieces of two or three facts), so one fact that pushes perplexity
+   over the guard costs about 2·log₂ N more solves instead of one solve per fact; when both
+   halves are rolled back (many such facts), or the cycle started over the store-wide
+   ``ppl_budget`` (every piece would be), the splitting stops and the per-fact path takes what
+   is left, so the worst case stays within a few solves of the per-fact path's.
 
 When the batched solve raises (the constraint leaves no room for one of the keys), nothing is
 kept from it; what no piece kept goes through the per-fact path (``memlog.engine.sleep``),
@@ -43,6 +47,7 @@ import time
 from dataclasses import dataclass, field
 
 from memlog.engine import revert_check
+from memlog.engine.config import finite_or_none
 from memlog.engine.constraints import protectable
 from memlog.engine.ingest import column_deltas
 from memlog.engine.wake import protection_of
@@ -53,14 +58,24 @@ from memlog.store.events import EditRefreshed, EditReverted, RefreshRolledBack
 
 @dataclass
 class BatchRefresh:
-    """What the batched refresh did: ``done`` the fact ids it refreshed (the per-fact path skips them)."""
+    """What the batched refresh did: ``done`` the fact ids it refreshed (the per-fact path skips
+    them); ``reverted_ids`` and ``rolled_back_ids`` every fact id that a revert or a rollback
+    touched in some attempt (the cycle counts facts, not attempts)."""
 
     done: set[str] = field(default_factory=set)
     tried: set[str] = field(default_factory=set)  # the fact ids of the last solve (kept or rolled back)
     refreshed: int = 0
-    reverted: int = 0
-    rolled_back: int = 0
+    rolled_back: int = 0  # of the last solve: how many of its refreshes were rolled back
+    reverted_ids: set[str] = field(default_factory=set)
+    rolled_back_ids: set[str] = field(default_factory=set)
     protected: list = field(default_factory=list)
+
+    def absorb(self, part: "BatchRefresh") -> None:
+        self.done |= part.done
+        self.refreshed += part.refreshed
+        self.reverted_ids |= part.reverted_ids
+        self.rolled_back_ids |= part.rolled_back_ids
+        self.protected = part.protected
 
 
 def applies(config) -> bool:
@@ -69,21 +84,27 @@ def applies(config) -> bool:
 
 def refresh_together(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
     """Refresh ``degraded`` (fact states) in one solve protecting ``protected`` (facts), halving
-    a batch the perplexity bound rolled back (see the module doc). ``broken`` maps the facts the
+    a batch the perplexity guard rolled back (see the module doc). ``broken`` maps the facts the
     revert check moved into ``degraded`` to the completion it read (their reverts say so);
     ``n_reverted`` is how many edits it left out."""
     out = _refresh_once(mem, config, cycle, degraded, protected, ppl_before, broken, n_reverted)
-    if out.rolled_back < 4:  # halves of at least two facts each
+    ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)
+    if ceiling is not None and ppl_before >= ceiling:  # the cycle starts over the budget: no piece would do better
         return out
-    tried = [s for s in degraded if s.fact.fact_id in out.tried]
-    middle = len(tried) // 2
-    for half in (tried[:middle], tried[middle:]):
-        part = refresh_together(mem, config, cycle, half, out.protected, ppl_before, broken, n_reverted)
-        out.done |= part.done
-        out.refreshed += part.refreshed
-        out.reverted += part.reverted
-        out.rolled_back += part.rolled_back
-        out.protected = part.protected
+    pieces = [s for s in degraded if s.fact.fact_id in out.tried] if out.rolled_back >= 4 else []
+    while pieces:  # halves of at least two facts each
+        middle = len(pieces) // 2
+        halves = (pieces[:middle], pieces[middle:])
+        failed = []
+        for half in halves:
+            part = _refresh_once(mem, config, cycle, half, out.protected, ppl_before, broken, n_reverted)
+            out.absorb(part)
+            if part.rolled_back:
+                failed.append([s for s in half if s.fact.fact_id in part.tried])
+        # split further only while one half is kept: the facts that raise perplexity are few and
+        # bisection finds them in about 2·log₂ N solves; when both halves fail they are many,
+        # and the per-fact path (one solve each) is cheaper than splitting on
+        pieces = failed[0] if len(failed) == 1 and len(failed[0]) >= 4 else []
     return out
 
 
@@ -103,7 +124,7 @@ def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_
     start = time.perf_counter()
     if not correct:  # reinject: solve on the weights without the degraded edits
         mem.projector.project([e for e in ledger.applied_entries() if e.edit_id not in ids])
-    held = protectable(list(protected), facts)
+    held = protectable(list(protected), facts, config.protect_positions)
     try:
         result = mem.editor.edit(facts, protect=protection_of(config, held))
     except UserError:
@@ -131,18 +152,20 @@ def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_
             cycle=cycle,
             seconds=share,
             strategy=config.refresh_strategy,
-            settings=mem.solve_settings(config),
+            settings=mem.solve_settings(config, refresh=True),
         )
         mem.emit(event, project=i == len(pairs) - 1)
-    out.reverted = 0 if correct else len(pairs)
+    if not correct:
+        out.reverted_ids = set(out.tried)
     ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)
     if ceiling is not None:
         ppl_now = mem.editor.perplexity()
-        if ppl_now > ceiling:
+        if not ppl_now <= ceiling:  # NaN is over any ceiling
             for i, (_, entry) in enumerate(pairs):
-                rolled = RefreshRolledBack(edit_id=entry.edit_id, version=versions[i], ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle, ppl_limit=ceiling)
+                rolled = RefreshRolledBack(edit_id=entry.edit_id, version=versions[i], ppl_before=ppl_before, ppl_after=finite_or_none(ppl_now), cycle=cycle, ppl_limit=ceiling)
                 mem.emit(rolled, project=i == len(pairs) - 1)
             out.rolled_back = len(pairs)
+            out.rolled_back_ids = set(out.tried)
             return out
     out.done = {s.fact.fact_id for s, _ in pairs}
     out.refreshed = len(pairs)

@@ -39,7 +39,9 @@ edit still applied, and the new version stores the old factors with the correcti
 moves the facts that the reverts alone break into D (``memlog.engine.revert_check``).
 
 ``batch_refresh`` (in-place, either strategy) first refreshes all of step 5's edits in one
-constrained solve (``memlog.engine.refresh_batch``); what that cannot do goes one by one.
+constrained solve (``memlog.engine.refresh_batch``), halving a batch a perplexity guard rolls
+back; what that cannot do goes one by one. The cycle's ``reverted`` and ``rolled_back`` count
+facts, not attempts.
 
 ``consolidate_above`` N: after the last cycle, when the projection concatenates more than N
 factor columns at some edit layer, the applied edits are consolidated (``memlog.engine.consolidate``,
@@ -53,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from memlog.engine.audit_measures import is_healthy
-from memlog.engine.config import COPY_MODE_CAP, EngineConfig
+from memlog.engine.config import COPY_MODE_CAP, EngineConfig, finite_or_none
 from memlog.engine import revert_check
 from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_width
 from memlog.engine.constraints import solve_refresh
@@ -180,13 +182,15 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             steps["revert_check"] = time.perf_counter() - t
         protected = [fact_of(s.fact) for s in healthy]  # their audit keys, re-read at every refresh
 
-        refreshed = reverted = rolled_back = blocked = held = 0
+        refreshed = blocked = held = 0
+        reverted_ids: set[str] = set()  # facts, not attempts: a batch that is halved tries some facts twice
+        rolled_back_ids: set[str] = set()
         failed: list[str] = []
         t = time.perf_counter()
         together = BatchRefresh()
         if applies(config):  # one solve for all of them first; what it leaves goes one by one below
             together = refresh_together(mem, config, cycle, degraded, protected, ppl_before, broken, checked.get("revert_edits", 0))
-            refreshed, reverted, rolled_back = together.refreshed, together.reverted, together.rolled_back
+            refreshed, reverted_ids, rolled_back_ids = together.refreshed, set(together.reverted_ids), set(together.rolled_back_ids)
             protected = together.protected
         for n, state in enumerate(degraded):
             progress("refresh", n, len(degraded))
@@ -218,7 +222,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             if not correct:
                 why = revert_check.reason(broken[fact.fact_id], checked["revert_edits"]) if fact.fact_id in broken else "degraded"
                 mem.emit(EditReverted(edit_id=entry.edit_id, version=entry.version, reason=why, cycle=cycle), project=True)
-                reverted += 1
+                reverted_ids.add(fact.fact_id)
             if config.refresh_mode == "copy":
                 edit_id, version, copy_of = ledger.next_edit_id(), 1, entry.edit_id
             else:
@@ -236,23 +240,25 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     copy_of=copy_of,
                     seconds=float(getattr(result, "seconds", 0.0)),
                     strategy=config.refresh_strategy,
-                    settings=mem.solve_settings(config),
+                    settings=mem.solve_settings(config, refresh=True),
                 ),
                 project=True,
             )
             if ceiling is not None:
                 ppl_now = mem.editor.perplexity()
-                if ppl_now > ceiling:
+                if not ppl_now <= ceiling:  # NaN is over any ceiling
                     mem.emit(
-                        RefreshRolledBack(edit_id=edit_id, version=version, ppl_before=ppl_before, ppl_after=ppl_now, cycle=cycle, ppl_limit=ceiling),
+                        RefreshRolledBack(edit_id=edit_id, version=version, ppl_before=ppl_before, ppl_after=finite_or_none(ppl_now), cycle=cycle, ppl_limit=ceiling),
                         project=True,
                     )
-                    rolled_back += 1
+                    rolled_back_ids.add(fact.fact_id)
                     continue
+            rolled_back_ids.discard(fact.fact_id)  # rolled back in a batch, kept alone
             refreshed += 1
             protected = protected + [fact]
         progress("refresh", len(degraded), len(degraded))
         steps["refresh"] = time.perf_counter() - t
+        reverted, rolled_back = len(reverted_ids), len(rolled_back_ids - together.done)
 
         t = time.perf_counter()
         pruned = _prune(mem, config, cycle)

@@ -33,6 +33,19 @@ def shared_key(fact: Fact) -> str:
     return fact.prompt[: fact.subject_span[1]]
 
 
+def holds_a_key_of(fact: Fact, keys: set[str], positions: str) -> bool:
+    """Whether holding ``fact``'s audit keys at ``positions`` would hold the key of an edited
+    fact (``keys``: their ``shared_key``s), which would leave that edit no room at its own key.
+    Its own shared key is one; when every position is held (``"all"``), so is any prefix of its
+    prompt that is an edited fact's shared key (a causal model reads the same key there: "Aria"
+    in "Aria Nakamura lives in" is the key of "Aria works as"); with ``"+paraphrases"``, any
+    paraphrase that starts with one."""
+    if shared_key(fact) in keys:
+        return True
+    held = [fact.prompt] if positions == "all" else list(fact.paraphrases) if positions.endswith("+paraphrases") else []
+    return any(text.startswith(key) for text in held for key in keys)
+
+
 def protection_of(config, facts: list[Fact]) -> Protection:
     """What a constrained solve under ``config`` (an ``EngineConfig``) holds for ``facts``: their
     audit keys at ``protect_positions``, ``protect_energy`` of them."""
@@ -63,7 +76,7 @@ def wake_plan(mem, facts: list[Fact]) -> tuple[list[Fact], dict]:
     keys = {shared_key(f) for f in facts}
     others = protected_facts(mem.ledger, facts)
     companions = [f for f in others if shared_key(f) in keys]
-    protected = [f for f in others if shared_key(f) not in keys]
+    protected = [f for f in others if not holds_a_key_of(f, keys, mem.config.protect_positions)]
     return list(facts) + companions, {"protect": protection_of(mem.config, protected)}
 
 

@@ -125,12 +125,13 @@ class EditRefreshed(Event, tag="EditRefreshed"):
 
 class RefreshRolledBack(Event, tag="RefreshRolledBack"):
     """A refresh that raised perplexity beyond the bound was undone (its version is inactive again).
-    ``ppl_limit``: the ceiling it crossed (``EngineConfig.ppl_ceiling``; absent in older logs)."""
+    ``ppl_limit``: the ceiling it crossed (``EngineConfig.ppl_ceiling``; absent in older logs).
+    ``ppl_after`` is None when the perplexity after it was not a finite number."""
 
     edit_id: str
     version: int
     ppl_before: float
-    ppl_after: float
+    ppl_after: float | None
     cycle: int | None
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
     ppl_limit: float | None = None
@@ -161,7 +162,8 @@ class EditPruned(Event, tag="EditPruned"):
 
 
 class RefreshSuspended(Event, tag="RefreshSuspended"):
-    """Sleep stops refreshing a fact that stayed degraded through ``refreshes`` refreshes in a row;
+    """Sleep stops refreshing a fact that stayed degraded through ``refreshes`` cycles in a row
+    that refreshed it (``memlog.engine.stale``; a cycle counts once however often it tried);
     it is refreshed again once it is recalled in an audit or injected anew."""
 
     fact_id: str
