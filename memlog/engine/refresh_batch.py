@@ -82,13 +82,16 @@ def applies(config) -> bool:
     return bool(config.batch_refresh) and config.refresh_mode == "in-place"
 
 
-def refresh_together(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
+def refresh_together(
+    mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, ceiling: float | None, broken=None, n_reverted: int = 0
+) -> BatchRefresh:
     """Refresh ``degraded`` (fact states) in one solve protecting ``protected`` (facts), halving
-    a batch the perplexity guard rolled back (see the module doc). ``broken`` maps the facts the
+    a batch the perplexity guard rolled back (see the module doc). ``ceiling`` is the cycle's
+    (``EngineConfig.ppl_ceiling``: a refresh that leaves more is rolled back; None: no check),
+    ``ppl_before`` the reading it was set from. ``broken`` maps the facts the
     revert check moved into ``degraded`` to the completion it read (their reverts say so);
     ``n_reverted`` is how many edits it left out."""
-    out = _refresh_once(mem, config, cycle, degraded, protected, ppl_before, broken, n_reverted)
-    ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)
+    out = _refresh_once(mem, config, cycle, degraded, protected, ppl_before, ceiling, broken, n_reverted)
     if ceiling is not None and ppl_before >= ceiling:  # the cycle starts over the budget: no piece would do better
         return out
     pieces = [s for s in degraded if s.fact.fact_id in out.tried] if out.rolled_back >= 4 else []
@@ -97,7 +100,7 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
         halves = (pieces[:middle], pieces[middle:])
         failed = []
         for half in halves:
-            part = _refresh_once(mem, config, cycle, half, out.protected, ppl_before, broken, n_reverted)
+            part = _refresh_once(mem, config, cycle, half, out.protected, ppl_before, ceiling, broken, n_reverted)
             out.absorb(part)
             if part.rolled_back:
                 failed.append([s for s in half if s.fact.fact_id in part.tried])
@@ -108,7 +111,9 @@ def refresh_together(mem, config, cycle: int, degraded: list, protected: list, p
     return out
 
 
-def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, broken=None, n_reverted: int = 0) -> BatchRefresh:
+def _refresh_once(
+    mem, config, cycle: int, degraded: list, protected: list, ppl_before: float, ceiling: float | None, broken=None, n_reverted: int = 0
+) -> BatchRefresh:
     """One batched solve for ``degraded``, kept or rolled back as a whole."""
     broken = broken or {}
     ledger = mem.ledger
@@ -133,7 +138,7 @@ def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_
         return out
     share = (time.perf_counter() - start) / len(facts)
     losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
-    versions = []
+    versions, settings = [], mem.solve_settings(config, refresh=True)
     if not correct:  # reinject: every revert first, then the refreshes
         for state, entry in pairs:
             fid = state.fact.fact_id
@@ -152,12 +157,11 @@ def _refresh_once(mem, config, cycle: int, degraded: list, protected: list, ppl_
             cycle=cycle,
             seconds=share,
             strategy=config.refresh_strategy,
-            settings=mem.solve_settings(config, refresh=True),
+            settings=settings,
         )
         mem.emit(event, project=i == len(pairs) - 1)
     if not correct:
         out.reverted_ids = set(out.tried)
-    ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)
     if ceiling is not None:
         ppl_now = mem.editor.perplexity()
         if not ppl_now <= ceiling:  # NaN is over any ceiling

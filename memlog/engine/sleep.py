@@ -189,7 +189,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         t = time.perf_counter()
         together = BatchRefresh()
         if applies(config):  # one solve for all of them first; what it leaves goes one by one below
-            together = refresh_together(mem, config, cycle, degraded, protected, ppl_before, broken, checked.get("revert_edits", 0))
+            together = refresh_together(mem, config, cycle, degraded, protected, ppl_before, ceiling, broken, checked.get("revert_edits", 0))
             refreshed, reverted_ids, rolled_back_ids = together.refreshed, set(together.reverted_ids), set(together.rolled_back_ids)
             protected = together.protected
         for n, state in enumerate(degraded):

@@ -101,8 +101,4 @@ def inject_wave(mem, facts: list[Fact], ppl_every: int = 0, progress: ProgressFn
 
 def base_ppl(mem) -> float | None:
     """The base model's perplexity recorded when the store was created."""
-    for item in mem.logged:
-        event = item.event
-        if isinstance(event, PerplexityMeasured) and event.phase == "base":
-            return event.ppl
-    return None
+    return mem.base_ppl
