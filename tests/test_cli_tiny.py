@@ -83,15 +83,20 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     for bad in ("-0.5", "inf"):
         code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--norm-penalty", bad)
         assert code == 1 and "--norm-penalty must be >= 0" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--cov-samples", "0")
+    assert code == 1 and "cov_samples >= 1" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--cov-samples", "10000000")
+    assert code == 1 and "10000000 samples of 64 tokens need" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--v-stop", "never")
     assert code == 1 and "unknown v* stop 'never'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--ppl-budget", "-0.01")
     assert code == 1 and "--ppl-budget must be positive" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable", "--ppl-budget", "0.01", "--ppl-bound", "0")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable", "--ppl-budget", "0.01", "--ppl-bound", "0", "--cov-samples", "40")
     assert code == 0, err
+    assert _covariance_samples(tmp_path / "s") == {40}
     assert (_engine_settings(tmp_path / "s")["ppl_budget"], _engine_settings(tmp_path / "s")["ppl_bound"]) == (0.01, None)
     memit = _header_config(tmp_path / "s")["memit"]
-    assert (memit["norm_penalty"], memit["v_stop"]) == (0.25, "most-probable")
+    assert (memit["norm_penalty"], memit["v_stop"], memit["cov_samples"]) == (0.25, "most-probable", 40)
     engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")
@@ -152,6 +157,17 @@ def _header_config(path) -> dict:
     store = Store.open(path)
     try:
         return store.log.header().config
+    finally:
+        store.close()
+
+
+def _covariance_samples(path) -> set[int]:
+    """The sample counts the store's logged covariances were estimated from."""
+    from memlog.store.store import Store
+
+    store = Store.open(path)
+    try:
+        return {item.event.n_samples for item in store.log.read(kinds=["CovarianceComputed"])}
     finally:
         store.close()
 
