@@ -98,6 +98,9 @@ class FakeEditor:
     def audit_keys(self, facts: list[Fact], positions: str = "subject"):
         return self.keys(facts)
 
+    def key_counts(self, facts: list[Fact], positions: str = "subject") -> list[int]:
+        return [1] * len(facts)
+
     def _recalled(self, fact: Fact) -> bool:
         version = self.weights.applied.get(fact.fact_id)
         if version is None:
@@ -154,7 +157,9 @@ class KeyedEditor(FakeEditor):
       constraint keys span every key dimension or the fact's own key lies in their span, and
       for any fact whose id is in ``unsolvable``;
     - ``perplexity()`` adds ``ppl_spike`` while a refreshed version of a fact in ``spiky`` is
-      applied (so the engine's PPL guard rolls that refresh back).
+      applied (so the engine's PPL guard rolls that refresh back);
+    - a protected fact holds ``keys_held`` keys (its key and ``keys_held - 1`` more random unit
+      vectors), as the real solve holds about 3 per fact at the object positions.
     """
 
     weights: KeyedWeights = None  # type: ignore[assignment]
@@ -162,9 +167,10 @@ class KeyedEditor(FakeEditor):
     spiky: set[str] = field(default_factory=set)
     ppl_spike: float = 5.0
     failures: int = 0
+    keys_held: int = 1
 
-    def key_of(self, fact: Fact) -> torch.Tensor:
-        rng = np.random.default_rng(_h("key", fact.subject))
+    def key_of(self, fact: Fact, index: int = 0) -> torch.Tensor:
+        rng = np.random.default_rng(_h("key", fact.subject) if index == 0 else _h("key", fact.subject, index))
         k = torch.from_numpy(rng.standard_normal(self.d_in).astype(np.float32))
         return k / k.norm()
 
@@ -176,7 +182,7 @@ class KeyedEditor(FakeEditor):
         from memlog.core.solve import NullSpaceError
 
         if protect is not None:
-            held = self.keys(list(protect.facts))
+            held = self.held_keys(list(protect.facts))
             constraint_keys = held if constraint_keys is None else {l: torch.cat([constraint_keys[l], held[l]], dim=1) for l in held}
         if constraint_keys is not None:
             block = next(iter(constraint_keys.values()))
@@ -194,8 +200,16 @@ class KeyedEditor(FakeEditor):
                 raise NullSpaceError("new key(s) lie inside the span of the protected keys")
         return super().edit(facts, constraint_keys)
 
+    def held_keys(self, facts: list[Fact]):
+        columns = [self.key_of(f, i) for f in facts for i in range(self.keys_held)]
+        block = torch.stack(columns, dim=1) if columns else torch.zeros(self.d_in, 0)
+        return {layer: block.clone() for layer in self.layers}
+
     def audit_keys(self, facts: list[Fact], positions: str = "subject"):
         return self.keys(facts)
+
+    def key_counts(self, facts: list[Fact], positions: str = "subject") -> list[int]:
+        return [self.keys_held] * len(facts)
 
     def perplexity(self) -> float:
         spike = self.ppl_spike if self.weights.refreshed & self.spiky else 0.0

@@ -71,6 +71,27 @@ def test_init_json(tmp_path, tiny_dir, capsys, monkeypatch):
     assert code == 1 and "already holds" in err
 
 
+def test_an_init_that_fails_after_creating_the_store_leaves_nothing_behind(tmp_path, tiny_dir, capsys, monkeypatch):
+    """The base perplexity is read after the header is written: a failure there (here an
+    unreadable reading) removes the half-made store, so the same ``init`` can be run again."""
+    from memlog.engine.editor import MemitEditor
+
+    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+    base = ["init", "--store", tmp_path / "s", "--model", tiny_dir, "--layers", "1-2", "--format", "json"]
+    with monkeypatch.context() as patch:
+        patch.setattr(MemitEditor, "perplexity", lambda self: float("nan"))
+        code, _, err = run(capsys, *base)
+    assert code == 1 and "perplexity of the base model is nan" in err and not (tmp_path / "s").exists()
+    (tmp_path / "s").mkdir()  # an existing empty directory is kept, only the store's files go
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    with monkeypatch.context() as patch:
+        patch.setattr(MemitEditor, "perplexity", lambda self: float("inf"))
+        code, _, err = run(capsys, *base)
+    assert code == 1 and [p.name for p in (tmp_path / "s").iterdir()] == ["notes.txt"]
+    code, data, err = run(capsys, *base)
+    assert code == 0 and data["created"] is True, err
+
+
 def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones(tmp_path, tiny_dir, capsys, monkeypatch):
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
     base = ["init", "--model", tiny_dir, "--layers", "1-2", "--format", "json"]

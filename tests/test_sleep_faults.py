@@ -12,6 +12,7 @@ import pytest
 
 from memlog.core.facts import Fact
 from memlog.core.pool import fact_pool
+from memlog.engine import revert_check
 from memlog.engine.config import EngineConfig
 from memlog.engine.stale import fruitless_refreshes
 from memlog.errors import UserError
@@ -136,6 +137,11 @@ def test_rollback_restores_the_applied_state_before_the_refresh():
     ]
     ledger = Ledger.fold(list(enumerate(degraded, start=1)))
     assert ledger.entries["e00001"].version == 1 and ledger.entries["e00001"].applied
+    # A healthy fact that the cycle's reverts broke is reverted by the cycle too: its rolled-back
+    # refresh restores it as well (it used to read as a user's revert and stay out for good).
+    broken = [degraded[0], EditReverted(edit_id="e00001", version=1, reason=revert_check.reason(" Paris", 1), cycle=1), *degraded[2:]]
+    ledger = Ledger.fold(list(enumerate(broken, start=1)))
+    assert ledger.entries["e00001"].version == 1 and ledger.entries["e00001"].applied and not ledger.entries["e00001"].held
 
 
 def _cycle_slices(mem):
@@ -407,5 +413,56 @@ def test_a_refresh_that_leaves_perplexity_unreadable_is_rolled_back(tmp_path):
         settings = [e.settings for e in _events(mem, EditRefreshed)]
         assert settings and all(s == {"protect_positions": "subject", "protect_energy": 1.0, "norm_penalty": None, "v_stop": None} for s in settings)
         assert all(e.settings["wake"] == "unconstrained" and e.settings["protect_positions"] is None for e in _events(mem, FactInjected))
+    finally:
+        mem.close()
+
+
+def test_the_no_room_retry_budgets_the_keys_each_protected_fact_holds(tmp_path):
+    """Each protected fact holds 3 keys (as at the object positions) in a 16-dimensional key
+    space: the healthy facts' keys span it, so the first solve finds no room, and the retry
+    keeps facts whose keys fill at most half of it (2 facts, 6 keys). Counting one key per
+    fact, it kept up to 8 facts (24 keys), found no room again and failed the refresh."""
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None, refresh_strategy="correct", stale_after=None), interference=2, d_in=16, keys_held=3)
+    try:
+        mem.inject(fact_pool(14, seed=3))
+        degraded = _degraded_ids(mem)
+        assert degraded and 3 * (14 - len(degraded)) > 16
+        failures = mem.editor.failures
+        cycle = mem.sleep(cycles=1).cycles[0]
+        refreshed = _events(mem, EditRefreshed)
+        assert mem.editor.failures > failures  # the full protection had no room
+        assert not _events(mem, RefreshFailed) and cycle.refreshed == len(refreshed) == len(degraded)
+        assert all(0 < e.n_constraint_keys <= 2 for e in refreshed)
+    finally:
+        mem.close()
+
+
+def test_an_unreadable_perplexity_at_a_cycle_start_or_end_is_refused_with_nothing_written(tmp_path):
+    """An infinite reading cannot be logged (JSON has no infinity) nor judged against a ceiling:
+    the cycle stops with a UserError naming the reading, and its unit writes nothing."""
+    facts = fact_pool(8, seed=3)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None), interference=2, ppl_spike=float("inf"))
+    try:
+        mem.inject(facts)
+        head, versions = mem.head_seq, {e: x.version for e, x in mem.ledger.entries.items()}
+        mem.editor.spiky = set(_degraded_ids(mem))  # no ceiling: the refreshes are kept, and the end reading is inf
+        with pytest.raises(UserError, match="perplexity after sleep cycle 1's refreshes and prunes is inf"):
+            mem.sleep(cycles=1)
+        assert mem.store.log.head_seq() == head and {e: x.version for e, x in mem.ledger.entries.items()} == versions
+        mem.editor.perplexity = lambda: float("inf")
+        with pytest.raises(UserError, match="perplexity at the start of sleep cycle 1 is inf"):
+            mem.sleep(cycles=1)
+        assert mem.store.log.head_seq() == head
+    finally:
+        mem.close()
+
+
+def test_an_auto_sleep_under_a_budget_without_a_base_reading_is_refused_before_the_inject(tmp_path):
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_budget=0.01, auto_sleep=0.0), interference=2)
+    try:
+        head = mem.head_seq
+        with pytest.raises(UserError, match="no base reading"):
+            mem.inject(fact_pool(4, seed=3))
+        assert mem.store.log.head_seq() == head and not mem.ledger.facts
     finally:
         mem.close()

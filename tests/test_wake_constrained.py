@@ -234,6 +234,8 @@ def test_a_store_protecting_object_positions_counts_their_keys_in_the_room(tmp_p
         mem.inject(facts, audit=False)
         lm = mem.editor.lm
         keys = [int(n) for n in torch.bincount(bare_prompt_batch(lm, facts, "object")[1])]
+        assert mem.editor.key_counts(facts, "object") == keys and mem.editor.key_counts(facts) == [1] * 4
+        assert sum(mem.editor.key_counts(facts, "all")) == mem.editor.audit_keys(facts, "all")[1].shape[1] > sum(keys)
         rooms = [e for e in mem.events() if isinstance(e, ConstraintRoom)]
         assert rooms[-1].rank_left == [256 - sum(keys[:3])] * 2  # the 4th inject held the first three facts' keys
         report = mem.sleep(cycles=1)

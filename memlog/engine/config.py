@@ -23,6 +23,16 @@ PROTECT_POSITIONS = ("subject", "object", "subject+paraphrases", "object+paraphr
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
 
 
+def finite_reading(ppl: float, what: str) -> float:
+    """``ppl`` if finite; otherwise a UserError naming the reading (the unit that took it writes nothing)."""
+    if not math.isfinite(ppl):
+        raise UserError(
+            f"perplexity {what} is {ppl}: the weights overflow or are corrupt, so nothing was written. "
+            "Revert the edits that did it (`memlog revert`) or fork the store from before them (`memlog fork --until`)."
+        )
+    return ppl
+
+
 def finite_or_none(ppl: float) -> float | None:
     """A perplexity as an event may hold it: None for NaN or infinity (JSON has neither)."""
     return ppl if math.isfinite(ppl) else None
@@ -127,10 +137,14 @@ class EngineConfig:
         if self.ppl_bound is not None:
             limits.append(ppl_before * (1.0 + self.ppl_bound))
         if self.ppl_budget is not None:
-            if base_ppl is None:
-                raise UserError("--ppl-budget needs the base model's perplexity, and this store's log has no base reading")
+            self.check_budget(base_ppl)
             limits.append(base_ppl * (1.0 + self.ppl_budget))
         return min(limits) if limits else None
+
+    def check_budget(self, base_ppl: float | None) -> None:
+        """Refuse (UserError) a ``ppl_budget`` on a store whose log has no base reading."""
+        if self.ppl_budget is not None and base_ppl is None:
+            raise UserError("--ppl-budget needs the base model's perplexity, and this store's log has no base reading")
 
     def to_dict(self) -> dict:
         return asdict(self)

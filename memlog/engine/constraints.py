@@ -23,9 +23,11 @@ current weights (``editor.audit_keys``):
 
 1. drop every fact whose key's |cosine| with the refreshed fact's own key exceeds
    ``BLOCKING_COSINE`` in some layer (it cannot be spared by an edit of this key);
-2. of the rest, keep the ``d_in // 2`` most aligned with the refreshed key (mean |cosine|
-   over the layers; ties by their place in the set): the protected facts an edit of this key
-   disturbs most. Half the key space stays free, so the edit does not need a large norm.
+2. of the rest, keep the most aligned with the refreshed key (mean |cosine| over the layers;
+   ties by their place in the set), the protected facts an edit of this key disturbs most,
+   while the keys they hold (``editor.key_counts``: one per fact at the subject's last token,
+   about 3 with the object positions, about 10 with every position) fill at most ``d_in // 2``
+   dimensions. Half the key space stays free, so the edit does not need a large norm.
 
 The kept facts stay in their original order. If the retry fails too (or the subset is the
 whole set), the error propagates and the engine records ``RefreshFailed``, leaving the edit
@@ -56,10 +58,12 @@ def protectable(protected: list[Fact], editing: list[Fact], positions: str = "su
     return [f for f in protected if not holds_a_key_of(f, keys, positions)]
 
 
-def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
+def room_leaving_subset(constraints: KeySet, own: KeySet, widths: list[int] | None = None) -> list[int] | None:
     """The columns of ``constraints`` that leave room for ``own`` (see the module doc).
 
-    None when the subset would be the whole set (retrying would fail the same way).
+    ``constraints`` has one column per protected fact (its subject key, for scoring); ``widths``
+    says how many keys each of those facts holds in the solve (default one each). None when the
+    subset would be the whole set (retrying would fail the same way).
     """
     layers = sorted(constraints)
     m = int(constraints[layers[0]].shape[1]) if layers else 0
@@ -75,10 +79,18 @@ def room_leaving_subset(constraints: KeySet, own: KeySet) -> list[int] | None:
     blocking = (cos > BLOCKING_COSINE).any(dim=0)
     d_in = int(constraints[layers[0]].shape[0])
     budget = max(0, int(d_in * FREE_FRACTION))
+    widths = widths if widths is not None else [1] * m
+    if len(widths) != m:
+        raise ValueError(f"{len(widths)} key counts for {m} protected facts")
     score = cos.mean(dim=0).tolist()
     candidates = [j for j in range(m) if not bool(blocking[j])]
     candidates.sort(key=lambda j: (-score[j], j))
-    keep = sorted(candidates[:budget])
+    keep, used = [], 0
+    for j in candidates:
+        if used + widths[j] <= budget:
+            keep.append(j)
+            used += widths[j]
+    keep.sort()
     return None if len(keep) == m else keep
 
 
@@ -88,13 +100,15 @@ def solve_refresh(editor, fact: Fact, protected: list[Fact], protection: Callabl
 
     Returns ``(result, facts protected)``. Raises the solver's ``UserError`` when neither solve works.
     """
-    protected = protectable(protected, [fact], protection([]).positions)
+    positions = protection([]).positions
+    protected = protectable(protected, [fact], positions)
     try:
         return editor.edit([fact], protect=protection(protected)), protected
     except NullSpaceError:
         if not protected:
             raise
-        keep = room_leaving_subset(editor.audit_keys(protected), editor.audit_keys([fact]))  # one key per fact: columns are facts
+        # scored on one key per fact (columns are facts), budgeted on the keys each one holds
+        keep = room_leaving_subset(editor.audit_keys(protected), editor.audit_keys([fact]), editor.key_counts(protected, positions))
         if keep is None:
             raise
         subset = [protected[j] for j in keep]

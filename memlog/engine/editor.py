@@ -33,6 +33,8 @@ class Editor(Protocol):
 
     def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]: ...
 
+    def key_counts(self, facts: list[Fact], positions: str = "subject") -> list[int]: ...
+
     def audit(self, facts: list[Fact]) -> list[RecallResult]: ...
 
     def perplexity(self) -> float: ...
@@ -75,6 +77,12 @@ class MemitEditor:
         batch, rows, cols = bare_prompt_batch(self.lm, facts, positions)
         reader = KeyReader(self.lm, batch.input_ids, rows, cols)
         return {layer: reader.read(layer) for layer in self.layers}
+
+    def key_counts(self, facts: list[Fact], positions: str = "subject") -> list[int]:
+        """How many keys ``audit_keys(facts, positions)`` reads for each fact (tokenisation only)."""
+        batch, rows, _ = bare_prompt_batch(self.lm, facts, positions)
+        owners = batch.fact_index[rows].tolist()
+        return [owners.count(i) for i in range(len(facts))]
 
     def key_dim(self, layer: int) -> int:
         return self.lm.adapter.key_dim(self.lm.model, layer)

@@ -25,7 +25,7 @@ from memlog.core.fingerprint import cached_model_fingerprint, fingerprint_for
 from memlog.core.memit import prepare_covariances
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel, ModelSpec, cache_dir, format_layers, load_model
-from memlog.engine.config import EngineConfig
+from memlog.engine.config import EngineConfig, finite_reading
 from memlog.engine.editor import MemitEditor
 from memlog.engine.header import check_fingerprint, covariances_from_log, memit_config_of
 from memlog.engine.memory import Memory
@@ -105,13 +105,18 @@ def init_memory(
             "load_in_4bit": spec.load_in_4bit,
         },
     )
+    made_dir = not store_dir.exists()
     store = Store.create(store_dir, header)
-    mem = _memory(store, lm, memit, covs, engine)
-    with mem.unit():
-        for layer in layers:
-            ref = store.blobs.put(covs[layer].numpy())
-            mem.emit(CovarianceComputed(layer=layer, cov=ref, n_samples=n_samples, n_tokens=n_tokens, corpus_sha256=corpus_sha))
-        mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))
+    try:
+        mem = _memory(store, lm, memit, covs, engine)
+        with mem.unit():
+            for layer in layers:
+                ref = store.blobs.put(covs[layer].numpy())
+                mem.emit(CovarianceComputed(layer=layer, cov=ref, n_samples=n_samples, n_tokens=n_tokens, corpus_sha256=corpus_sha))
+            mem.emit(PerplexityMeasured(ppl=finite_reading(mem.editor.perplexity(), "of the base model"), phase="base"))
+    except BaseException:  # a store with a header and no covariances could neither be opened nor made again
+        store.discard(remove_dir=made_dir)
+        raise
     return mem
 
 

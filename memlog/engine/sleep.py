@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from memlog.engine.audit_measures import is_healthy
-from memlog.engine.config import COPY_MODE_CAP, EngineConfig, finite_or_none
+from memlog.engine.config import COPY_MODE_CAP, EngineConfig, finite_or_none, finite_reading
 from memlog.engine import revert_check
 from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_width
 from memlog.engine.constraints import solve_refresh
@@ -158,7 +158,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         )
 
         t = time.perf_counter()
-        ppl_before = mem.editor.perplexity()
+        ppl_before = finite_reading(mem.editor.perplexity(), f"at the start of sleep cycle {cycle}")
         mem.emit(PerplexityMeasured(ppl=ppl_before, phase="sleep-before", cycle=cycle))
         ceiling = config.ppl_ceiling(ppl_before, mem.base_ppl)  # a refresh that leaves more is rolled back
         steps["ppl_before"] = time.perf_counter() - t
@@ -265,7 +265,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         steps["prune"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        ppl_after = mem.editor.perplexity()
+        ppl_after = finite_reading(mem.editor.perplexity(), f"after sleep cycle {cycle}'s refreshes and prunes")
         mem.emit(PerplexityMeasured(ppl=ppl_after, phase="sleep-after", cycle=cycle))
         steps["ppl_after"] = time.perf_counter() - t
 

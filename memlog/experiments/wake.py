@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from memlog.core.facts import Fact
+from memlog.engine.config import finite_reading
 from memlog.progress import ProgressFn, no_progress
 from memlog.store.events import PerplexityMeasured, RecallAudited
 
@@ -47,7 +48,7 @@ def recalled_set(audit: RecallAudited | None) -> set[str]:
 def record_ppl(mem, phase: str, cycle: int | None = None) -> float:
     """Measure perplexity on the live weights and record it as an event (its own committed unit)."""
     with mem.unit():
-        ppl = float(mem.editor.perplexity())
+        ppl = finite_reading(float(mem.editor.perplexity()), f"at {phase}")
         mem.emit(PerplexityMeasured(ppl=ppl, phase=phase, cycle=cycle))
     return ppl
 

@@ -247,7 +247,10 @@ class Ledger:
     def _on_EditReverted(self, seq: int, e: EditReverted) -> None:
         entry = self._entry(e.edit_id, seq)
         entry.applied = False
-        entry.held = e.reason != "degraded"
+        # Only a revert outside sleep (the user's, cycle None) holds the edit out. Sleep's own
+        # reverts (of a degraded fact, or of one the cycle's reverts broke) do not: a refresh
+        # rolled back after them restores the version they took out.
+        entry.held = e.cycle is None and e.reason != "degraded"
 
     def _on_EditRefreshed(self, seq: int, e: EditRefreshed) -> None:
         version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale)

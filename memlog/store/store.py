@@ -17,12 +17,13 @@ a delta and committing its event).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Sequence
 
 from memlog.errors import IntegrityError, UserError
 from memlog.store.blobs import BlobStore
-from memlog.store.chain import ChainBrokenError, chain_problems, head_path, head_problems, read_head, write_head
+from memlog.store.chain import HEAD_NAME, ChainBrokenError, chain_problems, head_path, head_problems, read_head, write_head
 from memlog.store.events import (
     CovarianceComputed,
     EditRefreshed,
@@ -33,7 +34,7 @@ from memlog.store.events import (
     blob_refs,
     edit_key,
 )
-from memlog.store.lock import WriterLock
+from memlog.store.lock import LOCK_NAME, WriterLock
 from memlog.store.log import EventLog, LoggedEvent, RawRow
 
 LOG_NAME = "log.duckdb"
@@ -87,6 +88,20 @@ class Store:
             lock.release()
             raise
         return cls(path, log, blobs, lock)
+
+    def discard(self, remove_dir: bool) -> None:
+        """Close, then delete everything ``create`` wrote (and the directory itself when
+        ``remove_dir``): for a store whose first unit failed, so that no half-made store stays
+        behind to refuse the next ``init``."""
+        self.close()
+        for name in (LOG_NAME, LOG_NAME + ".wal", HEAD_NAME, LOCK_NAME):
+            (self._path / name).unlink(missing_ok=True)
+        shutil.rmtree(self._path / BLOBS_NAME, ignore_errors=True)
+        if remove_dir:
+            try:
+                self._path.rmdir()
+            except OSError:  # something else appeared in it: leave it
+                pass
 
     @classmethod
     def open(cls, path: Path | str, writable: bool = False) -> "Store":
