@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 
 import torch
 
-from _common import log, setup_threads
+from _common import setup_threads
 from memlog.core.corpus import covariance_chunks, perplexity_text
 from memlog.core.covariance import SKIP_POSITIONS
 from memlog.core.forward import forward_until
@@ -38,6 +40,11 @@ from memlog.core.model import ModelSpec, load_model
 from memlog.core.pool import mixed_pool
 
 GROUPS = 8
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries the JSON)."""
+    print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)
 LAYERS = (3, 4, 5, 6, 7, 8, 9)
 
 
