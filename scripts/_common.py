@@ -16,9 +16,9 @@ from memlog.core.covariance import compute_covariance  # noqa: E402
 from memlog.core.model import cache_dir  # noqa: E402
 
 
-def log(message: str) -> None:
-    """One timestamped, flushed progress line."""
-    print(time.strftime("%H:%M:%S"), message, flush=True)
+def log(message: str, stream=None) -> None:
+    """One timestamped, flushed progress line (on stdout, or ``stream``: stderr where stdout carries data)."""
+    print(time.strftime("%H:%M:%S"), message, file=stream or sys.stdout, flush=True)
 
 
 def setup_threads() -> None:

@@ -26,11 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import torch
 
-from _common import setup_threads
+from _common import log, setup_threads
 from memlog.core.corpus import covariance_chunks, perplexity_text
 from memlog.core.covariance import SKIP_POSITIONS
 from memlog.core.forward import forward_until
@@ -40,11 +39,6 @@ from memlog.core.model import ModelSpec, load_model
 from memlog.core.pool import mixed_pool
 
 GROUPS = 8
-
-
-def log(message: str) -> None:
-    """Progress on stderr (stdout carries the JSON)."""
-    print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)
 LAYERS = (3, 4, 5, 6, 7, 8, 9)
 
 
@@ -71,7 +65,7 @@ def grouped_sums(lm, chunks: list[list[int]], layers, groups: int) -> tuple[dict
                 ids = torch.tensor(members[start : start + 16], dtype=torch.long)
                 forward_until(lm, layers[-1], ids, None, pre_hooks=hooks)
             counts[group] = len(members) * (len(chunks[0]) - SKIP_POSITIONS)
-            log(f"windows of set {group + 1}/{groups} read")
+            log(f"windows of set {group + 1}/{groups} read", sys.stderr)
     return sums, counts
 
 
@@ -118,7 +112,7 @@ def main() -> None:
             for rho in (0.0, 10.0):
                 row = {"layer": layer, "windows": args.windows * parts // GROUPS, "rho": rho, "C_eig_min": float(torch.linalg.eigvalsh(C)[0])}
                 rows.append({**row, **update_measures(C, K, held, cfg.lam, rho)})
-        log(f"layer {layer} measured")
+        log(f"layer {layer} measured", sys.stderr)
     print(json.dumps({"facts": args.facts, "pool_seed": args.seed, "lam": cfg.lam, "ppl_slice_tokens": ppl_counts[0], "rows": rows}, indent=1))
 
 
