@@ -210,7 +210,7 @@ class Memory:
         self.store.require_writable("inject")
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-        if (self.config.auto_sleep if auto_sleep is None else auto_sleep) is not None:
+        if self.config.ppl_budget is not None and (self.config.auto_sleep if auto_sleep is None else auto_sleep) is not None:
             self.config.check_budget(self.base_ppl)  # an auto-sleep could not run: refuse before any write
         with pinned(None):
             return self._inject(facts, audit, auto_sleep, progress, batch_size)
@@ -340,7 +340,8 @@ class Memory:
         in a row with ``until_converged``; ``overrides`` change the engine policy for this call."""
         self.store.require_writable("sleep")
         config = self.config.with_overrides(**overrides)
-        config.check_budget(self.base_ppl)  # before any event is written
+        if config.ppl_budget is not None:  # base_ppl scans the log: only when a budget needs it
+            config.check_budget(self.base_ppl)  # before any event is written
         with pinned(None):
             return run_sleep(self, config, cycles=cycles, until_converged=until_converged, progress=progress)
 

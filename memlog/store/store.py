@@ -23,7 +23,7 @@ from typing import Sequence
 
 from memlog.errors import IntegrityError, UserError
 from memlog.store.blobs import BlobStore
-from memlog.store.chain import HEAD_NAME, ChainBrokenError, chain_problems, head_path, head_problems, read_head, write_head
+from memlog.store.chain import ChainBrokenError, chain_problems, head_path, head_problems, read_head, write_head
 from memlog.store.events import (
     CovarianceComputed,
     EditRefreshed,
@@ -94,7 +94,8 @@ class Store:
         ``remove_dir``): for a store whose first unit failed, so that no half-made store stays
         behind to refuse the next ``init``."""
         self.close()
-        for name in (LOG_NAME, LOG_NAME + ".wal", HEAD_NAME, LOCK_NAME):
+        head_path(self._path).unlink(missing_ok=True)
+        for name in (LOG_NAME, LOG_NAME + ".wal", LOCK_NAME):
             (self._path / name).unlink(missing_ok=True)
         shutil.rmtree(self._path / BLOBS_NAME, ignore_errors=True)
         if remove_dir:
