@@ -8,7 +8,7 @@ The store must hold the first facts of ``mixed_pool(--facts, seed=--seed, names=
 ``memlog experiment capacity`` (or ``scripts/capacity_runs.py``) wrote them; the script checks
 that, then injects the rest of the pool wave by wave (``--batch-size`` facts per MEMIT solve) and
 sleeps until converged after each (``experiments.capacity.run_wave``), appending each wave's row
-to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh`` and ``--ppl-budget`` apply to this
+to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--lam``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh`` and ``--ppl-budget`` apply to this
 session only (the store's header keeps its settings).
 With ``--until HH:MM`` (UTC) no new wave starts after that time.
 """
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--max-cycles", type=int, default=3)
     parser.add_argument("--protect", default=None, choices=["subject", "object", "subject+paraphrases", "object+paraphrases", "all"], help="override the store's protected positions")
     parser.add_argument("--protect-energy", type=float, default=None, help="override the store's held share of the protected keys' energy")
+    parser.add_argument("--lam", type=float, default=None, help="override the store's MEMIT λ (the covariance term's weight) for new edits")
     parser.add_argument("--norm-penalty", type=float, default=None, help="override the store's MEMIT norm penalty ρ for new edits")
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="override the store's v* early stop for new edits")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
@@ -50,7 +51,7 @@ def main() -> None:
     setup_threads()
     pool = mixed_pool(args.facts, seed=args.seed, names=args.names)
     overrides = {"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles, "protect_positions": args.protect, "protect_energy": args.protect_energy, "batch_refresh": args.batch_refresh or None, "ppl_budget": args.ppl_budget}
-    mem = open_memory(args.store, engine_overrides=overrides, memit_overrides={"norm_penalty": args.norm_penalty, "v_stop": args.v_stop})
+    mem = open_memory(args.store, engine_overrides=overrides, memit_overrides={"lam": args.lam, "norm_penalty": args.norm_penalty, "v_stop": args.v_stop})
     try:
         stored = len(mem.ledger.facts)
         if [f.fact_id for f in pool[:stored]] != sorted(mem.ledger.facts, key=lambda i: mem.ledger.facts[i].injected_seq):
@@ -67,7 +68,7 @@ def main() -> None:
             number = (stored + first) // args.wave + 1
             row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
             with args.out.open("a") as fh:
-                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop, "ppl_budget": mem.config.ppl_budget}) + "\n")
+                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "lam": mem.editor.config.lam, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop, "ppl_budget": mem.config.ppl_budget}) + "\n")
             log(f"wave {number}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, {row.cycles} cycles, "
                 f"{row.refreshed} refreshed, PPL {row.ppl_after_sleep:.3f}, inject {row.inject_seconds:.0f}s, sleep {row.sleep_seconds:.0f}s")
     finally:

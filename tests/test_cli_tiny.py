@@ -108,16 +108,21 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert code == 1 and "cov_samples >= 1" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--cov-samples", "10000000")
     assert code == 1 and "10000000 samples of 64 tokens need" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--cov-samples", "1")
+    assert code == 1 and "63 keys cannot estimate a 128x128 key covariance" in err and "at least 3 windows" in err and not (tmp_path / "bad").exists()
+    for bad in ("0", "-1", "inf", "nan"):
+        code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--lam", bad)
+        assert code == 1 and "--lam must be a positive, finite number" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--v-stop", "never")
     assert code == 1 and "unknown v* stop 'never'" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *base, "--store", tmp_path / "bad", "--ppl-budget", "-0.01")
     assert code == 1 and "--ppl-budget must be positive" in err and not (tmp_path / "bad").exists()
-    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable", "--ppl-budget", "0.01", "--ppl-bound", "0", "--cov-samples", "40")
+    code, _, err = run(capsys, *base, "--store", tmp_path / "s", "--refresh-strategy", "reinject", "--batch-refresh", "--protect", "object", "--protect-energy", "0.99", "--norm-penalty", "0.25", "--v-stop", "most-probable", "--ppl-budget", "0.01", "--ppl-bound", "0", "--cov-samples", "40", "--lam", "2500")
     assert code == 0, err
     assert _covariance_samples(tmp_path / "s") == {40}
     assert (_engine_settings(tmp_path / "s")["ppl_budget"], _engine_settings(tmp_path / "s")["ppl_bound"]) == (0.01, None)
     memit = _header_config(tmp_path / "s")["memit"]
-    assert (memit["norm_penalty"], memit["v_stop"], memit["cov_samples"]) == (0.25, "most-probable", 40)
+    assert (memit["norm_penalty"], memit["v_stop"], memit["cov_samples"], memit["lam"]) == (0.25, "most-probable", 40, 2500.0)
     engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")
@@ -152,7 +157,7 @@ def test_each_edit_records_the_settings_it_was_solved_with(store):
     from memlog.engine.open import open_memory
     from memlog.store.events import FactInjected
 
-    overrides = {"memit_overrides": {"norm_penalty": 0.5, "v_stop": "most-probable"}, "engine_overrides": {"protect_energy": 0.9}}
+    overrides = {"memit_overrides": {"lam": 3000.0, "norm_penalty": 0.5, "v_stop": "most-probable"}, "engine_overrides": {"protect_energy": 0.9}}
     with open_memory(store, **overrides) as mem:
         mem.inject([Fact("Aria Nakamura", "lives in", "Thessaloniki")], audit=False)
         mem.inject([Fact("Bo Lindqvist", "lives in", "Valparaiso"), Fact("Cem Arslan", "lives in", "Tromso")], audit=False, batch_size=2)
@@ -160,11 +165,11 @@ def test_each_edit_records_the_settings_it_was_solved_with(store):
         mem.inject([Fact("Dara Okafor", "lives in", "Cusco")], audit=False)
         injected = [e for e in mem.events() if isinstance(e, FactInjected)]
     assert [e.fact.subject for e in injected] == ["Aria Nakamura", "Bo Lindqvist", "Cem Arslan", "Dara Okafor"]
-    overridden = {"wake": "constrained", "protect_positions": "object", "protect_energy": 0.9, "norm_penalty": 0.5, "v_stop": "most-probable"}
+    overridden = {"wake": "constrained", "protect_positions": "object", "protect_energy": 0.9, "lam": 3000.0, "norm_penalty": 0.5, "v_stop": "most-probable"}
     assert [e.settings for e in injected[:3]] == [overridden] * 3  # one at a time and batched alike
-    assert injected[3].settings == {**overridden, "protect_energy": 1.0, "norm_penalty": 0.0, "v_stop": "loss"}
-    rows = run_sql(store, "SELECT subject, norm_penalty, v_stop, protect_energy FROM edits ORDER BY created_seq")
-    assert [tuple(r.values()) for r in rows] == [(e.fact.subject, e.settings["norm_penalty"], e.settings["v_stop"], e.settings["protect_energy"]) for e in injected]
+    assert injected[3].settings == {**overridden, "protect_energy": 1.0, "lam": 10.0, "norm_penalty": 0.0, "v_stop": "loss"}
+    rows = run_sql(store, "SELECT subject, lam, norm_penalty, v_stop, protect_energy FROM edits ORDER BY created_seq")
+    assert [tuple(r.values()) for r in rows] == [(e.fact.subject, e.settings["lam"], e.settings["norm_penalty"], e.settings["v_stop"], e.settings["protect_energy"]) for e in injected]
 
 
 def _engine_settings(path) -> dict:

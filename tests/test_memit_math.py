@@ -304,8 +304,9 @@ def test_batched_and_single_edits_share_the_code_path(tiny64, covs64):
 def test_config_validation():
     with pytest.raises(UserError):
         MemitConfig(layers=())
-    with pytest.raises(UserError):
-        MemitConfig(lam=0)
+    for bad in (0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(UserError, match="--lam must be a positive, finite number"):
+            MemitConfig(lam=bad)
     for bad in (-0.1, float("nan"), float("inf"), 1e7):
         with pytest.raises(UserError, match="--norm-penalty must be >= 0"):
             MemitConfig(norm_penalty=bad)

@@ -411,7 +411,7 @@ def test_a_refresh_that_leaves_perplexity_unreadable_is_rolled_back(tmp_path):
         assert degraded and (cycle.refreshed, cycle.rolled_back) == (0, len(degraded))
         assert all(r.ppl_after is None for r in _events(mem, RefreshRolledBack))  # NaN is logged as unreadable
         settings = [e.settings for e in _events(mem, EditRefreshed)]
-        assert settings and all(s == {"protect_positions": "subject", "protect_energy": 1.0, "norm_penalty": None, "v_stop": None} for s in settings)
+        assert settings and all(s == {"protect_positions": "subject", "protect_energy": 1.0, "lam": None, "norm_penalty": None, "v_stop": None} for s in settings)
         assert all(e.settings["wake"] == "unconstrained" and e.settings["protect_positions"] is None for e in _events(mem, FactInjected))
     finally:
         mem.close()

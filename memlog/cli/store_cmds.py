@@ -42,6 +42,7 @@ def init(
     protect: str = typer.Option(None, "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token) or object (also the positions that predict the object and the word boundary); add +paraphrases to hold the same positions in each paraphrase that contains the subject; all holds every position of the prompt and the object. Default: object with constrained wake, subject without."),
     protect_energy: float = typer.Option(1.0, "--protect-energy", help="Store setting: the share of the protected keys' (whitened) energy constrained solves hold, in (0, 1]. 1 holds their whole span exactly; below 1 only the leading directions, so fewer key dimensions per fact (see docs/MEMIT.md)."),
     norm_penalty: float = typer.Option(0.0, "--norm-penalty", help="Store setting: ρ >= 0; each MEMIT solve also charges λρ·(tr C/d)·‖ΔW‖²_F, the update's Frobenius norm (0: MEMIT as published; see docs/MEMIT.md)."),
+    lam: float = typer.Option(10.0, "--lam", help="Store setting: λ > 0, the weight of each MEMIT solve's covariance term λ·tr(ΔW C ΔWᵀ), the expected change on reference text; it bites once comparable to a key's q = kᵀC⁻¹k, about 10³-10⁴ on the embedded model (see docs/MEMIT.md)."),
     cov_samples: int = typer.Option(200, "--cov-samples", help="Store setting: reference windows (of 64 tokens) the key covariance C is estimated from; more windows estimate C's rarely used directions better (the default corpus holds about 1,700 with the embedded tokenizer; see docs/MEMIT.md)."),
     v_stop: str = typer.Option("loss", "--v-stop", help="Store setting: when v* stops a fact early: loss (its NLL + KL below MEMIT's stop loss) or most-probable (also once its object is the greedy choice in all its contexts; see docs/MEMIT.md)."),
     refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
@@ -58,7 +59,7 @@ def init(
     quiet_model_loading()
     pin_command_threads()  # the covariance pass is the slow part of init
     spec = ModelSpec(model=model, dtype=dtype, device=device, load_in_4bit=load_in_4bit, keep_unquantized=tuple(parse_layers(layers)) if layers else ())
-    memit = MemitConfig(norm_penalty=norm_penalty, v_stop=v_stop, cov_samples=cov_samples)  # checked before the model loads
+    memit = MemitConfig(lam=lam, norm_penalty=norm_penalty, v_stop=v_stop, cov_samples=cov_samples)  # checked before the model loads
     with progress_bars(True) as progress:
         engine = EngineConfig(
             cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,

@@ -23,6 +23,7 @@ from memlog.core.corpus import corpus_sha256, covariance_chunks
 from memlog.core.forward import forward_until
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
+from memlog.errors import UserError
 from memlog.progress import StepFn
 
 SKIP_POSITIONS = 1  # leading positions of each chunk left out of C
@@ -63,10 +64,15 @@ def compute_covariance(
     joined = "\n\n".join(texts) if texts is not None else None
     chunks = covariance_chunks(lm.tokenizer, cfg.cov_samples, cfg.cov_seq_len, path=corpus_path, text=joined)
     sha = "sha256:" + hashlib.sha256(joined.encode("utf-8")).hexdigest() if joined is not None else corpus_sha256(corpus_path)
-    sums = {
-        layer: torch.zeros(lm.adapter.key_dim(lm.model, layer), lm.adapter.key_dim(lm.model, layer), dtype=torch.float64, device=lm.device)
-        for layer in layers
-    }
+    dims = {layer: lm.adapter.key_dim(lm.model, layer) for layer in layers}
+    keys = len(chunks) * (cfg.cov_seq_len - SKIP_POSITIONS)
+    if keys < max(dims.values()):
+        need = -(-max(dims.values()) // (cfg.cov_seq_len - SKIP_POSITIONS))
+        raise UserError(
+            f"--cov-samples {len(chunks)}: {keys} keys cannot estimate a {max(dims.values())}x{max(dims.values())} key covariance "
+            f"(it would be singular); use at least {need} windows of {cfg.cov_seq_len} tokens"
+        )
+    sums = {layer: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for layer, d in dims.items()}
     pre_hooks = [(lm.adapter.mlp_out(lm.model, layer), _accumulate_hook(sums, layer)) for layer in layers]
     total = len(chunks)
     with torch.no_grad():

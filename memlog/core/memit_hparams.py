@@ -6,6 +6,8 @@ A leaf module: the MEMIT steps (keys, v*, covariance, the solve) all read their 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from memlog.errors import UserError
@@ -61,6 +63,8 @@ class MemitConfig:
         if not layers or layers[0] < 0:
             raise UserError(f"MEMIT needs at least one non-negative edit layer, got {self.layers!r}")
         object.__setattr__(self, "layers", layers)
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 < self.lam < math.inf:  # also refuses NaN
+            raise UserError(f"--lam must be a positive, finite number, got {self.lam!r}")
         if self.v_steps < 0 or self.v_lr <= 0 or self.lam <= 0 or self.clamp_norm_factor <= 0:
             raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
         if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2 or self.v_paraphrases < 0:

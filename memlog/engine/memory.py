@@ -156,7 +156,7 @@ class Memory:
         """The settings new edits are solved with in this session (header, then overrides), as
         ``FactInjected.settings`` and (``refresh``) ``EditRefreshed.settings`` record them: a
         wake edit's mode and, when constrained, what it held; a refresh (always constrained)
-        what it held; both MEMIT's norm penalty and v* stop."""
+        what it held; both MEMIT's λ, norm penalty and v* stop."""
         config = config or self.config
         memit = getattr(self.editor, "config", None)
         held = refresh or config.wake == "constrained"
@@ -164,6 +164,7 @@ class Memory:
             **({} if refresh else {"wake": config.wake}),
             "protect_positions": config.protect_positions if held else None,
             "protect_energy": config.protect_energy if held else None,
+            "lam": getattr(memit, "lam", None),
             "norm_penalty": getattr(memit, "norm_penalty", None),
             "v_stop": getattr(memit, "v_stop", None),
         }

@@ -37,7 +37,7 @@ from memlog.store.store import Store, is_store
 
 # MEMIT settings a session may override (``open_memory(memit_overrides=...)``): they change how
 # new edits are solved; the logged deltas replay as they were written
-SESSION_MEMIT_SETTINGS = ("norm_penalty", "v_stop")
+SESSION_MEMIT_SETTINGS = ("lam", "norm_penalty", "v_stop")
 
 
 def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> Path:

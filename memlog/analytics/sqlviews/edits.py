@@ -11,7 +11,7 @@ this version among its members (``memlog consolidate``; the standing one if ther
 the latest): ``consolidation_id, consolidated_seq`` and ``consolidation_reverted_seq`` (null
 while it stands); and the settings the version was solved with (``FactInjected.settings``; null
 in logs written before they were recorded): ``wake, protect_positions, protect_energy,
-norm_penalty, v_stop``.
+lam, norm_penalty, v_stop``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ SELECT c.edit_id, c.version, c.fact_id,
        c.payload->>'$.settings.wake' AS wake,
        c.payload->>'$.settings.protect_positions' AS protect_positions,
        TRY_CAST(c.payload->>'$.settings.protect_energy' AS DOUBLE) AS protect_energy,
+       TRY_CAST(c.payload->>'$.settings.lam' AS DOUBLE) AS lam,
        TRY_CAST(c.payload->>'$.settings.norm_penalty' AS DOUBLE) AS norm_penalty,
        c.payload->>'$.settings.v_stop' AS v_stop
 FROM created c
