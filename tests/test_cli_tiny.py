@@ -379,3 +379,25 @@ def test_export_refuses_a_used_directory_and_bad_points(store, tmp_path, capsys)
     code, _, err = run(capsys, "export", "--out", tmp_path / "new", "--at", "cycle=9", "--store", store)
     assert code == 1 and "cycle=9" in err
     assert not (tmp_path / "new").exists() and not any(p.name.startswith(".new") for p in tmp_path.iterdir())
+
+
+def test_an_inject_over_the_stores_perplexity_budget_is_refused_and_writes_nothing(tmp_path, tiny_dir, capsys, monkeypatch):
+    """Under ``--ppl-budget`` an inject reads perplexity with its edit applied; a reading over the
+    budget refuses it (exit 1) and the log and the blobs stay as they were. (A MEMIT edit of the
+    random tiny model lowers its perplexity, so the over-budget reading is patched in; the
+    limit's arithmetic is tested on the fake editor in test_sleep_faults.py.)"""
+    from memlog.engine.editor import MemitEditor
+
+    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
+    code, data, err = run(capsys, "init", "--store", tmp_path / "s", "--model", tiny_dir, "--layers", "1-2", "--ppl-budget", "0.01", "--format", "json")
+    assert code == 0, err
+    files = sorted(str(p) for p in (tmp_path / "s").rglob("*") if p.is_file() and "log.duckdb" not in p.name)
+    with monkeypatch.context() as patch:
+        patch.setattr(MemitEditor, "perplexity", lambda self: 1e9)
+        code, _, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", tmp_path / "s", "--format", "json")
+    assert code == 1 and "the inject of Aria Nakamura lives in Porto would leave perplexity at 1000000000.0000, over the store's budget" in err
+    code, status, err = run(capsys, "status", "--store", tmp_path / "s", "--format", "json")
+    assert code == 0 and status["seq"] == data["seq"] and status["ledger_size"] == 0, err
+    assert sorted(str(p) for p in (tmp_path / "s").rglob("*") if p.is_file() and "log.duckdb" not in p.name) == files
+    code, out, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", tmp_path / "s", "--format", "json")
+    assert code == 0, err  # the real reading (the edit lowers this random model's perplexity) is within the budget

@@ -362,17 +362,17 @@ def test_a_batch_that_every_fact_pushes_over_the_guard_costs_at_most_two_solves_
     starts over the budget it is not split at all. The cycle counts facts, not attempts."""
     from memlog.store.events import PerplexityMeasured
 
-    engine = EngineConfig(wake="unconstrained", ppl_bound=0.05, ppl_budget=budget, batch_refresh=True, stale_after=None)
+    engine = EngineConfig(wake="unconstrained", ppl_bound=0.05, batch_refresh=True, stale_after=None)
     mem = keyed_memory(tmp_path / "s", engine, interference=2, d_in=64, ppl_spike=0.05)
     try:
         with mem.unit():
             mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))
-        mem.inject(fact_pool(8, seed=3))  # PPL 10.008: under a 0.2 % budget, over a 0.05 % one
+        mem.inject(fact_pool(8, seed=3))  # PPL 10.008: under a 0.2 % budget, over a 0.05 % one (set for the sleep only)
         degraded = _degraded_ids(mem)
         assert len(degraded) >= 4
         mem.editor.spiky = set(degraded)
         solves_before = mem.editor.edits
-        cycle = mem.sleep(cycles=1).cycles[0]
+        cycle = mem.sleep(cycles=1, ppl_budget=budget).cycles[0]
         assert mem.editor.edits - solves_before == 1 + halves + len(degraded)
         assert (cycle.refreshed, cycle.rolled_back, cycle.reverted) == (0, len(degraded), len(degraded))  # reinject: each reverted once
         attempts = 3 if halves else 2  # the batch, its halves, each fact alone
@@ -388,13 +388,17 @@ def test_a_ppl_budget_needs_a_base_reading_and_a_positive_fraction(tmp_path):
         EngineConfig(ppl_budget=float("nan"))
     with pytest.raises(UserError, match="ppl bound must be positive"):
         EngineConfig(ppl_bound=float("nan"))
-    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_budget=0.01), interference=2)
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained"), interference=2)
     try:
         mem.inject(fact_pool(4, seed=3))
         head = mem.head_seq
         with pytest.raises(UserError, match="no base reading"):
-            mem.sleep(cycles=1)
+            mem.sleep(cycles=1, ppl_budget=0.01)
         assert mem.store.log.head_seq() == head  # the cycle wrote nothing
+        with pytest.raises(UserError, match="no base reading"):
+            mem.config = EngineConfig(wake="unconstrained", ppl_budget=0.01)
+            mem.inject(fact_pool(6, seed=3)[4:])
+        assert mem.store.log.head_seq() == head  # nor did the inject
     finally:
         mem.close()
 
@@ -453,6 +457,37 @@ def test_an_unreadable_perplexity_at_a_cycle_start_or_end_is_refused_with_nothin
         with pytest.raises(UserError, match="perplexity at the start of sleep cycle 1 is inf"):
             mem.sleep(cycles=1)
         assert mem.store.log.head_seq() == head
+    finally:
+        mem.close()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_an_inject_that_would_leave_perplexity_over_the_budget_is_refused_with_nothing_written(tmp_path, batch_size):
+    """The fake's PPL is 10 + 0.001 per applied edit; a 0.045 % budget over a base of 10 admits
+    four edits. The fifth (or the batch that holds it) is refused; those before it stay stored,
+    each accepted inject logged its reading, and the refused step left no event and no blob."""
+    from memlog.store.events import PerplexityMeasured
+
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_budget=0.00045, stale_after=None), interference=2)
+    try:
+        with mem.unit():
+            mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))
+        facts = fact_pool(7, seed=3)
+        stored = 4 if batch_size == 1 else 3  # batches of 3: the second batch (facts 4-6) crosses
+        crossing = r"10\.0050" if batch_size == 1 else r"10\.0060"
+        with pytest.raises(UserError, match=rf"would leave perplexity at {crossing}, over the store's budget of 10\.0045 \(base 10\.000 \+ 0\.045 %\); it was not stored") as raised:
+            mem.inject(facts, batch_size=batch_size, audit=False)
+        assert f"The {stored} fact(s) before it were stored" in str(raised.value)
+        assert sorted(mem.ledger.facts) == sorted(f.fact_id for f in facts[:stored])
+        checks = [e for e in _events(mem, PerplexityMeasured) if e.phase == "wake-check"]
+        assert [round(e.ppl, 6) for e in checks] == ([10.001, 10.002, 10.003, 10.004] if batch_size == 1 else [10.003])
+        head, blobs = mem.head_seq, mem.store.blobs.list_blobs()
+        with pytest.raises(UserError, match="over the store's budget"):
+            mem.inject(facts[stored:], batch_size=batch_size, audit=False)
+        assert mem.head_seq == mem.store.log.head_seq() == head and mem.store.blobs.list_blobs() == blobs
+        mem.config = EngineConfig(wake="unconstrained", stale_after=None)  # no budget: no reading, no refusal
+        mem.inject(facts[stored:], batch_size=batch_size, audit=False)
+        assert len(mem.ledger.facts) == 7 and len([e for e in _events(mem, PerplexityMeasured) if e.phase == "wake-check"]) == len(checks)
     finally:
         mem.close()
 

@@ -48,7 +48,7 @@ def init(
     refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
     batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Store setting: sleep refreshes a cycle's degraded facts in one constrained solve."),
     ppl_bound: float = typer.Option(0.05, "--ppl-bound", help="Store setting: sleep rolls back a refresh that leaves PPL more than this fraction above the cycle's reading before it; 0 turns the check off."),
-    ppl_budget: float = typer.Option(None, "--ppl-budget", help="Store setting: sleep rolls back a refresh that leaves PPL more than this fraction above the base model's (e.g. 0.01), however earlier cycles moved it; default: no store-wide limit."),
+    ppl_budget: float = typer.Option(None, "--ppl-budget", help="Store setting: an inject that would leave PPL more than this fraction above the base model's (e.g. 0.01) is refused, and sleep rolls back a refresh that would, however earlier cycles moved it; default: no store-wide limit."),
     fmt: Format = FormatOpt,
 ):
     """Create a store: a DuckDB log, a Zarr store, and a header with the model fingerprint and config."""

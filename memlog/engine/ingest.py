@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 
 from memlog.core.facts import Fact
-from memlog.engine.wake import columns_by_fact, note_wake_room, wake_plan
+from memlog.engine.wake import columns_by_fact, guard_wake_budget, note_wake_room, wake_plan
 from memlog.projections.facts import record_of
 from memlog.store.deltas import write_layer_delta
 from memlog.store.events import FactInjected
@@ -113,6 +113,7 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
                 settings=settings,
             )
             mem.emit(event, project=i == len(facts) - 1)
+        guard_wake_budget(mem, facts)
         note_wake_room(mem, result, options)
         if audit:
             mem.record_audit("wake", None)

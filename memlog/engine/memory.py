@@ -27,7 +27,7 @@ from memlog.engine.consolidate import DEFAULT_RTOL, ConsolidationReport, consoli
 from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
-from memlog.engine.wake import note_wake_room, wake_plan
+from memlog.engine.wake import guard_wake_budget, note_wake_room, wake_plan
 from memlog.errors import IntegrityError, UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.facts import fact_of, record_of
@@ -211,8 +211,8 @@ class Memory:
         self.store.require_writable("inject")
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-        if self.config.ppl_budget is not None and (self.config.auto_sleep if auto_sleep is None else auto_sleep) is not None:
-            self.config.check_budget(self.base_ppl)  # an auto-sleep could not run: refuse before any write
+        if self.config.ppl_budget is not None:
+            self.config.check_budget(self.base_ppl)  # neither the wake guard nor an auto-sleep could run: refuse before any write
         with pinned(None):
             return self._inject(facts, audit, auto_sleep, progress, batch_size)
 
@@ -222,10 +222,15 @@ class Memory:
         report = InjectReport()
         for kind, step in plan(self.ledger, facts, batch_size):
             progress("inject", len(report.facts), len(facts))
-            if kind == "batch" and len(step) > 1:
-                outcomes = inject_batch(self, step, audit)
-            else:
-                outcomes = [self._inject_one(step[0], audit)]
+            try:
+                if kind == "batch" and len(step) > 1:
+                    outcomes = inject_batch(self, step, audit)
+                else:
+                    outcomes = [self._inject_one(step[0], audit)]
+            except UserError as exc:
+                if not report.facts:
+                    raise
+                raise UserError(f"{exc} The {len(report.facts)} fact(s) before it were stored (log head seq {self.head_seq}); it and the {len(facts) - len(report.facts) - len(step)} after it were not.") from exc
             report.facts.extend(outcomes)
             if audit and self.ledger.last_audit is not None:
                 report.recall, report.degraded = self.ledger.last_audit.recall, self.ledger.last_audit.degraded
@@ -267,6 +272,7 @@ class Memory:
                 ),
                 project=True,
             )
+            guard_wake_budget(self, [fact])
             note_wake_room(self, result, options)
             recalled = None
             if audit:

@@ -16,14 +16,21 @@ the null-space rank left (d_in − rank of the protected keys) and the Frobenius
 total delta relative to the base weight (``ConstraintRoom``); ``budget_excess`` is the
 budget that replaces a fixed cap: prune only once the room left falls below
 ``ROOM_RESERVE`` of d_in in some layer.
+
+``guard_wake_budget`` extends the store-wide perplexity budget (``EngineConfig.ppl_budget``) to
+wake: with a budget set, each inject reads perplexity with its edit projected, inside its unit,
+and is refused (nothing written) when that leaves perplexity over the base model's reading
+times ``1 + ppl_budget``; an accepted inject logs the reading (``PerplexityMeasured``, phase
+``wake-check``).
 """
 
 from __future__ import annotations
 
 from memlog.core.facts import Fact
 from memlog.core.memit import Protection
+from memlog.errors import UserError
 from memlog.projections.facts import fact_of
-from memlog.store.events import ConstraintRoom
+from memlog.store.events import ConstraintRoom, PerplexityMeasured
 
 ROOM_RESERVE = 0.1  # budget: prune once fewer than this fraction of d_in key dimensions is left free
 
@@ -148,3 +155,23 @@ def budget_excess(mem, room: tuple[dict[int, int], int] | None) -> int:
     left, _ = room
     short = max(int(ROOM_RESERVE * mem.editor.key_dim(layer)) - free for layer, free in left.items())
     return max(0, short)
+
+
+def guard_wake_budget(mem, facts: list[Fact]) -> None:
+    """Inside an inject's unit, after its edit is projected: refuse (UserError; the unit writes
+    nothing) an inject of ``facts`` that leaves perplexity over the store-wide budget, else log the
+    reading. No budget set: nothing is read."""
+    budget = mem.config.ppl_budget
+    if budget is None:
+        return
+    base = mem.base_ppl
+    mem.config.check_budget(base)
+    limit = base * (1.0 + budget)
+    ppl = mem.editor.perplexity()
+    if not ppl <= limit:  # NaN is over any limit
+        what = f"{facts[0].subject} {facts[0].relation} {facts[0].object}" if len(facts) == 1 else f"a batch of {len(facts)} facts"
+        raise UserError(
+            f"the inject of {what} would leave perplexity at {ppl:.4f}, over the store's budget of {limit:.4f} "
+            f"(base {base:.3f} + {budget * 100:g} %); it was not stored. Run `memlog sleep`, forget or prune facts, or raise --ppl-budget."
+        )
+    mem.emit(PerplexityMeasured(ppl=ppl, phase="wake-check"))

@@ -186,7 +186,7 @@ class SleepStarted(Event, tag="SleepStarted"):
 
 
 class PerplexityMeasured(Event, tag="PerplexityMeasured"):
-    """``phase``: base, wake, sleep-before, sleep-after, refresh-check."""
+    """``phase``: base, wake, wake-check (an inject under a PPL budget), sleep-before, sleep-after, refresh-check."""
 
     ppl: float
     phase: str
