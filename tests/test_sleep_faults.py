@@ -315,7 +315,10 @@ def test_batched_refresh_over_the_ppl_bound_is_halved_until_the_fact_that_raises
         assert spiky.version == 1 and spiky.applied
         assert solves < 1 + len(degraded), (solves, len(degraded))
         tries = [e for e in _events(mem, EditRefreshed) if fact_of_edit.get(e.edit_id) == degraded[0]]
-        assert len(tries) >= 3 and fruitless_refreshes(mem.events())[0][degraded[0]] == 1  # one cycle counts once toward stale
+        assert len(tries) >= 3 and fruitless_refreshes(mem.events())[0][degraded[0]] == 0  # every try rolled back: nothing counts toward stale
+        recalled_now = {r.fact_id for r in mem.ledger.last_audit.results if r.recalled}
+        counts = fruitless_refreshes(mem.events())[0]
+        assert [counts[f] for f in degraded[1:]] == [0 if f in recalled_now else 1 for f in degraded[1:]]  # a kept refresh counts its cycle once
     finally:
         mem.close()
 
@@ -499,5 +502,29 @@ def test_an_auto_sleep_under_a_budget_without_a_base_reading_is_refused_before_t
         with pytest.raises(UserError, match="no base reading"):
             mem.inject(fact_pool(4, seed=3))
         assert mem.store.log.head_seq() == head and not mem.ledger.facts
+    finally:
+        mem.close()
+
+
+def test_refreshes_a_perplexity_guard_rolled_back_do_not_make_a_fact_stale(tmp_path):
+    """A sleep that starts over its budget rolls back every refresh. Those refreshes never reached
+    the weights, so three such cycles suspend nothing (stale_after=2); the same facts refreshed
+    and kept, yet still degraded, are suspended after two cycles."""
+    from memlog.store.events import PerplexityMeasured, RefreshSuspended
+
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05, stale_after=2), interference=2, d_in=64)
+    try:
+        with mem.unit():
+            mem.emit(PerplexityMeasured(ppl=mem.editor.perplexity(), phase="base"))
+        mem.inject(fact_pool(8, seed=3))  # PPL 10.008, over a 0.05 % budget
+        degraded = _degraded_ids(mem)
+        assert degraded
+        report = mem.sleep(cycles=3, ppl_budget=0.0005)
+        assert [c.refreshed for c in report.cycles] == [0, 0, 0] and all(c.rolled_back == len(degraded) for c in report.cycles)
+        assert not _events(mem, RefreshSuspended) and all(fruitless_refreshes(mem.events())[0].get(f, 0) == 0 for f in degraded)
+        mem.editor.interference = 1  # from now on no fact is recalled, refreshed or not
+        mem.sleep(cycles=3)
+        assert {e.fact_id for e in _events(mem, RefreshSuspended)} == set(mem.ledger.facts)
+        assert {e.refreshes for e in _events(mem, RefreshSuspended)} == {2}
     finally:
         mem.close()

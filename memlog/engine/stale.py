@@ -4,9 +4,12 @@ Some facts stay degraded however often sleep refreshes them (an object that the 
 continuing into a longer word, for instance: " sitcoms" for *sitcom*). Each refresh costs a
 v* optimisation and a constrained solve, and perturbs the weights for nothing. A fact that was
 refreshed in ``stale_after`` sleep cycles in a row without an audit finding it recalled in
-between is *suspended* (a cycle counts once however many times it tried the fact: a batched
-refresh that was rolled back, its halves and the per-fact path may each try it): a ``RefreshSuspended`` event says so and later cycles leave it out of the refresh
-set. Something changing lifts the suspension: an audit that finds the fact recalled again, or a
+between is *suspended*: a ``RefreshSuspended`` event says so and later cycles leave it out of
+the refresh set. A cycle counts once however many times it tried the fact (a batched refresh
+that was rolled back, its halves and the per-fact path may each try it), and only if one of
+those refreshes was kept: a refresh that a perplexity guard rolled back never reached the
+weights, so it says nothing about whether refreshing helps the fact (a cycle that starts over a
+``--ppl-budget`` rolls back every refresh; counting those would suspend every degraded fact). Something changing lifts the suspension: an audit that finds the fact recalled again, or a
 new injection of it (an update or a re-statement). Suspended facts are still audited and still
 count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
 recall by default).
@@ -16,34 +19,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudited, RefreshSuspended
+from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudited, RefreshRolledBack, RefreshSuspended
 
 
 def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str, int], set[str]]:
-    """Per fact, the sleep cycles that refreshed it since it was last recalled or injected, and
-    the facts suspended since."""
+    """Per fact, the sleep cycles that kept a refresh of it since it was last recalled or
+    injected, and the facts suspended since."""
     healthy = healthy or (lambda result: result.recalled)
-    count: dict[str, int] = {}
-    last_cycle: dict[str, int | None] = {}
+    standing: dict[str, dict[object, int]] = {}  # fact -> cycle (or a refresh outside sleep) -> refreshes not rolled back
+    refreshed: dict[tuple[str, int], tuple[str, object]] = {}  # (edit, version) -> (fact, its slot)
     suspended: set[str] = set()
-    for event in events:
+    for position, event in enumerate(events):
         if isinstance(event, FactInjected):
-            count[event.fact.fact_id] = 0
-            last_cycle.pop(event.fact.fact_id, None)
+            standing[event.fact.fact_id] = {}
             suspended.discard(event.fact.fact_id)
         elif isinstance(event, EditRefreshed):
             fact_id = event.fact.fact_id
-            if event.cycle is None or last_cycle.get(fact_id) != event.cycle:
-                count[fact_id] = count.get(fact_id, 0) + 1
-            last_cycle[fact_id] = event.cycle
+            slot = event.cycle if event.cycle is not None else ("outside sleep", position)
+            slots = standing.setdefault(fact_id, {})
+            slots[slot] = slots.get(slot, 0) + 1
+            refreshed[(event.edit_id, event.version)] = (fact_id, slot)
+        elif isinstance(event, RefreshRolledBack):
+            fact_id, slot = refreshed.pop((event.edit_id, event.version), (None, None))
+            if fact_id is not None and slot in standing.get(fact_id, {}):
+                standing[fact_id][slot] -= 1
         elif isinstance(event, RecallAudited):
             for result in event.results:
                 if healthy(result):
-                    count[result.fact_id] = 0
-                    last_cycle.pop(result.fact_id, None)
+                    standing[result.fact_id] = {}
                     suspended.discard(result.fact_id)
         elif isinstance(event, RefreshSuspended):
             suspended.add(event.fact_id)
+    count = {fact_id: sum(1 for n in slots.values() if n > 0) for fact_id, slots in standing.items()}
     return count, suspended
 
 
