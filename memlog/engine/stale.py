@@ -9,8 +9,9 @@ the refresh set. A cycle counts once however many times it tried the fact (a bat
 that was rolled back, its halves and the per-fact path may each try it), and only if one of
 those refreshes was kept: a refresh that a perplexity guard rolled back never reached the
 weights, so it says nothing about whether refreshing helps the fact (a cycle that starts over a
-``--ppl-budget`` rolls back every refresh; counting those would suspend every degraded fact). Something changing lifts the suspension: an audit that finds the fact recalled again, or a
-new injection of it (an update or a re-statement). Suspended facts are still audited and still
+``--ppl-budget`` rolls back every refresh; counting those would suspend every degraded fact).
+Something changing lifts the suspension: an audit that finds the fact recalled again, or a new
+injection of it (an update or a re-statement). Suspended facts are still audited and still
 count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
 recall by default).
 """
