@@ -401,3 +401,16 @@ def test_an_inject_over_the_stores_perplexity_budget_is_refused_and_writes_nothi
     assert sorted(str(p) for p in (tmp_path / "s").rglob("*") if p.is_file() and "log.duckdb" not in p.name) == files
     code, out, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", tmp_path / "s", "--format", "json")
     assert code == 0, err  # the real reading (the edit lowers this random model's perplexity) is within the budget
+
+
+def test_sleep_takes_lam_for_its_refreshes_and_refuses_a_bad_one(store, capsys):
+    code, _, err = run(capsys, "sleep", "--store", store, "--cycles", "1", "--lam", "-5")
+    assert code == 1 and "--lam must be a positive, finite number" in err
+    code, _, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store, "--format", "json")
+    assert code == 0, err
+    code, data, err = run(capsys, "sleep", "--store", store, "--cycles", "1", "--lam", "500", "--format", "json")
+    assert code == 0, err
+    code, rows, err = run(capsys, "sql", "SELECT version, lam FROM edits ORDER BY created_seq", "--store", store, "--format", "json")
+    assert code == 0, err
+    assert rows[0] == {"version": 1, "lam": 10.0}  # the inject: the store's λ
+    assert data["cycles"][0]["refreshed"] == len(rows) - 1 >= 1 and all(r["lam"] == 500.0 for r in rows[1:])  # the tiny model does not recall it: refreshed at 500

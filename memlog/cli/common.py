@@ -45,12 +45,12 @@ def pin_command_threads() -> None:
         raise UserError(str(exc)) from None
 
 
-def open_rw(store: Path | None, device: str | None = None, **engine_overrides):
+def open_rw(store: Path | None, device: str | None = None, memit_overrides: dict | None = None, **engine_overrides):
     from memlog.engine.open import open_memory
 
     pin_command_threads()
     quiet_model_loading()
-    return open_memory(store_path(store), writable=True, device=device, engine_overrides=engine_overrides)
+    return open_memory(store_path(store), writable=True, device=device, engine_overrides=engine_overrides, memit_overrides=memit_overrides)
 
 
 def open_ro(store: Path | None, device: str | None = None):

@@ -38,6 +38,7 @@ def sleep(
     protect: str = typer.Option(None, "--protect", help="The audit-prompt positions this run's constrained refreshes hold per protected fact (subject, object, either +paraphrases, or all); default: the store's."),
     protect_energy: float = typer.Option(None, "--protect-energy", help="The share of the protected keys' energy this run's constrained refreshes hold, in (0, 1]; default: the store's (1: exact)."),
     ppl_budget: float = typer.Option(None, "--ppl-budget", help="Roll back a refresh that leaves PPL more than this fraction above the base model's (e.g. 0.01); default: the store's (none)."),
+    lam: float = typer.Option(None, "--lam", help="MEMIT's λ for this run's refreshes (see memlog init --lam; each refresh records it); default: the store's."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -46,8 +47,12 @@ def sleep(
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
     EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget)  # bad values fail before the model loads
+    if lam is not None:
+        from memlog.core.memit_hparams import MemitConfig
+
+        MemitConfig(lam=lam)  # a bad λ fails before the model loads
     with open_rw(
-        store, device, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
+        store, device, {"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
         degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
         protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget,
     ) as mem:
