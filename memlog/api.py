@@ -75,7 +75,7 @@ def open(  # noqa: A001 - the front door is ``memlog.open``
 
     ``writable=False`` opens it read-only (no writer lock). ``engine_overrides`` change the
     store's engine policy for this session (e.g. ``cap=40``); ``memit_overrides`` the MEMIT
-    settings a session may change (``norm_penalty``, ``v_stop``: how new edits are solved).
+    settings a session may change (``lam``, ``norm_penalty``, ``v_stop``: how new edits are solved).
     Each edit records the settings it was solved with (``FactInjected.settings``).
     """
     return open_memory(Path(path), lm=lm, writable=writable, device=device, engine_overrides=engine_overrides or None, memit_overrides=memit_overrides)

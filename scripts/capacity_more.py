@@ -24,6 +24,7 @@ from _common import log, setup_threads
 
 from memlog.core.pool import mixed_pool
 from memlog.engine.open import open_memory
+from memlog.errors import UserError
 from memlog.experiments.capacity import run_wave
 
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--norm-penalty", type=float, default=None, help="override the store's MEMIT norm penalty ρ for new edits")
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="override the store's v* early stop for new edits")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
-    parser.add_argument("--ppl-budget", type=float, default=None, help="override the store's PPL budget: sleep keeps no refresh that leaves PPL more than this fraction above the base model's")
+    parser.add_argument("--ppl-budget", type=float, default=None, help="override the store's PPL budget: sleep keeps no refresh, and wake no inject, that leaves PPL more than this fraction above the base model's (a refused batch ends the run)")
     parser.add_argument("--up-to", type=int, default=None, help="stop once this many facts are stored (default: the whole pool)")
     parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")
     parser.add_argument("--out", type=Path, required=True)
@@ -66,7 +67,11 @@ def main() -> None:
                 log(f"stopping before the wave at {stored + first} facts: past {args.until}")
                 break
             number = (stored + first) // args.wave + 1
-            row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
+            try:
+                row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
+            except UserError as exc:  # the wake guard refused a batch: the budget is full
+                log(f"wave {number} stopped: {exc}")
+                break
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "lam": mem.editor.config.lam, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop, "ppl_budget": mem.config.ppl_budget}) + "\n")
             log(f"wave {number}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, {row.cycles} cycles, "

@@ -315,7 +315,7 @@ def test_batched_refresh_over_the_ppl_bound_is_halved_until_the_fact_that_raises
         assert spiky.version == 1 and spiky.applied
         assert solves < 1 + len(degraded), (solves, len(degraded))
         tries = [e for e in _events(mem, EditRefreshed) if fact_of_edit.get(e.edit_id) == degraded[0]]
-        assert len(tries) >= 3 and fruitless_refreshes(mem.events())[0][degraded[0]] == 0  # every try rolled back: nothing counts toward stale
+        assert len(tries) >= 3 and fruitless_refreshes(mem.events())[0][degraded[0]] == 1  # its own spike rolled each try back: the cycle counts once
         recalled_now = {r.fact_id for r in mem.ledger.last_audit.results if r.recalled}
         counts = fruitless_refreshes(mem.events())[0]
         assert [counts[f] for f in degraded[1:]] == [0 if f in recalled_now else 1 for f in degraded[1:]]  # a kept refresh counts its cycle once
@@ -480,7 +480,8 @@ def test_an_inject_that_would_leave_perplexity_over_the_budget_is_refused_with_n
         crossing = r"10\.0050" if batch_size == 1 else r"10\.0060"
         with pytest.raises(UserError, match=rf"would leave perplexity at {crossing}, over the store's budget of 10\.0045 \(base 10\.000 \+ 0\.045 %\); it was not stored") as raised:
             mem.inject(facts, batch_size=batch_size, audit=False)
-        assert f"The {stored} fact(s) before it were stored" in str(raised.value)
+        assert f"Before it: {stored} new fact(s) stored (log head seq {mem.head_seq}); the other {7 - stored} of the 7 given were not stored." in str(raised.value)
+        assert "over the budget before it" not in str(raised.value)
         assert sorted(mem.ledger.facts) == sorted(f.fact_id for f in facts[:stored])
         checks = [e for e in _events(mem, PerplexityMeasured) if e.phase == "wake-check"]
         assert [round(e.ppl, 6) for e in checks] == ([10.001, 10.002, 10.003, 10.004] if batch_size == 1 else [10.003])
@@ -488,6 +489,12 @@ def test_an_inject_that_would_leave_perplexity_over_the_budget_is_refused_with_n
         with pytest.raises(UserError, match="over the store's budget"):
             mem.inject(facts[stored:], batch_size=batch_size, audit=False)
         assert mem.head_seq == mem.store.log.head_seq() == head and mem.store.blobs.list_blobs() == blobs
+        rest = 7 - stored
+        with pytest.raises(UserError, match=rf"Before it: 0 new fact\(s\) stored, 2 already stored \(log head seq \d+\); the other {rest} of the {rest + 2} given were not stored"):
+            mem.inject(facts[:2] + facts[stored:], batch_size=batch_size, audit=False)  # duplicates are not counted as stored
+        mem.config = EngineConfig(wake="unconstrained", stale_after=None, ppl_budget=0.0001)  # the store is over this one already
+        with pytest.raises(UserError, match=r"The store was over the budget before it \(its last reading, at seq \d+, was 10\.00[34]0\)"):
+            mem.inject(facts[stored:], batch_size=batch_size, audit=False)
         mem.config = EngineConfig(wake="unconstrained", stale_after=None)  # no budget: no reading, no refusal
         mem.inject(facts[stored:], batch_size=batch_size, audit=False)
         assert len(mem.ledger.facts) == 7 and len([e for e in _events(mem, PerplexityMeasured) if e.phase == "wake-check"]) == len(checks)
@@ -526,5 +533,25 @@ def test_refreshes_a_perplexity_guard_rolled_back_do_not_make_a_fact_stale(tmp_p
         mem.sleep(cycles=3)
         assert {e.fact_id for e in _events(mem, RefreshSuspended)} == set(mem.ledger.facts)
         assert {e.refreshes for e in _events(mem, RefreshSuspended)} == {2}
+    finally:
+        mem.close()
+
+
+def test_a_fact_whose_own_refresh_crosses_the_bound_every_cycle_is_suspended(tmp_path):
+    """Unlike a cycle that starts over its limit, a refresh rolled back because it pushed
+    perplexity over the limit itself counts toward stale: after stale_after such cycles the fact
+    is suspended, so sleep stops paying a solve and a reading for it every cycle."""
+    from memlog.store.events import RefreshSuspended
+
+    mem = keyed_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=0.05, stale_after=2), interference=1)
+    try:
+        mem.inject(fact_pool(4, seed=3))  # interference 1: no fact is ever recalled
+        spiky = _degraded_ids(mem)[0]
+        mem.editor.spiky = {spiky}
+        mem.sleep(cycles=4)
+        suspended = _events(mem, RefreshSuspended)
+        assert {e.fact_id for e in suspended} == set(mem.ledger.facts)  # the spiky one too
+        assert _events(mem, RefreshRolledBack) and all(r.ppl_before < r.ppl_limit and r.edit_id == mem.ledger.entry_for_fact(spiky).edit_id for r in _events(mem, RefreshRolledBack))
+        assert not mem.ledger.entry_for_fact(spiky).version > 1  # never kept
     finally:
         mem.close()

@@ -20,6 +20,7 @@ PHASE_COLOURS = {
     "sleep-before": "#ff7f0e",
     "sleep-after": "#2ca02c",
     "refresh-check": "#9467bd",
+    "wake-check": "#8c564b",
 }
 PROBE_MEASURES = ("paraphrase_recall", "neighbour_unchanged", "chat_recall")
 

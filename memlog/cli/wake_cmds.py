@@ -10,7 +10,7 @@ from memlog.cli.common import DeviceOpt, FormatOpt, StoreOpt, WakeOpt, open_ro, 
 from memlog.cli.output import Format, emit, progress_bars, styled, table
 from memlog.core.factfile import read_facts
 from memlog.core.facts import Fact
-from memlog.engine.config import DEFAULT_BATCH_SIZE
+from memlog.engine.config import DEFAULT_BATCH_SIZE, EngineConfig
 from memlog.errors import UserError
 
 
@@ -27,6 +27,7 @@ def inject(
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="New facts per MEMIT solve, audited once per batch; 1: one fact at a time, each audited."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Sleep when pressure (degraded/active) crosses this threshold."),
     wake: str = WakeOpt,
+    ppl_budget: float = typer.Option(None, "--ppl-budget", help="Refuse an inject (or batch) that would leave PPL more than this fraction above the base model's (e.g. 0.05); default: the store's (none)."),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
@@ -49,7 +50,8 @@ def inject(
         facts = [Fact(subject, relation, obj)]
     if auto_sleep is not None and not 0 <= auto_sleep < 1:
         raise UserError(f"--auto-sleep is a pressure threshold in [0, 1), got {auto_sleep}")
-    with open_rw(store, device, wake=wake) as mem:
+    EngineConfig().with_overrides(ppl_budget=ppl_budget)  # a bad budget fails before the model loads
+    with open_rw(store, device, wake=wake, ppl_budget=ppl_budget) as mem:
         with progress_bars(True) as progress:
             report = mem.inject(facts, audit=not no_audit, auto_sleep=auto_sleep, progress=progress, batch_size=batch_size)
     data = {

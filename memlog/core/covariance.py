@@ -45,6 +45,20 @@ def _accumulate_hook(sums: dict[int, torch.Tensor], layer: int):
     return hook
 
 
+def require_enough_keys(lm: LoadedModel, layers: list[int], windows: int, seq_len: int) -> dict[int, int]:
+    """Each layer's key dimension; UserError if ``windows`` windows of ``seq_len`` tokens give
+    fewer keys than the largest (the estimate of C would be singular)."""
+    dims = {layer: lm.adapter.key_dim(lm.model, layer) for layer in layers}
+    keys, largest = windows * (seq_len - SKIP_POSITIONS), max(dims.values())
+    if keys < largest:
+        need = -(-largest // (seq_len - SKIP_POSITIONS))
+        raise UserError(
+            f"--cov-samples {windows}: {keys} keys cannot estimate a {largest}x{largest} key covariance "
+            f"(it would be singular); use at least {need} windows of {seq_len} tokens"
+        )
+    return dims
+
+
 def compute_covariance(
     lm: LoadedModel,
     layers,
@@ -64,14 +78,7 @@ def compute_covariance(
     joined = "\n\n".join(texts) if texts is not None else None
     chunks = covariance_chunks(lm.tokenizer, cfg.cov_samples, cfg.cov_seq_len, path=corpus_path, text=joined)
     sha = "sha256:" + hashlib.sha256(joined.encode("utf-8")).hexdigest() if joined is not None else corpus_sha256(corpus_path)
-    dims = {layer: lm.adapter.key_dim(lm.model, layer) for layer in layers}
-    keys = len(chunks) * (cfg.cov_seq_len - SKIP_POSITIONS)
-    if keys < max(dims.values()):
-        need = -(-max(dims.values()) // (cfg.cov_seq_len - SKIP_POSITIONS))
-        raise UserError(
-            f"--cov-samples {len(chunks)}: {keys} keys cannot estimate a {max(dims.values())}x{max(dims.values())} key covariance "
-            f"(it would be singular); use at least {need} windows of {cfg.cov_seq_len} tokens"
-        )
+    dims = require_enough_keys(lm, layers, len(chunks), cfg.cov_seq_len)
     sums = {layer: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for layer, d in dims.items()}
     pre_hooks = [(lm.adapter.mlp_out(lm.model, layer), _accumulate_hook(sums, layer)) for layer in layers]
     total = len(chunks)

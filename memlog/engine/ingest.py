@@ -128,6 +128,14 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
     ]
 
 
+def stored_so_far(report: InjectReport, asked: int, head_seq: int) -> str:
+    """What an inject that stopped part-way had written: its committed steps, by status."""
+    counts = {status: sum(o.status == status for o in report.facts) for status in ("injected", "updated", "duplicate")}
+    done = f"{counts['injected']} new fact(s) stored" + (f", {counts['updated']} updated" if counts["updated"] else "")
+    skipped = f", {counts['duplicate']} already stored" if counts["duplicate"] else ""
+    return f"Before it: {done}{skipped} (log head seq {head_seq}); the other {asked - len(report.facts)} of the {asked} given were not stored."
+
+
 def plan(ledger, facts: list[Fact], batch_size: int):
     """Yield ``("batch", facts)`` and ``("single", [fact])`` steps in input order (see the module doc).
 

@@ -24,7 +24,7 @@ from memlog.core.facts import Fact
 from memlog.engine.audit_measures import PROBED_PHASES, is_healthy, with_probes
 from memlog.engine.config import EngineConfig
 from memlog.engine.consolidate import DEFAULT_RTOL, ConsolidationReport, consolidate, revert_consolidation
-from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan
+from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan, stored_so_far
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
 from memlog.engine.wake import guard_wake_budget, note_wake_room, wake_plan
@@ -227,18 +227,18 @@ class Memory:
                     outcomes = inject_batch(self, step, audit)
                 else:
                     outcomes = [self._inject_one(step[0], audit)]
+                report.facts.extend(outcomes)
+                if audit and self.ledger.last_audit is not None:
+                    report.recall, report.degraded = self.ledger.last_audit.recall, self.ledger.last_audit.degraded
+                changed = any(o.status != "duplicate" for o in outcomes)
+                if auto_sleep is not None and changed and self.ledger.pressure() > auto_sleep:
+                    with self.unit():
+                        self.emit(SleepTriggered(pressure=self.ledger.pressure(), threshold=auto_sleep))
+                    report.sleeps.append(self.sleep(until_converged=True, progress=progress))
             except UserError as exc:
                 if not report.facts:
                     raise
-                raise UserError(f"{exc} The {len(report.facts)} fact(s) before it were stored (log head seq {self.head_seq}); it and the {len(facts) - len(report.facts) - len(step)} after it were not.") from exc
-            report.facts.extend(outcomes)
-            if audit and self.ledger.last_audit is not None:
-                report.recall, report.degraded = self.ledger.last_audit.recall, self.ledger.last_audit.degraded
-            changed = any(o.status != "duplicate" for o in outcomes)
-            if auto_sleep is not None and changed and self.ledger.pressure() > auto_sleep:
-                with self.unit():
-                    self.emit(SleepTriggered(pressure=self.ledger.pressure(), threshold=auto_sleep))
-                report.sleeps.append(self.sleep(until_converged=True, progress=progress))
+                raise type(exc)(f"{exc} {stored_so_far(report, len(facts), self.head_seq)}") from exc
         progress("inject", len(facts), len(facts))
         report.seq = self.head_seq
         return report

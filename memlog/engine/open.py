@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from memlog.core.corpus import corpus_sha256
-from memlog.core.covariance import compute_covariance
+from memlog.core.covariance import compute_covariance, require_enough_keys
 from memlog.core.fingerprint import cached_model_fingerprint, fingerprint_for
 from memlog.core.memit import prepare_covariances
 from memlog.core.memit_hparams import MemitConfig
@@ -48,6 +48,7 @@ def _cov_cache_path(fp: str, layer: int, cfg: MemitConfig, corpus_sha: str) -> P
 def _load_or_compute_covariances(lm: LoadedModel, layers: list[int], cfg: MemitConfig, fp: str, corpus_path: str | None, progress):
     """Each layer's covariance from the cache, else computed and cached. Every layer's file has its
     own ``.meta.npy`` (samples, tokens), so windows that share layers share the cache."""
+    require_enough_keys(lm, layers, cfg.cov_samples, cfg.cov_seq_len)  # a cached estimate from too few keys is refused too
     corpus_sha = corpus_sha256(corpus_path)
     paths = {layer: _cov_cache_path(fp, layer, cfg, corpus_sha) for layer in layers}
     metas = {layer: p.with_suffix(".meta.npy") for layer, p in paths.items()}

@@ -6,10 +6,12 @@ v* optimisation and a constrained solve, and perturbs the weights for nothing. A
 refreshed in ``stale_after`` sleep cycles in a row without an audit finding it recalled in
 between is *suspended*: a ``RefreshSuspended`` event says so and later cycles leave it out of
 the refresh set. A cycle counts once however many times it tried the fact (a batched refresh
-that was rolled back, its halves and the per-fact path may each try it), and only if one of
-those refreshes was kept: a refresh that a perplexity guard rolled back never reached the
-weights, so it says nothing about whether refreshing helps the fact (a cycle that starts over a
-``--ppl-budget`` rolls back every refresh; counting those would suspend every degraded fact).
+that was rolled back, its halves and the per-fact path may each try it), but not if every one
+of those refreshes was rolled back because the reading *before* it was already over the limit
+(``RefreshRolledBack.ppl_before >= ppl_limit``): a cycle that starts over a ``--ppl-budget``
+rolls back every refresh whatever it does, which says nothing about the fact, and counting
+those would suspend every degraded fact. A refresh rolled back because it pushed perplexity
+over the limit itself does count: trying it again costs a solve and a reading every cycle.
 Something changing lifts the suspension: an audit that finds the fact recalled again, or a new
 injection of it (an update or a re-statement). Suspended facts are still audited and still
 count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
@@ -24,10 +26,11 @@ from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudite
 
 
 def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str, int], set[str]]:
-    """Per fact, the sleep cycles that kept a refresh of it since it was last recalled or
-    injected, and the facts suspended since."""
+    """Per fact, the sleep cycles that refreshed it since it was last recalled or injected (not
+    counting a cycle whose every refresh of it was rolled back for starting over the limit), and
+    the facts suspended since."""
     healthy = healthy or (lambda result: result.recalled)
-    standing: dict[str, dict[object, int]] = {}  # fact -> cycle (or a refresh outside sleep) -> refreshes not rolled back
+    standing: dict[str, dict[object, int]] = {}  # fact -> cycle (or a refresh outside sleep) -> refreshes that count
     refreshed: dict[tuple[str, int], tuple[str, object]] = {}  # (edit, version) -> (fact, its slot)
     suspended: set[str] = set()
     for position, event in enumerate(events):
@@ -42,7 +45,8 @@ def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str
             refreshed[(event.edit_id, event.version)] = (fact_id, slot)
         elif isinstance(event, RefreshRolledBack):
             fact_id, slot = refreshed.pop((event.edit_id, event.version), (None, None))
-            if fact_id is not None and slot in standing.get(fact_id, {}):
+            started_over = event.ppl_limit is not None and event.ppl_before >= event.ppl_limit
+            if started_over and fact_id is not None and slot in standing.get(fact_id, {}):
                 standing[fact_id][slot] -= 1
         elif isinstance(event, RecallAudited):
             for result in event.results:

@@ -170,8 +170,25 @@ def guard_wake_budget(mem, facts: list[Fact]) -> None:
     ppl = mem.editor.perplexity()
     if not ppl <= limit:  # NaN is over any limit
         what = f"{facts[0].subject} {facts[0].relation} {facts[0].object}" if len(facts) == 1 else f"a batch of {len(facts)} facts"
+        last = last_reading(mem)
+        already = (
+            f" The store was over the budget before it (its last reading, at seq {last[0]}, was {last[1]:.4f}), and sleep cannot bring it "
+            "back: a cycle that starts over the budget rolls back every refresh."
+            if last is not None and last[1] > limit
+            else ""
+        )
         raise UserError(
             f"the inject of {what} would leave perplexity at {ppl:.4f}, over the store's budget of {limit:.4f} "
-            f"(base {base:.3f} + {budget * 100:g} %); it was not stored. Run `memlog sleep`, forget or prune facts, or raise --ppl-budget."
+            f"(base {base:.3f} + {budget * 100:g} %); it was not stored.{already} Forget or prune facts to make room, "
+            "or give this inject a higher --ppl-budget."
         )
     mem.emit(PerplexityMeasured(ppl=ppl, phase="wake-check"))
+
+
+def last_reading(mem) -> tuple[int, float] | None:
+    """The seq and value of the log's latest perplexity reading of the store's committed state
+    (any phase but ``refresh-check``, which reads a refresh that may have been rolled back)."""
+    for item in reversed(mem.logged):
+        if isinstance(item.event, PerplexityMeasured) and item.event.phase != "refresh-check":
+            return item.seq, item.event.ppl
+    return None
