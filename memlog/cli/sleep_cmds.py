@@ -52,7 +52,7 @@ def sleep(
 
         MemitConfig(lam=lam)  # a bad λ fails before the model loads
     with open_rw(
-        store, device, {"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
+        store, device, memit_overrides={"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
         degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
         protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget,
     ) as mem:

@@ -7,7 +7,6 @@ A leaf module: the MEMIT steps (keys, v*, covariance, the solve) all read their 
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 from memlog.errors import UserError
@@ -65,8 +64,8 @@ class MemitConfig:
         object.__setattr__(self, "layers", layers)
         if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 < self.lam < math.inf:  # also refuses NaN
             raise UserError(f"--lam must be a positive, finite number, got {self.lam!r}")
-        if self.v_steps < 0 or self.v_lr <= 0 or self.lam <= 0 or self.clamp_norm_factor <= 0:
-            raise UserError("MEMIT config: v_steps >= 0, and v_lr, lam, clamp_norm_factor > 0 are required")
+        if self.v_steps < 0 or self.v_lr <= 0 or self.clamp_norm_factor <= 0:
+            raise UserError("MEMIT config: v_steps >= 0, and v_lr, clamp_norm_factor > 0 are required")
         if self.n_prefixes < 1 or self.cov_samples < 1 or self.cov_seq_len < 2 or self.v_paraphrases < 0:
             raise UserError("MEMIT config: n_prefixes >= 1, cov_samples >= 1, cov_seq_len >= 2 and v_paraphrases >= 0 are required")
         if self.v_stop not in V_STOPS:

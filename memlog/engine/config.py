@@ -137,9 +137,16 @@ class EngineConfig:
         if self.ppl_bound is not None:
             limits.append(ppl_before * (1.0 + self.ppl_bound))
         if self.ppl_budget is not None:
-            self.check_budget(base_ppl)
-            limits.append(base_ppl * (1.0 + self.ppl_budget))
+            limits.append(self.budget_ceiling(base_ppl))
         return min(limits) if limits else None
+
+    def budget_ceiling(self, base_ppl: float | None) -> float | None:
+        """The highest perplexity ``ppl_budget`` allows: the base model's reading times ``1 +
+        ppl_budget`` (None: no budget; UserError: a budget without a base reading)."""
+        if self.ppl_budget is None:
+            return None
+        self.check_budget(base_ppl)
+        return base_ppl * (1.0 + self.ppl_budget)
 
     def check_budget(self, base_ppl: float | None) -> None:
         """Refuse (UserError) a ``ppl_budget`` on a store whose log has no base reading."""

@@ -165,8 +165,7 @@ def guard_wake_budget(mem, facts: list[Fact]) -> None:
     if budget is None:
         return
     base = mem.base_ppl
-    mem.config.check_budget(base)
-    limit = base * (1.0 + budget)
+    limit = mem.config.budget_ceiling(base)
     ppl = mem.editor.perplexity()
     if not ppl <= limit:  # NaN is over any limit
         what = f"{facts[0].subject} {facts[0].relation} {facts[0].object}" if len(facts) == 1 else f"a batch of {len(facts)} facts"
