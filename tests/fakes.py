@@ -42,6 +42,7 @@ class FakeEditResult:
     deltas: dict
     v_loss: float
     seconds: float = 0.0
+    v_losses_before: list | None = None
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeEditor:
     d_in: int = D_IN
     edits: int = 0
     constrained_edits: int = 0
+    nll_before: object = None  # fact_id -> the object NLL v*'s first step reads (None: not reported)
 
     def edit(self, facts: list[Fact], constraint_keys=None, protect=None):
         self.edits += 1
@@ -90,7 +92,8 @@ class FakeEditor:
             )
             for layer in self.layers
         }
-        return FakeEditResult(deltas=deltas, v_loss=0.01)
+        before = None if self.nll_before is None else [self.nll_before(f.fact_id) for f in facts]
+        return FakeEditResult(deltas=deltas, v_loss=0.01, v_losses_before=before)
 
     def keys(self, facts: list[Fact]):
         return {layer: torch.ones(self.d_in, len(facts)) for layer in self.layers}

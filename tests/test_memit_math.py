@@ -18,7 +18,7 @@ from memlog.core.keys import compute_keys
 from memlog.core.memit import applied, memit_edit, prepare_covariances, solve_layers
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.solve import CovarianceFactor, NullSpaceError, constraint_basis, dense_constrained_update, dense_update, held_subspace, solve_update, whitened_basis
-from memlog.core.vstar import compute_v_star
+from memlog.core.vstar import compute_v_star, solve_v_star
 from memlog.errors import UserError
 
 F64 = torch.float64
@@ -279,8 +279,12 @@ def test_constrained_edit_protects_keys_on_the_model(tiny64, covs64):
 def test_v_star_lowers_the_object_loss(tiny64):
     cfg = _cfg(v_stop_loss=0.0, clamp_norm_factor=100.0, v_steps=10)  # a random model needs a large delta
     _, untrained = compute_v_star(tiny64, FACTS, 2, dataclasses.replace(cfg, v_steps=0))
-    _, trained = compute_v_star(tiny64, FACTS, 2, cfg)
+    solved = solve_v_star(tiny64, FACTS, 2, cfg)
+    trained = solved.nll
     assert (trained < untrained - 0.02).all(), (trained, untrained)  # logits of a random model barely move
+    assert torch.allclose(solved.nll_before, untrained, atol=1e-6)  # the NLL before is the unedited model's
+    grouped = solve_v_star(tiny64, [FACTS[0], FACTS[0], FACTS[1]], 2, cfg, groups=[0, 0, 1])  # the joint path records it too
+    assert torch.allclose(grouped.nll_before, untrained[[0, 0, 1]], atol=1e-6)
 
 
 def test_batched_and_single_edits_share_the_code_path(tiny64, covs64):

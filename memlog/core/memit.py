@@ -35,7 +35,7 @@ from memlog.core.keys import KeyReader, LayerwiseReader, bare_prompt_batch, buil
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.core.solve import CovarianceFactor, solve_update
-from memlog.core.vstar import compute_v_star, shared_key_groups
+from memlog.core.vstar import shared_key_groups, solve_v_star
 from memlog.errors import UserError
 from memlog.progress import StepFn
 
@@ -79,6 +79,7 @@ class EditResult:
     deltas: dict[int, LayerFactors]
     v_loss: float  # mean over facts of the final v* NLL of the object tokens
     v_losses: list[float]  # per fact
+    v_losses_before: list[float]  # per fact: the object NLL on the weights before the edit (v*'s first step)
     v_norms: list[float]  # per fact: ‖z* − z‖ / ‖z‖ at the last layer (== clamp_norm_factor when clamped)
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
@@ -207,7 +208,8 @@ def memit_edit(
     _check_inputs(lm, facts, cfg, covs, constraint_keys)
     timer, started = _Timer(), time.perf_counter()
     groups = shared_key_groups(facts) if protect is not None else None
-    targets, nll = compute_v_star(lm, facts, cfg.layers[-1], cfg, groups)
+    v_star = solve_v_star(lm, facts, cfg.layers[-1], cfg, groups)
+    targets, nll = v_star.targets, v_star.nll
     timer.add("v_star", started)
     if progress is not None:
         progress(1, len(cfg.layers) + 1)
@@ -217,6 +219,7 @@ def memit_edit(
         deltas=deltas,
         v_loss=float(nll.mean()),
         v_losses=[float(x) for x in nll],
+        v_losses_before=[float(x) for x in v_star.nll_before],
         v_norms=v_norms,
         seconds=time.perf_counter() - started,
         timings=timer.timings,

@@ -230,10 +230,28 @@ def shared_key_groups(facts: list[Fact]) -> list[int]:
     return [seen.setdefault(f.prompt[: f.subject_span[1]], len(seen)) for f in facts]
 
 
+@dataclass(frozen=True)
+class VStar:
+    """``solve_v_star``'s result: the targets (d_model × N, float32) at the output of the block,
+    each fact's final object NLL (N,), and its NLL before the optimisation (N,: the model's own,
+    on the weights as they are, in the same contexts)."""
+
+    targets: torch.Tensor
+    nll: torch.Tensor
+    nll_before: torch.Tensor
+
+
 def compute_v_star(
     lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets (d_model × N, float32) at the output of block ``layer`` and per-fact final NLL (N,).
+    """Targets (d_model × N, float32) at the output of block ``layer`` and per-fact final NLL (N,):
+    ``solve_v_star`` without the NLL before."""
+    solution = solve_v_star(lm, facts, layer, cfg, groups)
+    return solution.targets, solution.nll
+
+
+def solve_v_star(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int] | None = None) -> VStar:
+    """The v* targets at the output of block ``layer`` for ``facts`` (see ``VStar``).
 
     Each fact stops (its delta is frozen) once its NLL + KL term is below ``cfg.v_stop_loss``
     (or, with ``cfg.v_stop == "most-probable"``, once its object is the greedy choice everywhere)
@@ -265,6 +283,8 @@ def compute_v_star(
                 raise NonFiniteError(
                     f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
                 )
+            if step == 0:
+                nll_before = nll.detach().float().cpu()
             frozen |= _done(fit, top, cfg)
             final[index] = delta.detach()
             final_nll[index] = nll.detach()
@@ -284,10 +304,10 @@ def compute_v_star(
                 delta[frozen] = kept
                 _clamp(delta, max_norm)
     targets = (h_init + final).T.contiguous()
-    return targets, final_nll.float().cpu()
+    return VStar(targets, final_nll.float().cpu(), nll_before)
 
 
-def _grouped_v_star(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _grouped_v_star(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitConfig", groups: list[int]) -> VStar:
     """``compute_v_star`` when facts share a key: the facts of a group share one delta, one
     target written at their common key that serves every object of the group (joint v*); a
     group stops when all its facts are below the stop loss. Groups are never narrowed."""
@@ -305,6 +325,8 @@ def _grouped_v_star(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitC
                 raise NonFiniteError(
                     f"v* loss became non-finite at step {step} (layer {layer}); lower v_lr or check the model weights"
                 )
+            if step == 0:
+                nll_before = nll.detach().float().cpu()
             above = (~_done(fit, top, cfg)).float()
             frozen |= torch.zeros(len(first), device=above.device).index_add(0, index, above) == 0
             if step == cfg.v_steps or bool(frozen.all()):
@@ -317,4 +339,4 @@ def _grouped_v_star(lm: LoadedModel, facts: list[Fact], layer: int, cfg: "MemitC
                 delta[frozen] = kept
                 _clamp(delta, max_norm)
     targets = (problem.h_init + delta.detach()[index]).T.contiguous()
-    return targets, nll.detach().float().cpu()
+    return VStar(targets, nll.detach().float().cpu(), nll_before)

@@ -62,6 +62,11 @@ class EngineConfig:
     # stop refreshing a fact that stays degraded through this many sleep cycles in a row with a
     # refresh of it (a cycle counts once however often its refresh was tried; None: never)
     stale_after: int | None = 3
+    # ... unless it is getting there: with the ``correct`` strategy, a refresh whose fact's object
+    # NLL before it (``EditRefreshed.v_loss_before``) is at least this fraction below the NLL
+    # before the fact's previous refresh shows that one helped, and the count starts again
+    # (None: only recall counts as progress; see engine/stale.py)
+    stale_progress: float | None = 0.25
     auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this
     # which audit measure makes a fact degraded for sleep: exact-prompt recall, paraphrase recall
     # (below tau), chat-template recall, or any of the three
@@ -123,6 +128,8 @@ class EngineConfig:
             raise UserError(f"auto-sleep threshold is a pressure in [0, 1), got {self.auto_sleep}")
         if self.stale_after is not None and self.stale_after < 1:
             raise UserError(f"stale_after must be at least 1 refresh (or None), got {self.stale_after}")
+        if self.stale_progress is not None and not 0.0 < self.stale_progress < 1.0:  # NaN is refused too
+            raise UserError(f"stale_progress is a fraction in (0, 1) (or None), got {self.stale_progress}")
         if self.consolidate_above is not None and self.consolidate_above < 1:
             raise UserError(f"consolidate_above must be at least 1 column (or None), got {self.consolidate_above}")
         if self.ppl_bound is not None and not self.ppl_bound > 0:  # NaN is refused too

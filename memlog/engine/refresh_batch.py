@@ -138,6 +138,7 @@ def _refresh_once(
         return out
     share = (time.perf_counter() - start) / len(facts)
     losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
+    before = list(getattr(result, "v_losses_before", None) or [None] * len(facts))
     versions, settings = [], mem.solve_settings(config, refresh=True)
     if not correct:  # reinject: every revert first, then the refreshes
         for state, entry in pairs:
@@ -152,6 +153,7 @@ def _refresh_once(
             fact=record_of(fact),
             deltas=mem.write_stacked_deltas(entry.current.deltas, result, [i]) if correct else column_deltas(mem, result, [i]),
             v_loss=float(losses[i]),
+            v_loss_before=None if before[i] is None else float(before[i]),
             n_constraint_keys=len(held),
             mode=config.refresh_mode,
             cycle=cycle,

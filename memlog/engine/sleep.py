@@ -170,7 +170,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         recalled = {r.fact_id: ok(r) for r in pre.results}
         healthy = [s for s in ledger.active_facts() if recalled.get(s.fact.fact_id)]
         degraded = [s for s in ledger.active_facts() if not recalled.get(s.fact.fact_id)]
-        degraded = hold_back_stale(mem, degraded, cycle, config.stale_after, healthy=ok)
+        degraded = hold_back_stale(mem, degraded, cycle, config.stale_after, healthy=ok, progress=config.stale_progress)
 
         broken: dict[str, str] = {}
         checked: dict[str, int] = {}
@@ -234,6 +234,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     fact=record_of(fact),
                     deltas=mem.write_stacked_deltas(entry.current.deltas, result) if correct else mem.write_deltas(result),
                     v_loss=float(result.v_loss),
+                    v_loss_before=float(result.v_losses_before[0]) if getattr(result, "v_losses_before", None) else None,
                     n_constraint_keys=len(used),
                     mode=config.refresh_mode,
                     cycle=cycle,

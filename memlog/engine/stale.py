@@ -12,6 +12,15 @@ of those refreshes was rolled back because the reading *before* it was already o
 rolls back every refresh whatever it does, which says nothing about the fact, and counting
 those would suspend every degraded fact. A refresh rolled back because it pushed perplexity
 over the limit itself does count: trying it again costs a solve and a reading every cycle.
+A fact that is getting there is not fruitless either. A correction solved at a λ near the keys'
+scale (``memlog init --lam``) moves a fact only part of the way, so it can take more than
+``stale_after`` cycles to reach recall while every cycle brings it closer. With the ``correct``
+strategy the object's NLL before a refresh (``EditRefreshed.v_loss_before``, v*'s first step on
+the weights that still hold the fact's edit) measures where the fact stands. When it is at least
+``stale_progress`` (a fraction) below the NLL before the fact's previous refresh, that refresh
+helped and the count starts again from this one. With ``reinject`` the NLL is read on the
+weights without the fact's edit, which says nothing about progress, so it is not used; nor is
+it in logs written before the field existed.
 Something changing lifts the suspension: an audit that finds the fact recalled again, or a new
 injection of it (an update or a re-statement). Suspended facts are still audited and still
 count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
@@ -25,22 +34,30 @@ from collections.abc import Iterable
 from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudited, RefreshRolledBack, RefreshSuspended
 
 
-def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str, int], set[str]]:
-    """Per fact, the sleep cycles that refreshed it since it was last recalled or injected (not
-    counting a cycle whose every refresh of it was rolled back for starting over the limit), and
-    the facts suspended since."""
+def fruitless_refreshes(events: Iterable[Event], healthy=None, progress: float | None = None) -> tuple[dict[str, int], set[str]]:
+    """Per fact, the sleep cycles that refreshed it since it was last recalled, injected, or (with
+    ``progress``, a fraction) found that fraction closer by its object NLL (not counting a cycle
+    whose every refresh of it was rolled back for starting over the limit), and the facts
+    suspended since."""
     healthy = healthy or (lambda result: result.recalled)
     standing: dict[str, dict[object, int]] = {}  # fact -> cycle (or a refresh outside sleep) -> refreshes that count
     refreshed: dict[tuple[str, int], tuple[str, object]] = {}  # (edit, version) -> (fact, its slot)
+    nll_before: dict[str, float] = {}  # fact -> object NLL before its latest correcting refresh
     suspended: set[str] = set()
     for position, event in enumerate(events):
         if isinstance(event, FactInjected):
             standing[event.fact.fact_id] = {}
+            nll_before.pop(event.fact.fact_id, None)
             suspended.discard(event.fact.fact_id)
         elif isinstance(event, EditRefreshed):
             fact_id = event.fact.fact_id
             slot = event.cycle if event.cycle is not None else ("outside sleep", position)
             slots = standing.setdefault(fact_id, {})
+            if progress is not None and event.strategy == "correct" and event.v_loss_before is not None:
+                previous = nll_before.get(fact_id)
+                if previous is not None and event.v_loss_before <= previous * (1.0 - progress):
+                    slots.clear()  # the previous refresh brought the fact closer: count from this one
+                nll_before[fact_id] = event.v_loss_before
             slots[slot] = slots.get(slot, 0) + 1
             refreshed[(event.edit_id, event.version)] = (fact_id, slot)
         elif isinstance(event, RefreshRolledBack):
@@ -52,6 +69,7 @@ def fruitless_refreshes(events: Iterable[Event], healthy=None) -> tuple[dict[str
             for result in event.results:
                 if healthy(result):
                     standing[result.fact_id] = {}
+                    nll_before.pop(result.fact_id, None)
                     suspended.discard(result.fact_id)
         elif isinstance(event, RefreshSuspended):
             suspended.add(event.fact_id)
@@ -72,12 +90,13 @@ def last_healthy(events: Iterable[Event], healthy=None) -> dict[str, int]:
     return last
 
 
-def hold_back_stale(mem, degraded: list, cycle: int, stale_after: int | None, healthy=None) -> list:
+def hold_back_stale(mem, degraded: list, cycle: int, stale_after: int | None, healthy=None, progress: float | None = None) -> list:
     """The degraded fact states sleep should refresh this cycle; emits ``RefreshSuspended`` for
-    each fact that just reached ``stale_after`` fruitless refreshes."""
+    each fact that just reached ``stale_after`` fruitless refreshes (``progress``: as in
+    ``fruitless_refreshes``)."""
     if stale_after is None:
         return degraded
-    count, suspended = fruitless_refreshes(mem.events(), healthy)
+    count, suspended = fruitless_refreshes(mem.events(), healthy, progress)
     keep = []
     for state in degraded:
         fact_id = state.fact.fact_id

@@ -121,6 +121,10 @@ class EditRefreshed(Event, tag="EditRefreshed"):
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
     strategy: str = "reinject"
     settings: dict | None = None  # as FactInjected.settings
+    # the object's v* NLL on the weights the refresh was solved on (v*'s first step; with the
+    # ``correct`` strategy those still hold the fact's edit, so it tracks the fact's progress from
+    # refresh to refresh); absent in older logs
+    v_loss_before: float | None = None
 
 
 class RefreshRolledBack(Event, tag="RefreshRolledBack"):

@@ -6,7 +6,8 @@ fact_id, subject, relation, object, layers`` (list), ``ranks`` (rank per layer, 
 the refresh mode ``in-place``/``copy`` for a refresh), ``created_by, created_seq,
 superseded_seq`` (a later version of the same edit was created), ``reverted_seq`` (the first
 ``EditReverted`` of this version), ``rolled_back_seq, pruned_seq, cycle`` (of a refresh),
-``copy_of, v_loss, n_constraint_keys, supersedes_version``, and the consolidation that took
+``copy_of, v_loss, v_loss_before`` (a refresh's object NLL on the weights it was solved on; null
+for injections and older logs), ``n_constraint_keys, supersedes_version``, and the consolidation that took
 this version among its members (``memlog consolidate``; the standing one if there is one, else
 the latest): ``consolidation_id, consolidated_seq`` and ``consolidation_reverted_seq`` (null
 while it stands); and the settings the version was solved with (``FactInjected.settings``; null
@@ -66,6 +67,7 @@ SELECT c.edit_id, c.version, c.fact_id,
        c.cycle,
        c.payload->>'$.copy_of' AS copy_of,
        TRY_CAST(c.payload->>'$.v_loss' AS DOUBLE) AS v_loss,
+       TRY_CAST(c.payload->>'$.v_loss_before' AS DOUBLE) AS v_loss_before,
        TRY_CAST(c.payload->>'$.n_constraint_keys' AS INTEGER) AS n_constraint_keys,
        TRY_CAST(c.payload->>'$.supersedes_version' AS INTEGER) AS supersedes_version,
        co.consolidation_id,
