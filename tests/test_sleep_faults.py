@@ -560,34 +560,37 @@ def test_a_fact_whose_own_refresh_crosses_the_bound_every_cycle_is_suspended(tmp
 @pytest.mark.parametrize("strategy", ["correct", "reinject"])
 def test_a_fact_that_gets_closer_every_cycle_is_not_suspended(tmp_path, strategy):
     """With the correct strategy, a refresh whose object NLL before it is at least
-    ``stale_progress`` below the NLL before the previous refresh restarts the stale count: a fact
-    whose NLL halves every cycle is never suspended, while one whose NLL stays put is, after
-    ``stale_after`` cycles, and so is one that improves by less than the fraction. With reinject
-    the NLL is read without the fact's edit and says nothing about progress: all are suspended."""
+    ``stale_progress`` below the lowest NLL before the fact's earlier refreshes restarts the stale
+    count: a fact whose NLL halves every cycle is never suspended, while one whose NLL stays put
+    is, after ``stale_after`` cycles, and so is one that improves by less than the fraction, and
+    one that swings up and down around a level it reached once (each swing down is 50 % below the
+    reading before it, but not below its best). With reinject the NLL is read without the fact's
+    edit and says nothing about progress: all are suspended."""
     from memlog.store.events import RefreshSuspended
 
-    engine = EngineConfig(wake="unconstrained", ppl_bound=None, stale_after=2, stale_progress=0.25, refresh_strategy=strategy)
+    engine = EngineConfig(wake="unconstrained", ppl_bound=None, stale_after=3, stale_progress=0.25, refresh_strategy=strategy)
     mem = keyed_memory(tmp_path / "s", engine, interference=1, d_in=64)  # interference 1: no fact is ever recalled
     try:
-        facts = fact_pool(3, seed=3)
-        closing, stuck, slow = (f.fact_id for f in facts)
+        facts = fact_pool(4, seed=3)
+        closing, stuck, slow, swinging = (f.fact_id for f in facts)
         tries: dict[str, int] = {}
 
         def nll_before(fact_id):
-            tries[fact_id] = tries.get(fact_id, 0) + 1
-            start = 4.0 * 0.5 ** (tries[fact_id] - 1)
-            return {closing: start, stuck: 4.0, slow: 4.0 * 0.9 ** (tries[fact_id] - 1)}[fact_id]
+            tries[fact_id] = n = tries.get(fact_id, 0) + 1
+            return {closing: 4.0 * 0.5 ** (n - 1), stuck: 4.0, slow: 4.0 * 0.9 ** (n - 1), swinging: [4.0, 1.0, 3.0, 1.5, 3.0, 1.5][n - 1]}[fact_id]
 
         mem.inject(facts)
         mem.editor.nll_before = nll_before
-        mem.sleep(cycles=5)
+        mem.sleep(cycles=6)
         suspended = {e.fact_id for e in _events(mem, RefreshSuspended)}
-        assert suspended == ({stuck, slow} if strategy == "correct" else {closing, stuck, slow})
+        assert suspended == ({stuck, slow, swinging} if strategy == "correct" else {closing, stuck, slow, swinging})
         recorded = [e.v_loss_before for e in _events(mem, EditRefreshed) if e.fact.fact_id == closing]
         assert recorded[:2] == [4.0, 2.0]  # the NLL each refresh read is on the record
         if strategy == "correct":
-            assert len(recorded) == 5  # refreshed in every cycle
-            assert fruitless_refreshes(mem.events(), progress=None)[0][closing] == 5  # without the rule it would count
+            assert len(recorded) == 6  # refreshed in every cycle
+            assert fruitless_refreshes(mem.events(), progress=None)[0][closing] == 6  # without the rule it would count
+            swings = [e for e in _events(mem, EditRefreshed) if e.fact.fact_id == swinging]
+            assert [e.v_loss_before for e in swings] == [4.0, 1.0, 3.0, 1.5]  # suspended after its third refresh without a new low
     finally:
         mem.close()
     from memlog.analytics.views import run_sql

@@ -63,8 +63,8 @@ class EngineConfig:
     # refresh of it (a cycle counts once however often its refresh was tried; None: never)
     stale_after: int | None = 3
     # ... unless it is getting there: with the ``correct`` strategy, a refresh whose fact's object
-    # NLL before it (``EditRefreshed.v_loss_before``) is at least this fraction below the NLL
-    # before the fact's previous refresh shows that one helped, and the count starts again
+    # NLL before it (``EditRefreshed.v_loss_before``) is at least this fraction below the lowest
+    # NLL before its earlier refreshes shows that they helped, and the count starts again
     # (None: only recall counts as progress; see engine/stale.py)
     stale_progress: float | None = 0.25
     auto_sleep: float | None = None  # sleep when pressure (degraded/active) after an inject exceeds this

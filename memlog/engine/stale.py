@@ -17,8 +17,10 @@ scale (``memlog init --lam``) moves a fact only part of the way, so it can take 
 ``stale_after`` cycles to reach recall while every cycle brings it closer. With the ``correct``
 strategy the object's NLL before a refresh (``EditRefreshed.v_loss_before``, v*'s first step on
 the weights that still hold the fact's edit) measures where the fact stands. When it is at least
-``stale_progress`` (a fraction) below the NLL before the fact's previous refresh, that refresh
-helped and the count starts again from this one. With ``reinject`` the NLL is read on the
+``stale_progress`` (a fraction) below the lowest NLL read before any of the fact's earlier
+refreshes since its count last started, those refreshes helped and the count starts again from
+this one. The lowest reading, not the latest, is the reference, so a fact whose NLL only swings
+up and down (as other facts' corrections disturb it) does not restart its count on each swing. With ``reinject`` the NLL is read on the
 weights without the fact's edit, which says nothing about progress, so it is not used; nor is
 it in logs written before the field existed.
 Something changing lifts the suspension: an audit that finds the fact recalled again, or a new
@@ -36,28 +38,28 @@ from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudite
 
 def fruitless_refreshes(events: Iterable[Event], healthy=None, progress: float | None = None) -> tuple[dict[str, int], set[str]]:
     """Per fact, the sleep cycles that refreshed it since it was last recalled, injected, or (with
-    ``progress``, a fraction) found that fraction closer by its object NLL (not counting a cycle
+    ``progress``, a fraction) found that fraction below its lowest object NLL so far (not counting a cycle
     whose every refresh of it was rolled back for starting over the limit), and the facts
     suspended since."""
     healthy = healthy or (lambda result: result.recalled)
     standing: dict[str, dict[object, int]] = {}  # fact -> cycle (or a refresh outside sleep) -> refreshes that count
     refreshed: dict[tuple[str, int], tuple[str, object]] = {}  # (edit, version) -> (fact, its slot)
-    nll_before: dict[str, float] = {}  # fact -> object NLL before its latest correcting refresh
+    best: dict[str, float] = {}  # fact -> lowest object NLL before a correcting refresh since its count last started
     suspended: set[str] = set()
     for position, event in enumerate(events):
         if isinstance(event, FactInjected):
             standing[event.fact.fact_id] = {}
-            nll_before.pop(event.fact.fact_id, None)
+            best.pop(event.fact.fact_id, None)
             suspended.discard(event.fact.fact_id)
         elif isinstance(event, EditRefreshed):
             fact_id = event.fact.fact_id
             slot = event.cycle if event.cycle is not None else ("outside sleep", position)
             slots = standing.setdefault(fact_id, {})
             if progress is not None and event.strategy == "correct" and event.v_loss_before is not None:
-                previous = nll_before.get(fact_id)
-                if previous is not None and event.v_loss_before <= previous * (1.0 - progress):
-                    slots.clear()  # the previous refresh brought the fact closer: count from this one
-                nll_before[fact_id] = event.v_loss_before
+                lowest = best.get(fact_id)
+                if lowest is not None and event.v_loss_before <= lowest * (1.0 - progress):
+                    slots.clear()  # a new low: the earlier refreshes brought the fact closer; count from this one
+                best[fact_id] = event.v_loss_before if lowest is None else min(lowest, event.v_loss_before)
             slots[slot] = slots.get(slot, 0) + 1
             refreshed[(event.edit_id, event.version)] = (fact_id, slot)
         elif isinstance(event, RefreshRolledBack):
@@ -69,7 +71,7 @@ def fruitless_refreshes(events: Iterable[Event], healthy=None, progress: float |
             for result in event.results:
                 if healthy(result):
                     standing[result.fact_id] = {}
-                    nll_before.pop(result.fact_id, None)
+                    best.pop(result.fact_id, None)
                     suspended.discard(result.fact_id)
         elif isinstance(event, RefreshSuspended):
             suspended.add(event.fact_id)
