@@ -10,8 +10,9 @@ on the base model; the edit is applied, measured and removed (weights restored b
 * PPL change of the reference slice;
 * wall time of the inject and of v* within it.
 
-Usage: ``python scripts/efficacy.py [--facts 20] [--out efficacy.json]``; docs/EFFICACY.md
-records a run.
+Usage: ``python scripts/efficacy.py [--facts 20] [--seed 0] [--lam 10] [--out efficacy.json]``;
+docs/RESULTS.md ("λ at the scale of the keys") records runs at λ = 10 and 3,000 (files in
+docs/runs/efficacy-lam/). ``--lam`` sets MEMIT's λ (default: ``MemitConfig``'s).
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--facts", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lam", type=float, default=None, help="MEMIT's λ (default: MemitConfig's)")
     parser.add_argument("--out")
     args = parser.parse_args()
     setup_threads()
     lm = load_model(ModelSpec())
-    cfg = MemitConfig()
+    cfg = MemitConfig() if args.lam is None else MemitConfig(lam=args.lam)
     covs = prepare_covariances(cached_covariance(lm, cfg, log))
     facts = fact_pool(args.facts, seed=args.seed)
     base_ppl = perplexity(lm)[0]
