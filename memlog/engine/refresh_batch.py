@@ -138,7 +138,7 @@ def _refresh_once(
         return out
     share = (time.perf_counter() - start) / len(facts)
     losses = list(getattr(result, "v_losses", None) or [result.v_loss] * len(facts))
-    before = list(getattr(result, "v_losses_before", None) or [None] * len(facts))
+    before = result.v_losses_before or [None] * len(facts)
     versions, settings = [], mem.solve_settings(config, refresh=True)
     if not correct:  # reinject: every revert first, then the refreshes
         for state, entry in pairs:

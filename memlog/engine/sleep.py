@@ -234,7 +234,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     fact=record_of(fact),
                     deltas=mem.write_stacked_deltas(entry.current.deltas, result) if correct else mem.write_deltas(result),
                     v_loss=float(result.v_loss),
-                    v_loss_before=float(result.v_losses_before[0]) if getattr(result, "v_losses_before", None) else None,
+                    v_loss_before=float(result.v_losses_before[0]) if result.v_losses_before else None,
                     n_constraint_keys=len(used),
                     mode=config.refresh_mode,
                     cycle=cycle,

@@ -20,9 +20,9 @@ the weights that still hold the fact's edit) measures where the fact stands. Whe
 ``stale_progress`` (a fraction) below the lowest NLL read before any of the fact's earlier
 refreshes since its count last started, those refreshes helped and the count starts again from
 this one. The lowest reading, not the latest, is the reference, so a fact whose NLL only swings
-up and down (as other facts' corrections disturb it) does not restart its count on each swing. With ``reinject`` the NLL is read on the
-weights without the fact's edit, which says nothing about progress, so it is not used; nor is
-it in logs written before the field existed.
+up and down (as other facts' corrections disturb it) does not restart its count on each swing.
+With ``reinject`` the NLL is read on the weights without the fact's edit, which says nothing
+about progress, so it is not used; nor is it in logs written before the field existed.
 Something changing lifts the suspension: an audit that finds the fact recalled again, or a new
 injection of it (an update or a re-statement). Suspended facts are still audited and still
 count as degraded. "Recalled" is sleep's ``degraded_by`` measure (``healthy``; exact-prompt
@@ -38,9 +38,9 @@ from memlog.store.events import EditRefreshed, Event, FactInjected, RecallAudite
 
 def fruitless_refreshes(events: Iterable[Event], healthy=None, progress: float | None = None) -> tuple[dict[str, int], set[str]]:
     """Per fact, the sleep cycles that refreshed it since it was last recalled, injected, or (with
-    ``progress``, a fraction) found that fraction below its lowest object NLL so far (not counting a cycle
-    whose every refresh of it was rolled back for starting over the limit), and the facts
-    suspended since."""
+    ``progress``, a fraction) found that fraction below its lowest object NLL so far (not
+    counting a cycle whose every refresh of it was rolled back for starting over the limit), and
+    the facts suspended since."""
     healthy = healthy or (lambda result: result.recalled)
     standing: dict[str, dict[object, int]] = {}  # fact -> cycle (or a refresh outside sleep) -> refreshes that count
     refreshed: dict[tuple[str, int], tuple[str, object]] = {}  # (edit, version) -> (fact, its slot)
