@@ -28,6 +28,7 @@ _EXPORTS = {
     "attach": "memlog.adapters.attach",
     "detach": "memlog.adapters.attach",
     "Memory": "memlog.engine.memory",
+    "OFF": "memlog.engine.config",
     "init": "memlog.api",
     "open": "memlog.api",
 }
@@ -35,6 +36,7 @@ _EXPORTS = {
 __all__ = [
     "Fact",
     "Memory",
+    "OFF",
     "attach",
     "detach",
     "init",

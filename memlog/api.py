@@ -74,7 +74,8 @@ def open(  # noqa: A001 - the front door is ``memlog.open``
     given; a model with another fingerprint is refused) and project its head onto the weights.
 
     ``writable=False`` opens it read-only (no writer lock). ``engine_overrides`` change the
-    store's engine policy for this session (e.g. ``cap=40``); ``memit_overrides`` the MEMIT
+    store's engine policy for this session (e.g. ``cap=40``; ``None`` leaves a setting as the store
+    has it, and ``memlog.OFF`` switches one off, e.g. ``stale_after=memlog.OFF``); ``memit_overrides`` the MEMIT
     settings a session may change (``lam``, ``norm_penalty``, ``v_stop``: how new edits are solved).
     Each edit records the settings it was solved with (``FactInjected.settings``).
     """

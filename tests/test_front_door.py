@@ -27,7 +27,7 @@ def fresh_tiny(tokenizer) -> LoadedModel:
 
 
 def test_exports():
-    assert set(memlog.__all__) == {"Fact", "Memory", "attach", "detach", "init", "open"}
+    assert set(memlog.__all__) == {"Fact", "Memory", "OFF", "attach", "detach", "init", "open"}
     assert memlog.Memory.__module__ == "memlog.engine.memory"
     assert memlog.Fact("Aria Nakamura", "lives in", "Thessaloniki").prompt == "Aria Nakamura lives in"
     assert {"open", "init"} <= set(dir(memlog))
@@ -58,5 +58,16 @@ def test_init_then_open_as_context_managers(tmp_path, embedded_tokenizer, monkey
         assert mem.replay(f"seq={head}")["weights_match"] is True
     with memlog.open(path, lm=lm, writable=False) as mem:
         assert mem.status()["active_facts"] == 1
+    # None leaves the store's setting; OFF switches it off for the session only
+    with memlog.open(path, lm=lm, writable=False, stale_after=None, cap=7) as mem:
+        assert mem.config.stale_after == 3 and mem.config.cap == 7
+    with memlog.open(path, lm=lm, writable=False, stale_after=memlog.OFF, ppl_bound=memlog.OFF) as mem:
+        assert mem.config.stale_after is None and mem.config.ppl_bound is None
+    with memlog.open(path, lm=lm, writable=False) as mem:
+        assert mem.config.stale_after == 3 and mem.config.ppl_bound == 0.05
+    with pytest.raises(UserError, match=r"\['wake'\] cannot be switched off"):
+        memlog.open(path, lm=lm, wake=memlog.OFF)
+    with pytest.raises(UserError, match=r"unknown engine setting\(s\) \['stale_aftr'\]"):
+        memlog.open(path, lm=lm, stale_aftr=2)
     with pytest.raises(UserError, match="already holds a memlog store"):
         memlog.init(path, lm=lm, memit=CHEAP)

@@ -21,6 +21,24 @@ WAKE_MODES = ("constrained", "unconstrained")
 # "all": every position of the prompt and the object (about 10 keys per fact)
 PROTECT_POSITIONS = ("subject", "object", "subject+paraphrases", "object+paraphrases", "all")
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
+# the settings whose None means "off"; a session switches one off with the override ``OFF``
+SWITCHABLE = ("cap", "ppl_bound", "ppl_budget", "stale_after", "stale_progress", "auto_sleep", "consolidate_above")
+
+
+class Off:
+    """The override value that switches a setting off for one session (``memlog.OFF``).
+
+    An override of ``None`` means "not given" (the store's setting stays), so ``None`` cannot
+    also mean "off": ``memlog.open(path, stale_after=memlog.OFF)`` switches the stale rule off.
+    Only the ``SWITCHABLE`` settings accept it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OFF"
+
+
+OFF = Off()
 
 
 def finite_reading(ppl: float, what: str) -> float:
@@ -172,7 +190,15 @@ class EngineConfig:
         return cls(**values)
 
     def with_overrides(self, **overrides) -> "EngineConfig":
-        given = {k: v for k, v in overrides.items() if v is not None}
+        """This config with the given settings replaced: ``None`` leaves a setting as it is,
+        ``OFF`` switches a ``SWITCHABLE`` one off (sets it to None)."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise UserError(f"unknown engine setting(s) {unknown}; the settings are {[f.name for f in fields(self)]}")
+        not_switchable = sorted(k for k, v in overrides.items() if isinstance(v, Off) and k not in SWITCHABLE)
+        if not_switchable:
+            raise UserError(f"{not_switchable} cannot be switched off; OFF applies to {', '.join(SWITCHABLE)}")
+        given = {k: (None if isinstance(v, Off) else v) for k, v in overrides.items() if v is not None}
         if given.get("refresh_mode") == "copy" and "refresh_strategy" not in given:
             given["refresh_strategy"] = "reinject"  # copy mode is the paper's protocol as written
         return replace(self, **given)

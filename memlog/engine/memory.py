@@ -344,7 +344,8 @@ class Memory:
 
     def sleep(self, cycles: int | None = None, until_converged: bool = False, progress: ProgressFn = no_progress, **overrides):
         """Run sleep cycles (``memlog.engine.sleep``): ``cycles`` of them, or until two clean cycles
-        in a row with ``until_converged``; ``overrides`` change the engine policy for this call."""
+        in a row with ``until_converged``; ``overrides`` change the engine policy for this call
+        (``None``: as configured; ``memlog.OFF`` switches a setting off, e.g. ``stale_after``)."""
         self.store.require_writable("sleep")
         config = self.config.with_overrides(**overrides)
         if config.ppl_budget is not None:  # base_ppl scans the log: only when a budget needs it

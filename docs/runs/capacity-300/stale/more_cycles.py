@@ -5,10 +5,9 @@
 
 Run from the repository root on a copy of the store (it writes to it). One JSON row per cycle.
 The "rule as it was" rows were made with ``3`` before the progress rule existed (so only recall
-restarted a fact's count); ``none`` sets ``stale_after = None`` on the session's config directly,
-as an engine override of None is read as "no override".
+restarted a fact's count); ``none`` switches the rule off for the session (``memlog.OFF``: an
+override of None is read as "not given").
 """
-import dataclasses
 import json
 import sys
 import time
@@ -16,13 +15,14 @@ import time
 sys.path.insert(0, "scripts")
 from _common import setup_threads  # noqa: E402
 
+from memlog.engine.config import OFF  # noqa: E402
 from memlog.engine.open import open_memory  # noqa: E402
 
 setup_threads()
 store, lam, cycles, stale = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-stale_after = None if stale == "none" else int(stale)
-with open_memory(store, engine_overrides={"refresh_strategy": "correct", "batch_refresh": True}, memit_overrides={"lam": lam}) as mem:
-    mem.config = dataclasses.replace(mem.config, stale_after=stale_after)
+stale_after = OFF if stale == "none" else int(stale)
+overrides = {"refresh_strategy": "correct", "batch_refresh": True, "stale_after": stale_after}
+with open_memory(store, engine_overrides=overrides, memit_overrides={"lam": lam}) as mem:
     print(json.dumps({"stale_after": mem.config.stale_after, "stale_progress": mem.config.stale_progress}), flush=True)
     for _ in range(cycles):
         start = time.perf_counter()
