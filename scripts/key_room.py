@@ -23,10 +23,8 @@ import random
 import statistics
 import sys
 
-import torch
-
 from _common import log, setup_threads
-from memlog.core.solve import _scaled_factor, whitened_basis
+from memlog.core.solve import room_at
 from memlog.engine.constraints import protectable
 from memlog.engine.open import open_memory
 from memlog.engine.wake import fact_of
@@ -38,15 +36,10 @@ def room(editor, fact, held, positions: str, lam: float) -> dict:
     keys = editor.audit_keys(held, positions) if held else {}
     out = {}
     for layer, k in own.items():
-        L = _scaled_factor(editor.covariances[layer], lam, k.device, torch.float64, editor.config.norm_penalty)
-        kt = torch.linalg.solve_triangular(L, k.to(torch.float64), upper=False)
-        if held:
-            Q = whitened_basis(L, keys[layer].to(torch.float64))
-            free = kt - Q @ (Q.T @ kt)
-        else:
-            free = kt
-        q = float(free.square().sum())
-        out[layer] = {"free": q / float(kt.square().sum()), "reach": q / (1 + q), "q_unconstrained": float(kt.square().sum())}
+        C = editor.covariances[layer]
+        free, q = room_at(k, C, lam, keys.get(layer), norm_penalty=editor.config.norm_penalty)
+        _, q_alone = room_at(k, C, lam, norm_penalty=editor.config.norm_penalty)
+        out[layer] = {"free": float(free), "reach": float(q / (1 + q)), "q_unconstrained": float(q_alone)}
     return out
 
 

@@ -17,7 +17,7 @@ from memlog.core.covariance import compute_covariance
 from memlog.core.keys import compute_keys
 from memlog.core.memit import applied, memit_edit, prepare_covariances, solve_layers
 from memlog.core.memit_hparams import MemitConfig
-from memlog.core.solve import CovarianceFactor, NullSpaceError, constraint_basis, dense_constrained_update, dense_update, held_subspace, solve_update, whitened_basis
+from memlog.core.solve import CovarianceFactor, NullSpaceError, constraint_basis, dense_constrained_update, dense_update, held_subspace, room_at, solve_update, whitened_basis
 from memlog.core.vstar import compute_v_star, solve_v_star
 from memlog.errors import UserError
 
@@ -144,6 +144,23 @@ def test_held_energy_trades_exactness_for_rank():
     assert float(((U @ V.T) @ K_h).norm(dim=0).max()) <= 1e-9 * float((U @ V.T).norm() * K_h.norm(dim=0).max())
     with pytest.raises(ValueError, match="needs method='whitened'"):
         solve_update(K, R, C, 1.0, K_h, held_energy=0.99)
+
+
+@pytest.mark.parametrize("energy", [1.0, 0.99])
+@pytest.mark.parametrize("lam", [0.5, 50.0])
+def test_room_at_gives_the_reach_of_a_one_key_solve(lam, energy):
+    """A solve of one key alone moves its output by q / (1 + q) of the residual, q from ``room_at``;
+    holding keys takes away the share of the whitened key in their span."""
+    K, R, C = _problem(n=1)
+    K_h = torch.cat([_clustered_keys(d_in=K.shape[0]), K + 0.3 * torch.randn(K.shape, generator=torch.Generator().manual_seed(5), dtype=F64)], dim=1)
+    free, q = room_at(K, C, lam, K_h, energy=energy)
+    U, V = solve_update(K, R, C, lam, K_h, method="whitened", out_dtype=F64, held_energy=energy)
+    assert _rel((U @ V.T) @ K, R * (q / (1 + q))) < 1e-9
+    free_alone, q_alone = room_at(K, C, lam)
+    assert float(free_alone) == pytest.approx(1.0) and 0.0 < float(free) < 0.9
+    assert float(q) == pytest.approx(float(free * q_alone), rel=1e-9)
+    U0, V0 = solve_update(K, R, C, lam, out_dtype=F64)
+    assert _rel((U0 @ V0.T) @ K, R * (q_alone / (1 + q_alone))) < 1e-9
 
 
 @pytest.mark.parametrize("constrained", [False, True])

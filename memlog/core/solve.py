@@ -215,6 +215,25 @@ def whitened_projected(L: torch.Tensor, K: torch.Tensor, K_h: torch.Tensor, rtol
     return torch.linalg.solve_triangular(L.T, Kp, upper=True), int(Q.shape[1])
 
 
+def room_at(
+    K: torch.Tensor, C: "torch.Tensor | CovarianceFactor", lam: float, K_h: torch.Tensor | None = None, energy: float = 1.0, norm_penalty: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much a solve holding ``K_h`` (``energy`` of it) can still write at each column of ``K``.
+
+    Returns ``(free, q)`` per column: ``free = ‖(I − Q̃Q̃ᵀ) k̃‖² / ‖k̃‖²``, the share of the whitened
+    key (``k̃ = L⁻¹k``, ``λC = L Lᵀ``) outside the held keys' whitened span, and ``q = kᵀ S_P k =
+    ‖(I − Q̃Q̃ᵀ) k̃‖²``. A solve of that key alone (``solve_update``) moves its output by
+    ``q / (1 + q)`` of the residual asked for: its reach. Computed in float64."""
+    L = _scaled_factor(C, lam, K.device, torch.float64, norm_penalty)
+    Kt = torch.linalg.solve_triangular(L, K.to(torch.float64), upper=False)
+    Kp = Kt
+    if K_h is not None and K_h.numel():
+        Q = whitened_basis(L, K_h.to(K.device, torch.float64), energy=energy)
+        Kp = Kt - Q @ (Q.T @ Kt)
+    q = Kp.square().sum(dim=0)
+    return q / Kt.square().sum(dim=0).clamp_min(torch.finfo(torch.float64).tiny), q
+
+
 def solve_update(
     K: torch.Tensor,
     R: torch.Tensor,
