@@ -12,7 +12,8 @@ them: ``constraints.protectable``), on the store's current weights.
     MEMLOG_THREADS=1 python scripts/key_room.py STORE --lam 3000 --sample 40 > room.json
 
 Opens the store read-only. The held keys are the store's protected positions (``EngineConfig.
-protect_positions``) at full energy.
+protect_positions``) at full energy; the recalled facts' keys are read once, in one batch, and
+each fact is read against its own subset of their columns.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import random
 import statistics
 import sys
 
+import torch
+
 from _common import log, setup_threads
 from memlog.core.solve import room_at
 from memlog.engine.constraints import protectable
@@ -30,17 +33,26 @@ from memlog.engine.open import open_memory
 from memlog.engine.wake import fact_of
 
 
-def room(editor, fact, held, positions: str, lam: float) -> dict:
-    """Per layer: the free fraction and the reach of ``fact``'s subject key against ``held``'s keys."""
+def room(editor, fact, held_keys: dict, lam: float) -> dict:
+    """Per layer: the free fraction and the reach of ``fact``'s subject key against ``held_keys``."""
     own = editor.audit_keys([fact], "subject")
-    keys = editor.audit_keys(held, positions) if held else {}
     out = {}
     for layer, k in own.items():
         C = editor.covariances[layer]
-        free, q = room_at(k, C, lam, keys.get(layer), norm_penalty=editor.config.norm_penalty)
+        free, q = room_at(k, C, lam, held_keys.get(layer), norm_penalty=editor.config.norm_penalty)
         _, q_alone = room_at(k, C, lam, norm_penalty=editor.config.norm_penalty)
         out[layer] = {"free": float(free), "reach": float(q / (1 + q)), "q_unconstrained": float(q_alone)}
     return out
+
+
+def columns_of(facts, keep, counts: list[int]) -> torch.Tensor:
+    """The key columns of the facts in ``keep`` (ids), given each fact's key count in order."""
+    index, at = [], 0
+    for f, n in zip(facts, counts):
+        if f.fact_id in keep:
+            index.extend(range(at, at + n))
+        at += n
+    return torch.tensor(index, dtype=torch.long)
 
 
 def main() -> None:
@@ -59,11 +71,15 @@ def main() -> None:
         degraded = [s for s in states if s.last_audit is not None and not s.last_audit.recalled]
         sample = random.Random(args.seed).sample(recalled, min(args.sample, len(recalled)))
         log(f"{len(recalled)} recalled, {len(degraded)} degraded; λ = {lam}, held positions {positions}", stream=sys.stderr)
+        pool = [fact_of(s.fact) for s in recalled]
+        all_keys = mem.editor.audit_keys(pool, positions)  # read once; each probe takes its columns
+        counts = mem.editor.key_counts(pool, positions)
         rows = []
         for n, (state, kind) in enumerate([(s, "degraded") for s in degraded] + [(s, "recalled") for s in sample]):
             fact = fact_of(state.fact)
-            held = protectable([fact_of(s.fact) for s in recalled if s.fact.fact_id != fact.fact_id], [fact], positions)
-            per_layer = room(mem.editor, fact, held, positions, lam)
+            held = protectable([f for f in pool if f.fact_id != fact.fact_id], [fact], positions)
+            cols = columns_of(pool, {f.fact_id for f in held}, counts)
+            per_layer = room(mem.editor, fact, {layer: k[:, cols] for layer, k in all_keys.items()}, lam)
             rows.append({"fact_id": fact.fact_id, "prompt": fact.prompt, "object": fact.object, "kind": kind, "held_facts": len(held), "layers": per_layer})
             log(f"{n + 1}: {kind} {fact.prompt!r} min free {min(v['free'] for v in per_layer.values()):.3f}", stream=sys.stderr)
         summary = {}
