@@ -23,6 +23,7 @@ from pathlib import Path
 from _common import log, setup_threads
 
 from memlog.core.pool import mixed_pool
+from memlog.engine.config import PROTECT_POSITIONS
 from memlog.engine.open import open_memory
 from memlog.errors import UserError
 from memlog.experiments.capacity import run_wave
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--names", default="unique")
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     parser.add_argument("--max-cycles", type=int, default=3)
-    parser.add_argument("--protect", default=None, choices=["subject", "object", "subject+paraphrases", "object+paraphrases", "all"], help="override the store's protected positions")
+    parser.add_argument("--protect", default=None, choices=list(PROTECT_POSITIONS), help="override the store's protected positions")
     parser.add_argument("--protect-energy", type=float, default=None, help="override the store's held share of the protected keys' energy")
     parser.add_argument("--lam", type=float, default=None, help="override the store's MEMIT λ (the covariance term's weight) for new edits")
     parser.add_argument("--norm-penalty", type=float, default=None, help="override the store's MEMIT norm penalty ρ for new edits")

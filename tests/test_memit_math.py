@@ -154,8 +154,10 @@ def test_room_at_gives_the_reach_of_a_one_key_solve(lam, energy):
     K, R, C = _problem(n=1)
     K_h = torch.cat([_clustered_keys(d_in=K.shape[0]), K + 0.3 * torch.randn(K.shape, generator=torch.Generator().manual_seed(5), dtype=F64)], dim=1)
     free, q = room_at(K, C, lam, K_h, energy=energy)
-    U, V = solve_update(K, R, C, lam, K_h, method="whitened", out_dtype=F64, held_energy=energy)
+    info: dict = {}
+    U, V = solve_update(K, R, C, lam, K_h, method="whitened", out_dtype=F64, held_energy=energy, info=info)
     assert _rel((U @ V.T) @ K, R * (q / (1 + q))) < 1e-9
+    assert info["reach"] == pytest.approx((q / (1 + q)).tolist(), rel=1e-9)  # what the solve reports of itself
     free_alone, q_alone = room_at(K, C, lam)
     assert float(free_alone) == pytest.approx(1.0) and 0.0 < float(free) < 0.9
     assert float(q) == pytest.approx(float(free * q_alone), rel=1e-9)

@@ -27,6 +27,7 @@ def sleep(
         None, "--refresh-strategy", help="reinject (revert, then solve again: the paper) or correct (keep the edit, add a constrained correction; in-place only); default: the store's (correct with constrained wake)."
     ),
     cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
+    reach_floor: float = typer.Option(None, "--reach-floor", help="Also prune (by the store's policy) once a new fact's reach falls below this, in (0, 1) (see memlog init --reach-floor); default: the store's (none)."),
     degraded_by: str = typer.Option(
         None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
     ),
@@ -35,7 +36,7 @@ def sleep(
     revert_check: bool = typer.Option(
         None, "--revert-check/--no-revert-check", help="Also refresh healthy facts that the cycle's reverts alone break (in-place reinject); default: the store's setting (off)."
     ),
-    protect: str = typer.Option(None, "--protect", help="The audit-prompt positions this run's constrained refreshes hold per protected fact (subject, object, either +paraphrases, or all); default: the store's."),
+    protect: str = typer.Option(None, "--protect", help="The audit-prompt positions this run's constrained refreshes hold per protected fact (subject, object, first, any of them +paraphrases, or all); default: the store's."),
     protect_energy: float = typer.Option(None, "--protect-energy", help="The share of the protected keys' energy this run's constrained refreshes hold, in (0, 1]; default: the store's (1: exact)."),
     ppl_budget: float = typer.Option(None, "--ppl-budget", help="Roll back a refresh that leaves PPL more than this fraction above the base model's (e.g. 0.01); default: the store's (none)."),
     lam: float = typer.Option(None, "--lam", help="MEMIT's λ for this run's refreshes (see memlog init --lam; each refresh records it); default: the store's."),
@@ -46,13 +47,13 @@ def sleep(
     """Sleep cycles (Algorithm 1 of the paper)."""
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget)  # bad values fail before the model loads
+    EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget, reach_floor=reach_floor)  # bad values fail before the model loads
     if lam is not None:
         from memlog.core.memit_hparams import MemitConfig
 
         MemitConfig(lam=lam)  # a bad λ fails before the model loads
     with open_rw(
-        store, device, memit_overrides={"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
+        store, device, memit_overrides={"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, reach_floor=reach_floor, max_cycles=max_cycles,
         degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
         protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget,
     ) as mem:

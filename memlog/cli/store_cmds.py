@@ -36,10 +36,11 @@ def init(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="NF4 through bitsandbytes (CUDA only); edit layers stay dense."),
     cap: int = typer.Option(None, "--cap", help="Most active facts before sleep prunes (default: no count; prune once the protected keys leave under 10% of the key space free)."),
+    reach_floor: float = typer.Option(None, "--reach-floor", help="Store setting: sleep also prunes (by its policy) once a new fact's reach, the share of its residual a one-key constrained solve writes (median over the newest facts, mean over the edit layers), falls below this, in (0, 1); default: no floor (see docs/MEMIT.md)."),
     wake: str = typer.Option("constrained", "--wake", help="Store setting: constrained (each inject protects the healthy facts' audit keys) or unconstrained (the paper's MEMIT)."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
-    protect: str = typer.Option(None, "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token) or object (also the positions that predict the object and the word boundary); add +paraphrases to hold the same positions in each paraphrase that contains the subject; all holds every position of the prompt and the object. Default: object with constrained wake, subject without."),
+    protect: str = typer.Option(None, "--protect", help="Store setting: the audit-prompt positions constrained solves hold fixed per protected fact: subject (its last token), object (also the positions that predict the object and the word boundary) or first (the subject's last token and the position that predicts the object's first token); add +paraphrases to hold the same positions in each paraphrase that contains the subject; all holds every position of the prompt and the object. Default: object with constrained wake, subject without."),
     protect_energy: float = typer.Option(1.0, "--protect-energy", help="Store setting: the share of the protected keys' (whitened) energy constrained solves hold, in (0, 1]. 1 holds their whole span exactly; below 1 only the leading directions, so fewer key dimensions per fact (see docs/MEMIT.md)."),
     norm_penalty: float = typer.Option(0.0, "--norm-penalty", help="Store setting: ρ >= 0; each MEMIT solve also charges λρ·(tr C/d)·‖ΔW‖²_F, the update's Frobenius norm (0: MEMIT as published; see docs/MEMIT.md)."),
     lam: float = typer.Option(10.0, "--lam", help="Store setting: λ > 0, the weight of each MEMIT solve's covariance term λ·tr(ΔW C ΔWᵀ), the expected change on reference text; it bites once comparable to a key's q = kᵀC⁻¹k, about 10³-10⁴ on the embedded model (see docs/MEMIT.md)."),
@@ -62,7 +63,7 @@ def init(
     memit = MemitConfig(lam=lam, norm_penalty=norm_penalty, v_stop=v_stop, cov_samples=cov_samples)  # checked before the model loads
     with progress_bars(True) as progress:
         engine = EngineConfig(
-            cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
+            cap=cap, reach_floor=reach_floor, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
             refresh_strategy=refresh_strategy, batch_refresh=batch_refresh, ppl_bound=ppl_bound or None, ppl_budget=ppl_budget,
         )
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, memit=memit, engine=engine, progress=progress)
@@ -83,8 +84,9 @@ def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
         c.print(table("memlog status", ["", "value"], rows))
         room = d.get("room")
         if room:
-            cells = [[layer, left, f"{norm:.4f}"] for layer, left, norm in zip(room["layers"], room["rank_left"], room["delta_norm"])]
-            c.print(table(f"room ({room['phase']}, {room['protected']} facts' keys)", ["layer", "null-space rank left", "‖W − W_base‖/‖W_base‖"], cells))
+            reach = room.get("reach") or [None] * len(room["layers"])
+            cells = [[layer, left, "-" if r is None else f"{r:.3f}", f"{norm:.4f}"] for layer, left, r, norm in zip(room["layers"], room["rank_left"], reach, room["delta_norm"])]
+            c.print(table(f"room ({room['phase']}, {room['protected']} facts' keys)", ["layer", "null-space rank left", "reach", "‖W − W_base‖/‖W_base‖"], cells))
 
     emit(data, fmt, render)
 

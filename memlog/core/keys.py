@@ -220,7 +220,8 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     are cut there: later tokens cannot change it); ``"object"`` appends the object's tokens
     (``" " + object``, as v* and the audit see them) and also reads the positions that predict
     them and the word boundary after them: the prompt's last token and every object token;
-    ``"prompt"`` reads every token of the full prompt; ``"all"`` every token of the prompt and of
+    ``"first"`` reads the subject's last token and the prompt's last (the position that predicts
+    the object's first token; later object tokens are not held); ``"prompt"`` reads every token of the full prompt; ``"all"`` every token of the prompt and of
     the object appended to it (the whole teacher-forced sequence the audit's greedy decoding
     reads when it recalls the fact). With the suffix ``"+paraphrases"``
     (e.g. ``"subject+paraphrases"``) each of the fact's paraphrases that contains its subject
@@ -230,8 +231,8 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     """
     base = positions.removesuffix(PHRASINGS)
     with_paraphrases = base != positions
-    if base not in ("subject", "object", "prompt", "all"):
-        raise ValueError(f"positions must be 'subject', 'object', 'prompt' or 'all' (optionally with {PHRASINGS!r}), got {positions!r}")
+    if base not in ("subject", "object", "first", "prompt", "all"):
+        raise ValueError(f"positions must be 'subject', 'object', 'first', 'prompt' or 'all' (optionally with {PHRASINGS!r}), got {positions!r}")
     phrasings = []  # (fact index, text, character just past the subject)
     for i, fact in enumerate(facts):
         phrasings.append((i, fact.prompt, fact.subject_span[1]))
@@ -245,6 +246,8 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
         ids = list(ids)
         if base == "subject":
             ids, cols = ids[: index + 1], [index]
+        elif base == "first":
+            cols = sorted({index, len(ids) - 1})
         elif base in ("object", "all"):
             answer = lm.tokenizer(" " + facts[i].object, add_special_tokens=False)["input_ids"]
             first = 0 if base == "all" else len(ids) - 1

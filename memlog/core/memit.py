@@ -23,6 +23,7 @@ edited together that share a subject share one v* (``shared_key_groups``).
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +85,9 @@ class EditResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     constraint_rank: dict[int, int] = field(default_factory=dict)  # rank of the keys held fixed, per layer
+    # per layer, the median over the edit's keys of the share of its residual a one-key solve writes
+    # under the same constraint (``memlog.core.room``); protected edits only
+    constraint_reach: dict[int, float] = field(default_factory=dict)
 
 
 def prepare_covariances(covs: dict[int, torch.Tensor], device=None, norm_penalty: float = 0.0) -> dict[int, CovarianceFactor]:
@@ -129,12 +133,13 @@ def solve_layers(
     timer: "_Timer | None" = None,
     protect: Protection | None = None,
     ranks: dict[int, int] | None = None,
+    reaches: dict[int, float] | None = None,
 ) -> tuple[dict[int, LayerFactors], list[float]]:
     """Steps 2-3 of ``memit_edit`` for given v* ``targets`` (d_model × N at the last edit layer).
 
     Returns the per-layer factors and the per-fact ‖z* − z‖ / ‖z‖ before the first layer. The
     edit layers' weights are restored bit for bit, also on error. ``ranks``, when given,
-    receives each layer's constraint rank.
+    receives each layer's constraint rank; ``reaches`` the median reach of the edit's keys.
     """
     _check_inputs(lm, facts, cfg, covs, constraint_keys)
     timer = timer or _Timer()
@@ -173,6 +178,8 @@ def solve_layers(
                 u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info, held_energy=protect.energy if protect is not None else 1.0, norm_penalty=cfg.norm_penalty)
                 if ranks is not None:
                     ranks[layer] = info.get("rank", 0)
+                if reaches is not None and info.get("reach"):
+                    reaches[layer] = statistics.median(info["reach"])
                 mark = timer.add("solve", mark)
                 weight = lm.adapter.edit_weight_view(lm.model, layer)
                 weight += (u @ v.T).to(weight.dtype)
@@ -214,7 +221,8 @@ def memit_edit(
     if progress is not None:
         progress(1, len(cfg.layers) + 1)
     ranks: dict[int, int] = {}
-    deltas, v_norms = solve_layers(lm, facts, cfg, covs, targets, constraint_keys, progress, timer, protect, ranks)
+    reaches: dict[int, float] = {}
+    deltas, v_norms = solve_layers(lm, facts, cfg, covs, targets, constraint_keys, progress, timer, protect, ranks, reaches)
     return EditResult(
         deltas=deltas,
         v_loss=float(nll.mean()),
@@ -224,6 +232,7 @@ def memit_edit(
         seconds=time.perf_counter() - started,
         timings=timer.timings,
         constraint_rank=ranks,
+        constraint_reach=reaches if protect is not None else {},
     )
 
 

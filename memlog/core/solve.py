@@ -255,7 +255,8 @@ def solve_update(
     Computed in ``dtype`` (float64 by default) on ``K``'s device, returned as ``out_dtype``. ``C``
     may be a prepared ``CovarianceFactor`` (same result, without re-factorising C). Raises ``NullSpaceError`` when
     the constraint leaves no room for the new keys. ``method`` is ``"svd"`` or ``"whitened"``
-    (see the module doc); ``info``, when given, receives ``"rank"``: the rank of the constraint keys.
+    (see the module doc); ``info``, when given, receives ``"rank"``: the rank of the constraint keys,
+    and ``"reach"``: per new key, ``q/(1+q)`` with ``q = kᵀ S_P k`` (``room_at``).
     ``held_energy`` < 1 (``"whitened"`` only) holds the leading directions of the whitened constraint
     keys that carry that share of their energy instead of their whole span (``held_subspace``).
     ``norm_penalty`` ρ adds ``λρ·(tr C / d_in)·‖ΔW‖²_F`` to the objective (a prepared ``C`` must carry the same ρ).
@@ -286,10 +287,12 @@ def solve_update(
         free = (K64 * V).sum(0) / (K64 * torch.cholesky_solve(K64, L)).sum(0)
         if bool((free <= 1e-10).any()):
             raise NullSpaceError("the constraint leaves (numerically) no room for the new keys: Kᵀ S_P K ≈ 0")
-    if info is not None:
-        info["rank"] = rank
     G = K64.T @ V
     G = (G + G.T) / 2
+    if info is not None:
+        info["rank"] = rank
+        q = G.diagonal()
+        info["reach"] = (q / (1 + q)).tolist()  # per key: the share of its residual a solve of it alone writes
     eye = torch.eye(n, dtype=dtype, device=device)
     U = torch.cholesky_solve(R64.T, _cholesky(eye + G, "I + KᵀV")).T
     return U.to(out_dtype), V.to(out_dtype)

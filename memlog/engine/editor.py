@@ -21,7 +21,7 @@ from memlog.core.model import LoadedModel
 from memlog.core.perplexity import perplexity
 from memlog.core.probes import ProbeResult, neighbour_completions, probe_audit
 from memlog.core.recall import RecallResult, audit, complete
-from memlog.core.solve import constraint_rank
+from memlog.core.room import KeyRoom
 
 
 class Editor(Protocol):
@@ -62,13 +62,14 @@ class MemitEditor:
         """One MEMIT solve for ``facts`` (any number); ``protect`` holds other facts' audit keys fixed."""
         return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys, protect=protect)
 
-    def constraint_ranks(self, facts: list[Fact], positions: str = "subject", energy: float = 1.0) -> dict[int, int]:
-        """Per edit layer, the rank of ``facts``' audit keys (at ``positions``; of their held part
-        when ``energy`` < 1) on the current weights."""
-        if not facts:
-            return {layer: 0 for layer in self.layers}
-        keys = self.audit_keys(facts, positions)
-        return {layer: constraint_rank(k, self.covariances[layer], self.config.lam, energy=energy, norm_penalty=self.config.norm_penalty) for layer, k in keys.items()}
+    def key_room(self, facts: list[Fact], positions: str = "subject", energy: float = 1.0, probe_facts: tuple[int, ...] = ()) -> KeyRoom:
+        """``facts``' audit keys (at ``positions``, ``energy`` of them held) on the current weights,
+        and the own keys (subject's last token) of ``facts[i]`` for i in ``probe_facts``: the room
+        a constrained solve holding them leaves (``memlog.core.room.KeyRoom``)."""
+        held = self.audit_keys(facts, positions) if facts else {layer: torch.zeros(self.key_dim(layer), 0) for layer in self.layers}
+        probes = self.audit_keys([facts[i] for i in probe_facts], "subject") if probe_facts else {}
+        counts = self.key_counts(facts, positions) if facts else []
+        return KeyRoom(held, counts, probes, tuple(probe_facts), self.covariances, self.config.lam, self.config.norm_penalty, energy)
 
     def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]:
         """Per edit layer, ``facts``' audit keys (bare prompt at ``positions``, by default the

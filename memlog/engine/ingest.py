@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, field
 
 from memlog.core.facts import Fact
-from memlog.engine.wake import columns_by_fact, guard_wake_budget, note_wake_room, wake_plan
+from memlog.engine.room import note_wake_room
+from memlog.engine.wake import columns_by_fact, guard_wake_budget, wake_plan
 from memlog.projections.facts import record_of
 from memlog.store.deltas import write_layer_delta
 from memlog.store.events import FactInjected

@@ -27,7 +27,8 @@ from memlog.engine.consolidate import DEFAULT_RTOL, ConsolidationReport, consoli
 from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan, stored_so_far
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
-from memlog.engine.wake import guard_wake_budget, note_wake_room, wake_plan
+from memlog.engine.room import note_wake_room
+from memlog.engine.wake import guard_wake_budget, wake_plan
 from memlog.errors import IntegrityError, UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.facts import fact_of, record_of

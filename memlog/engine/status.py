@@ -6,6 +6,7 @@ from pathlib import Path
 
 from memlog.engine.audit_measures import probe_means
 from memlog.projections.ledger import Ledger
+from memlog.projections.readmodels import mean_reach
 from memlog.store.events import ConstraintRoom, StoreCreated
 
 
@@ -33,8 +34,9 @@ def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=())
 
 
 def room_of(events) -> dict | None:
-    """The latest ``ConstraintRoom``: per edit layer the null-space rank left and ‖ΔW‖_F/‖W_base‖_F."""
+    """The latest ``ConstraintRoom``: per edit layer the null-space rank left, ‖ΔW‖_F/‖W_base‖_F
+    and (where measured) the median reach at a new key, with its mean over the layers."""
     last = next((e for e in reversed(list(events)) if isinstance(e, ConstraintRoom)), None)
     if last is None:
         return None
-    return {"phase": last.phase, "cycle": last.cycle, "protected": last.protected, "layers": last.layers, "rank_left": last.rank_left, "delta_norm": last.delta_norm}
+    return {"phase": last.phase, "cycle": last.cycle, "protected": last.protected, "layers": last.layers, "rank_left": last.rank_left, "delta_norm": last.delta_norm, "reach": last.reach, "mean_reach": mean_reach(last.reach)}

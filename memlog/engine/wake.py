@@ -11,11 +11,8 @@ last character, so the same key) cannot be protected by ``ΔW k = 0``: that woul
 edit itself. It is edited *with* the new facts instead (a companion): one joint v* at the
 shared key serves every object of the subject, and its constraint is dropped.
 
-``wake_plan`` is the one call the inject path makes; ``record_room`` logs, per edit layer,
-the null-space rank left (d_in − rank of the protected keys) and the Frobenius norm of the
-total delta relative to the base weight (``ConstraintRoom``); ``budget_excess`` is the
-budget that replaces a fixed cap: prune only once the room left falls below
-``ROOM_RESERVE`` of d_in in some layer.
+``wake_plan`` is the one call the inject path makes. What room the protection leaves, and the
+budget that prunes when it runs out, are in ``memlog.engine.room``.
 
 ``guard_wake_budget`` extends the store-wide perplexity budget (``EngineConfig.ppl_budget``) to
 wake: with a budget set, each inject reads perplexity with its edit projected, inside its unit,
@@ -30,9 +27,7 @@ from memlog.core.facts import Fact
 from memlog.core.memit import Protection
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of
-from memlog.store.events import ConstraintRoom, PerplexityMeasured
-
-ROOM_RESERVE = 0.1  # budget: prune once fewer than this fraction of d_in key dimensions is left free
+from memlog.store.events import PerplexityMeasured
 
 
 def shared_key(fact: Fact) -> str:
@@ -98,63 +93,6 @@ def columns_by_fact(facts: list[Fact], edit_facts: list[Fact]) -> list[list[int]
     for j in range(len(facts), len(edit_facts)):
         out[first[shared_key(edit_facts[j])]].append(j)
     return out
-
-
-def room_now(mem) -> tuple[dict[int, int], int] | None:
-    """(per layer d_in − rank of every active fact's audit key on the current weights, number of
-    facts): the room left once sleep has repaired and protects them all. None when the editor
-    cannot measure it (a fake)."""
-    ranks = getattr(mem.editor, "constraint_ranks", None)
-    if ranks is None:
-        return None
-    facts = protected_facts(mem.ledger, [], degraded_too=True)
-    return {layer: mem.editor.key_dim(layer) - r for layer, r in ranks(facts, mem.config.protect_positions, mem.config.protect_energy).items()}, len(facts)
-
-
-def delta_norms(mem) -> dict[int, float]:
-    """Per edit layer ‖W − W_base‖_F / ‖W_base‖_F of the live weights ({} for a fake)."""
-    base = getattr(mem.projector, "base_weight", None)
-    if base is None or not hasattr(mem.editor, "weight"):
-        return {}
-    out = {}
-    for layer in mem.editor.layers:
-        w0 = base(layer)
-        out[layer] = float((mem.editor.weight(layer).float().to(w0.device) - w0).norm() / w0.norm())
-    return out
-
-
-def record_room(mem, phase: str, cycle: int | None = None, room: tuple[dict[int, int], int] | None = None) -> ConstraintRoom | None:
-    """Measure (or take) the room left and emit ``ConstraintRoom``; None for a fake editor."""
-    room = room if room is not None else room_now(mem)
-    if room is None:
-        return None
-    left, n = room
-    norms = delta_norms(mem)
-    layers = sorted(left)
-    event = ConstraintRoom(
-        phase=phase, cycle=cycle, layers=layers, protected=n,
-        rank_left=[int(left[l]) for l in layers], delta_norm=[float(norms.get(l, 0.0)) for l in layers],
-    )
-    return mem.emit(event)
-
-
-def note_wake_room(mem, result, options: dict) -> None:
-    """After a constrained wake edit: record the room it measured (d_in − the rank it held fixed)."""
-    protect = options.get("protect")
-    ranks = getattr(result, "constraint_rank", None)
-    if protect is None or not ranks or not hasattr(mem.editor, "key_dim"):
-        return
-    record_room(mem, "wake", None, ({layer: mem.editor.key_dim(layer) - r for layer, r in ranks.items()}, len(protect.facts)))
-
-
-def budget_excess(mem, room: tuple[dict[int, int], int] | None) -> int:
-    """How many facts the budget prunes: none while every layer keeps ``ROOM_RESERVE`` of its
-    key dimensions free; else the shortfall (each pruned fact frees at most one dimension)."""
-    if room is None:
-        return 0
-    left, _ = room
-    short = max(int(ROOM_RESERVE * mem.editor.key_dim(layer)) - free for layer, free in left.items())
-    return max(0, short)
 
 
 def guard_wake_budget(mem, facts: list[Fact]) -> None:

@@ -43,6 +43,7 @@ class CapacityRow:
     ppl_after_sleep: float
     rank_left: list[int]  # per edit layer, latest sleep measurement
     delta_norm: list[float]  # per edit layer
+    reach: list[float] | None  # per edit layer, a new fact's median reach (memlog.engine.room)
     inject_seconds: float
     sleep_seconds: float
 
@@ -81,6 +82,7 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
         ppl_after_sleep=last.ppl_after,
         rank_left=list(room.rank_left) if room else [],
         delta_norm=list(room.delta_norm) if room else [],
+        reach=list(room.reach) if room and room.reach is not None else None,
         inject_seconds=injected - start,
         sleep_seconds=time.perf_counter() - injected,
     )

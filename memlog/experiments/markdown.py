@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from memlog.experiments.paper import TABLE3_WAKE, TABLE6_SPIRAL, table3_row
-from memlog.projections.readmodels import CYCLE_TABLE, cycle_cells, cycle_headers, cycle_values
+from memlog.projections.readmodels import CYCLE_TABLE, cycle_cells, cycle_headers, cycle_values, mean_reach
 
 
 def _f(value, digits: int = 3, missing: str = "—") -> str:
@@ -100,7 +100,7 @@ def perplexity_table(p: dict, missing: str = "—") -> tuple[list[str], list[lis
     return PERPLEXITY_HEADERS, [values + drifts]
 
 
-CAPACITY_COLUMNS = ["wave", "facts", "active", "recall after wave", "recall after sleep", "cycles", "refreshed", "pruned", "PPL after wave", "PPL after sleep", "min rank left", "max ‖ΔW‖/‖W‖", "inject s", "sleep s"]
+CAPACITY_COLUMNS = ["wave", "facts", "active", "recall after wave", "recall after sleep", "cycles", "refreshed", "pruned", "PPL after wave", "PPL after sleep", "min rank left", "reach", "max ‖ΔW‖/‖W‖", "inject s", "sleep s"]
 
 
 def capacity_table(doc: dict, missing: str = "—") -> tuple[list[str], list[list]]:
@@ -108,7 +108,7 @@ def capacity_table(doc: dict, missing: str = "—") -> tuple[list[str], list[lis
     rows = [
         [r["wave"], r["facts"], r["active_facts"], _f(r["recall_after_wave"], missing=missing), _f(r["recall_after_sleep"], missing=missing), r["cycles"], r["refreshed"], r["pruned"],
          _f(r["ppl_after_wave"], missing=missing), _f(r["ppl_after_sleep"], missing=missing), min(r["rank_left"]) if r["rank_left"] else missing,
-         _f(max(r["delta_norm"]), 4, missing) if r["delta_norm"] else missing, f"{r['inject_seconds']:.0f}", f"{r['sleep_seconds']:.0f}"]
+         _f(mean_reach(r.get("reach")), missing=missing), _f(max(r["delta_norm"]), 4, missing) if r["delta_norm"] else missing, f"{r['inject_seconds']:.0f}", f"{r['sleep_seconds']:.0f}"]
         for r in doc["rows"]
     ]
     return CAPACITY_COLUMNS, rows

@@ -77,11 +77,14 @@ class CycleRow:
     step_seconds: dict
     # from the cycle's ConstraintRoom (None where none was measured: a count cap with
     # unconstrained wake, a fake editor, or older logs): per edit layer, the null-space rank left
-    # and ‖W − W_base‖_F / ‖W_base‖_F, and their extremes
+    # and ‖W − W_base‖_F / ‖W_base‖_F, and their extremes; the newest facts' median reach per
+    # layer and its mean over the layers (None in logs written before it was measured)
     rank_left: list | None = None
     delta_norm: list | None = None
     min_rank_left: int | None = None
     max_delta_norm: float | None = None
+    reach: list | None = None
+    mean_reach: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,6 +214,15 @@ class CycleFold:
         )
 
 
+def mean_reach(reach: Mapping[int, float] | Sequence[float] | None) -> float | None:
+    """The mean over the edit layers of the per-layer median reach (``ConstraintRoom.reach``, or
+    a layer → reach mapping); None where it was not measured."""
+    if not reach:
+        return None
+    values = list(reach.values()) if isinstance(reach, Mapping) else list(reach)
+    return sum(values) / len(values)
+
+
 def _room_columns(room: ConstraintRoom | None) -> dict:
     if room is None:
         return {}
@@ -219,6 +231,8 @@ def _room_columns(room: ConstraintRoom | None) -> dict:
         "delta_norm": list(room.delta_norm),
         "min_rank_left": min(room.rank_left) if room.rank_left else None,
         "max_delta_norm": max(room.delta_norm) if room.delta_norm else None,
+        "reach": list(room.reach) if room.reach is not None else None,
+        "mean_reach": mean_reach(room.reach),
     }
 
 

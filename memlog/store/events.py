@@ -219,8 +219,11 @@ class SleepEnded(Event, tag="SleepEnded"):
 class ConstraintRoom(Event, tag="ConstraintRoom"):
     """The room a constrained memory has left, per edit layer: ``rank_left`` = d_in − rank of
     the protected facts' audit keys, ``delta_norm`` = ‖W − W_base‖_F / ‖W_base‖_F of the live
-    weights. ``phase``: wake (the protected set of that edit, measured by the edit before the
-    new facts join it) or sleep (every active fact, measured before the cycle's prune)."""
+    weights, ``reach`` = the median share of its residual a one-key solve writes at a new key
+    (``memlog.core.room``; None in logs written before it was measured). ``phase``: wake (the
+    protected set of that edit, measured by the edit before the new facts join it; reach at
+    the edit's own keys) or sleep (every active fact, measured before the cycle's prune; reach
+    at the newest facts' keys against the others')."""
 
     phase: str
     layers: list[int]
@@ -228,6 +231,7 @@ class ConstraintRoom(Event, tag="ConstraintRoom"):
     delta_norm: list[float]
     protected: int
     cycle: int | None = None
+    reach: list[float] | None = None
 
 
 class ConsolidatedLayer(msgspec.Struct, frozen=True):

@@ -55,6 +55,8 @@ EXPRESSIONS: dict[str, str] = {
     "delta_norm": "CAST(r.payload->'$.delta_norm' AS DOUBLE[])",
     "min_rank_left": "list_min(CAST(r.payload->'$.rank_left' AS INTEGER[]))",
     "max_delta_norm": "list_max(CAST(r.payload->'$.delta_norm' AS DOUBLE[]))",
+    "reach": "CAST(r.payload->'$.reach' AS DOUBLE[])",
+    "mean_reach": "list_avg(CAST(r.payload->'$.reach' AS DOUBLE[]))",
 }
 
 _BASE = """

@@ -1,0 +1,135 @@
+"""How much room a constrained memory has left, and the budget that prunes when it runs out.
+
+Sleep measures the room once a cycle, before its prune, over every active fact's audit keys on
+the current weights (``room_now``, ``memlog.core.room.KeyRoom``):
+
+- **rank left** per edit layer: d_in less the rank of those keys;
+- **reach** per edit layer: the median, over the newest ``REACH_PROBES`` facts, of the share of
+  its residual a solve of that fact's key alone would write while every *other* fact's keys are
+  held. It stands for the room the next fact (or a refresh) will find.
+
+A constrained wake edit reports the same two numbers for its own keys against what it held
+(``note_wake_room``). Both are logged as ``ConstraintRoom`` with the norm of each edited
+matrix's total delta (``record_room``), and shown by ``memlog status`` and the ``cycles`` view.
+
+The budget that replaces a fixed cap (``EngineConfig.cap`` None) prunes, by the store's prune
+policy:
+
+- once fewer than ``ROOM_RESERVE`` of d_in dimensions are left in some layer (``budget_excess``:
+  each pruned fact frees at most one dimension);
+- with ``EngineConfig.reach_floor`` set, also once the mean over the layers of the reach falls
+  below the floor: as few facts as bring it back over the floor (``reach_excess``, a bisection
+  over the policy's order). Keys of real facts are correlated, so reach runs out well before the
+  rank does (docs/RESULTS.md, "The room the held keys leave").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from memlog.core.room import KeyRoom
+from memlog.projections.readmodels import mean_reach
+from memlog.projections.facts import fact_of
+from memlog.store.events import ConstraintRoom
+
+ROOM_RESERVE = 0.1  # budget: prune once fewer than this fraction of d_in key dimensions is left free
+REACH_PROBES = 32  # the newest facts whose reach stands for the next fact's (at most half the facts)
+
+
+@dataclass(frozen=True)
+class Room:
+    """One measurement of the room left: per edit layer the rank left and (where measured) the
+    median reach; ``protected``: how many facts' keys were held."""
+
+    rank_left: dict[int, int]
+    protected: int
+    reach: dict[int, float] | None = None
+    fact_ids: tuple[str, ...] = ()  # the facts measured, oldest first (``keys`` in this order)
+    keys: KeyRoom | None = field(default=None, compare=False, repr=False)
+
+
+def room_now(mem) -> Room | None:
+    """The room left once sleep has repaired and protects every active fact (sleep's measurement,
+    see the module doc). None when the editor cannot measure it (a fake)."""
+    key_room = getattr(mem.editor, "key_room", None)
+    if key_room is None:
+        return None
+    states = sorted(mem.ledger.active_facts(), key=lambda s: s.injected_seq)
+    facts = [fact_of(s.fact) for s in states]
+    probes = min(REACH_PROBES, len(facts) // 2)
+    keys = key_room(facts, mem.config.protect_positions, mem.config.protect_energy, tuple(range(len(facts) - probes, len(facts))))
+    return Room(keys.rank_left(), len(facts), keys.reach(), tuple(s.fact.fact_id for s in states), keys)
+
+
+def delta_norms(mem) -> dict[int, float]:
+    """Per edit layer ‖W − W_base‖_F / ‖W_base‖_F of the live weights ({} for a fake)."""
+    base = getattr(mem.projector, "base_weight", None)
+    if base is None or not hasattr(mem.editor, "weight"):
+        return {}
+    out = {}
+    for layer in mem.editor.layers:
+        w0 = base(layer)
+        out[layer] = float((mem.editor.weight(layer).float().to(w0.device) - w0).norm() / w0.norm())
+    return out
+
+
+def record_room(mem, phase: str, cycle: int | None = None, room: Room | None = None) -> ConstraintRoom | None:
+    """Measure (or take) the room left and emit ``ConstraintRoom``; None for a fake editor."""
+    room = room if room is not None else room_now(mem)
+    if room is None:
+        return None
+    norms = delta_norms(mem)
+    layers = sorted(room.rank_left)
+    event = ConstraintRoom(
+        phase=phase, cycle=cycle, layers=layers, protected=room.protected,
+        rank_left=[int(room.rank_left[l]) for l in layers], delta_norm=[float(norms.get(l, 0.0)) for l in layers],
+        reach=[float(room.reach[l]) for l in layers] if room.reach else None,
+    )
+    return mem.emit(event)
+
+
+def note_wake_room(mem, result, options: dict) -> None:
+    """After a constrained wake edit: record the room it measured (d_in − the rank it held fixed,
+    and the median reach of its own keys)."""
+    protect = options.get("protect")
+    ranks = getattr(result, "constraint_rank", None)
+    if protect is None or not ranks or not hasattr(mem.editor, "key_dim"):
+        return
+    left = {layer: mem.editor.key_dim(layer) - r for layer, r in ranks.items()}
+    record_room(mem, "wake", None, Room(left, len(protect.facts), getattr(result, "constraint_reach", None) or None))
+
+
+def budget_excess(mem, room: Room | None) -> int:
+    """How many facts the rank budget prunes: none while every layer keeps ``ROOM_RESERVE`` of its
+    key dimensions free; else the shortfall (each pruned fact frees at most one dimension)."""
+    if room is None:
+        return 0
+    short = max(int(ROOM_RESERVE * mem.editor.key_dim(layer)) - free for layer, free in room.rank_left.items())
+    return max(0, short)
+
+
+def short_of_reach(room: Room | None, floor: float | None) -> bool:
+    """Whether ``room``'s mean reach is measured and below ``floor`` (None: no floor)."""
+    reach = mean_reach(room.reach) if room is not None else None
+    return floor is not None and reach is not None and reach < floor
+
+
+def reach_excess(room: Room, order: list[str], floor: float) -> int:
+    """The fewest of ``order`` (fact ids, first pruned first) whose pruning brings ``room``'s mean
+    reach to ``floor``; 0 when even pruning all of them would not (pruning cannot help then)."""
+    index = {fact_id: i for i, fact_id in enumerate(room.fact_ids)}
+    ranked = [index[f] for f in order if f in index]
+
+    def enough(k: int) -> bool:
+        return mean_reach(room.keys.reach(without=set(ranked[:k]))) >= floor
+
+    if not enough(len(ranked)):
+        return 0
+    lo, hi = 0, len(ranked)  # enough(hi) holds; reach only grows as facts leave
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if enough(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -1,0 +1,118 @@
+"""The reach a constrained solve has left at a new key (memlog.core.room, memlog.engine.room),
+the budget that prunes when it falls below a floor, and the "first" held positions."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from memlog.core.keys import KeyReader, bare_prompt_batch
+from memlog.core.memit import Protection, memit_edit
+from memlog.core.pool import mixed_pool
+from memlog.core.solve import room_at
+from memlog.engine.config import EngineConfig
+from memlog.engine.room import reach_excess, room_now
+from memlog.errors import UserError
+from memlog.projections.readmodels import mean_reach
+from memlog.store.events import ConstraintRoom, EditPruned
+from tests.test_wake_constrained import CHEAP, _memory, _three_edited_and_a_fourth, residuals
+
+
+def test_first_positions_hold_the_subject_and_the_object_s_first_prediction(embedded_tokenizer):
+    """``positions="first"``: two keys per fact, the subject's last token and the prompt's last;
+    a protected edit leaves both put, and leaves the later object positions free."""
+    lm, covs, old, new = _three_edited_and_a_fourth(embedded_tokenizer)
+    batch, rows, cols = bare_prompt_batch(lm, old, "first")
+    prompt_ids = [bare_prompt_batch(lm, [f], "subject")[0].input_ids.shape[1] for f in old]  # up to the subject
+    assert [int((rows == i).sum()) for i in range(len(old))] == [2, 2, 2]
+    assert cols.tolist() == [c for i, f in enumerate(old) for c in (prompt_ids[i] - 1, len(lm.tokenizer(f.prompt, add_special_tokens=True)["input_ids"]) - 1)]
+    held = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old), "first"))
+    assert max(residuals(lm, held.deltas, old, "first")) <= 1e-4
+    assert max(residuals(lm, held.deltas, old, "object")) > 1e-2  # the object's own positions were not held
+    assert held.constraint_rank[1] == 6
+
+
+def test_a_protected_edit_reports_the_reach_of_its_keys(embedded_tokenizer):
+    """``EditResult.constraint_reach``: per layer, the median over the edit's keys of q/(1+q), the
+    same number ``room_at`` gives for the key under the keys the edit held (read on the weights
+    the edit saw at that layer: its first layer's)."""
+    lm, covs, old, new = _three_edited_and_a_fourth(embedded_tokenizer)
+    result = memit_edit(lm, [new], CHEAP, covs, protect=Protection(tuple(old), "object"))
+    assert sorted(result.constraint_reach) == [1, 2] and all(0.0 < r < 1.0 for r in result.constraint_reach.values())
+    first = CHEAP.layers[0]
+    batch, rows, cols = bare_prompt_batch(lm, old, "object")
+    held = KeyReader(lm, batch.input_ids, rows, cols).read(first)
+    own = result.deltas[first].keys
+    _, q = room_at(own, covs[first], CHEAP.lam, held)
+    assert result.constraint_reach[first] == pytest.approx(statistics.median((q / (1 + q)).tolist()), rel=1e-5)
+    plain = memit_edit(lm, [new], CHEAP, covs)
+    assert plain.constraint_reach == {}
+
+
+def test_key_room_reach_grows_as_facts_leave_and_matches_room_at(tmp_path, embedded_tokenizer):
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=128, wake="constrained", protect_positions="object")
+    try:
+        facts = mixed_pool(12)
+        mem.inject(facts, audit=False)
+        room = room_now(mem)
+        keys = room.keys
+        assert room.protected == 12 and keys.probe_facts == tuple(range(6, 12)) and sum(keys.counts) == keys.held[1].shape[1]
+        assert room.rank_left == {layer: 128 - keys.held[layer].shape[1] for layer in (1, 2)}
+        layer = 2
+        older = keys.held[layer][:, : sum(keys.counts[:6])]  # the six older facts' keys: everything but the probes'
+        _, q = room_at(keys.probes[layer], mem.editor.covariances[layer], CHEAP.lam, older)
+        assert room.reach[layer] == pytest.approx(statistics.median((q / (1 + q)).tolist()), rel=1e-9)
+        reaches = [mean_reach(keys.reach(without=set(range(k)))) for k in range(7)]
+        assert all(a <= b + 1e-12 for a, b in zip(reaches, reaches[1:])) and reaches[0] < reaches[-1]
+        _, q0 = room_at(keys.probes[layer], mem.editor.covariances[layer], CHEAP.lam)
+        assert keys.reach(without=set(range(6)))[layer] == pytest.approx(statistics.median((q0 / (1 + q0)).tolist()), rel=1e-9)
+        # the fewest facts whose pruning brings the reach to a floor, found by bisection
+        k = next(k for k in range(2, 7) if reaches[k] > reaches[k - 1] + 1e-9)  # a prune that moves it
+        assert reach_excess(room, list(room.fact_ids), (reaches[k - 1] + reaches[k]) / 2) == k
+        assert reach_excess(room, list(room.fact_ids), reaches[-1] + 1e-3) == 0  # pruning cannot reach it: prune nothing
+    finally:
+        mem.close()
+
+
+def test_sleep_logs_the_reach_and_prunes_as_few_facts_as_bring_it_over_the_floor(tmp_path, embedded_tokenizer, monkeypatch):
+    """With ``reach_floor`` set, sleep prunes (oldest first here) the fewest facts that bring the
+    newest facts' mean reach back over the floor. Refreshes are made to fail so that the weights
+    sleep measures are the ones measured here before it."""
+    import memlog.engine.sleep as sleep_module
+
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=128, wake="constrained", protect_positions="object", prune_policy="oldest", refresh_strategy="correct")
+    try:
+        mem.inject(mixed_pool(12), audit=False)
+        wake_rooms = [e for e in mem.events() if isinstance(e, ConstraintRoom)]
+        assert all(r.reach is not None and len(r.reach) == 2 for r in wake_rooms[1:])  # the first inject held nothing
+        room = room_now(mem)
+        reaches = [mean_reach(room.keys.reach(without=set(range(k)))) for k in range(7)]
+        k = next(k for k in range(1, 7) if reaches[k] > reaches[0] + 1e-6)  # the first prune that moves it
+        floor = (reaches[k - 1] + reaches[k]) / 2
+
+        def no_room(*_a, **_k):
+            raise UserError("no refresh in this test")
+
+        monkeypatch.setattr(sleep_module, "solve_refresh", no_room)
+        report = mem.sleep(cycles=1, reach_floor=floor)
+        logged = [e for e in mem.events() if isinstance(e, ConstraintRoom) and e.phase == "sleep"][-1]
+        assert logged.reach == pytest.approx([room.reach[layer] for layer in (1, 2)], rel=1e-9)
+        pruned = [e for e in mem.events() if isinstance(e, EditPruned)]
+        assert report.cycles[0].pruned == len(pruned) == k and "reach budget" in pruned[0].reason
+        oldest = [mem.ledger.facts[f].edit_id for f in room.fact_ids[:k]]
+        assert sorted(e.edit_id for e in pruned) == sorted(oldest)
+        status = mem.status()["room"]
+        assert status["reach"] == logged.reach and status["mean_reach"] == pytest.approx(sum(logged.reach) / 2)
+    finally:
+        mem.close()
+
+
+def test_the_floor_is_a_share_in_zero_to_one_and_switches_off():
+    for bad in (0.0, 1.0, -0.1, float("nan")):
+        with pytest.raises(UserError, match="--reach-floor"):
+            EngineConfig(reach_floor=bad)
+    from memlog import OFF
+
+    assert EngineConfig(reach_floor=0.1).with_overrides(reach_floor=OFF).reach_floor is None
+    assert EngineConfig.from_dict(EngineConfig(reach_floor=0.1).to_dict()).reach_floor == 0.1
