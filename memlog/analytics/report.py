@@ -141,7 +141,7 @@ CAPTIONS = {
 CYCLE_COLUMNS = (
     "cycle", "recall_before", "recall_after", "recall_after_active", "degraded_before", "degraded_after", "refreshed", "reverted",
     "pruned", "rolled_back", "blocked", "failed", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",
-    "refresh_mode", "refresh_strategy", "cap",
+    "refresh_mode", "refresh_strategy", "cap", "min_rank_left", "mean_reach", "max_delta_norm",
 )
 MEASURE_COLUMNS = ("cycle", "phase", "seq", "audited", "degraded_by", "exact_recall", *PROBE_MEASURES)
 WAKE_COLUMNS = ("injection", "seq", "subject", "object", "audited", "recall", "degraded", "recalled", "ppl", "cycles_before")

@@ -33,7 +33,7 @@ RefreshStrategyOpt = typer.Option(
 CapOpt = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning (default: 50 for wake-capacity and phase-ab, the null-space budget for capacity).")
 WakeOpt = typer.Option("unconstrained", "--wake", help="unconstrained (the paper's MEMIT) or constrained (each inject protects the healthy facts' audit keys).")
 ProtectOpt = typer.Option(
-    "subject", "--protect", help="Positions constrained solves hold per protected fact: subject (the runs documented in docs/RESULTS.md) or object (the default of new stores with constrained wake)."
+    "subject", "--protect", help="Positions constrained solves hold per protected fact: subject (the runs documented in docs/RESULTS.md), object (the default of new stores with constrained wake) or first (the subject's last token and the position that predicts the object's first token)."
 )
 SeedOpt = typer.Option(0, "--seed", help="Fixes the fact order, MEMIT's context prefixes and every RNG.")
 ModelOpt = typer.Option("embedded", "--model", help="embedded (SmolLM2-135M-Instruct), an HF id or a local path.")

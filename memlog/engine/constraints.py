@@ -26,8 +26,8 @@ current weights (``editor.audit_keys``):
 2. of the rest, keep the most aligned with the refreshed key (mean |cosine| over the layers;
    ties by their place in the set), the protected facts an edit of this key disturbs most,
    while the keys they hold (``editor.key_counts``: one per fact at the subject's last token,
-   about 3 with the object positions, about 10 with every position) fill at most ``d_in // 2``
-   dimensions. Half the key space stays free, so the edit does not need a large norm.
+   two with the first positions, about 3 with the object positions, about 10 with every
+   position) fill at most ``d_in // 2`` dimensions. Half the key space stays free, so the edit does not need a large norm.
 
 The kept facts stay in their original order. If the retry fails too (or the subset is the
 whole set), the error propagates and the engine records ``RefreshFailed``, leaving the edit
