@@ -116,3 +116,15 @@ def test_the_floor_is_a_share_in_zero_to_one_and_switches_off():
 
     assert EngineConfig(reach_floor=0.1).with_overrides(reach_floor=OFF).reach_floor is None
     assert EngineConfig.from_dict(EngineConfig(reach_floor=0.1).to_dict()).reach_floor == 0.1
+
+
+def test_sleep_measures_the_room_at_the_positions_it_protects(tmp_path, embedded_tokenizer):
+    """A sleep that overrides the protected positions measures the room at those, not the store's."""
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=128, wake="constrained", protect_positions="object")
+    try:
+        mem.inject(mixed_pool(5), audit=False)
+        mem.sleep(cycles=1, protect_positions="subject")
+        room = [e for e in mem.events() if isinstance(e, ConstraintRoom) and e.phase == "sleep"][-1]
+        assert room.rank_left == [128 - 5, 128 - 5]  # one key a fact; the object positions hold about 3
+    finally:
+        mem.close()

@@ -48,16 +48,18 @@ class Room:
     keys: KeyRoom | None = field(default=None, compare=False, repr=False)
 
 
-def room_now(mem) -> Room | None:
+def room_now(mem, config=None) -> Room | None:
     """The room left once sleep has repaired and protects every active fact (sleep's measurement,
-    see the module doc). None when the editor cannot measure it (a fake)."""
+    see the module doc), at the protected positions and energy of ``config`` (an ``EngineConfig``;
+    default: the store's). None when the editor cannot measure it (a fake)."""
     key_room = getattr(mem.editor, "key_room", None)
     if key_room is None:
         return None
     states = sorted(mem.ledger.active_facts(), key=lambda s: s.injected_seq)
     facts = [fact_of(s.fact) for s in states]
     probes = min(REACH_PROBES, len(facts) // 2)
-    keys = key_room(facts, mem.config.protect_positions, mem.config.protect_energy, tuple(range(len(facts) - probes, len(facts))))
+    config = config or mem.config
+    keys = key_room(facts, config.protect_positions, config.protect_energy, tuple(range(len(facts) - probes, len(facts))))
     return Room(keys.rank_left(), len(facts), keys.reach(), tuple(s.fact.fact_id for s in states), keys)
 
 

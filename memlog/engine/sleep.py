@@ -358,7 +358,7 @@ def _prune(mem, config: EngineConfig, cycle: int) -> int:
     else:
         active = ledger.active_facts()
         floor = config.reach_floor
-        room = room_now(mem) if config.cap is None or config.wake == "constrained" or floor is not None else None
+        room = room_now(mem, config) if config.cap is None or config.wake == "constrained" or floor is not None else None
         excess = budget_excess(mem, room) if config.cap is None else len(active) - config.cap
         if room is not None:
             record_room(mem, "sleep", cycle, room)
