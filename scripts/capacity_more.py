@@ -8,7 +8,7 @@ The store must hold the first facts of ``mixed_pool(--facts, seed=--seed, names=
 ``memlog experiment capacity`` (or ``scripts/capacity_runs.py``) wrote them; the script checks
 that, then injects the rest of the pool wave by wave (``--batch-size`` facts per MEMIT solve) and
 sleeps until converged after each (``experiments.capacity.run_wave``), appending each wave's row
-to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--lam``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh``, ``--reach-floor`` and ``--ppl-budget`` apply to this
+to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--lam``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh`` and ``--ppl-budget`` apply to this
 session only (the store's header keeps its settings).
 With ``--until HH:MM`` (UTC) no new wave starts after that time.
 """
@@ -45,7 +45,6 @@ def main() -> None:
     parser.add_argument("--norm-penalty", type=float, default=None, help="override the store's MEMIT norm penalty ρ for new edits")
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="override the store's v* early stop for new edits")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
-    parser.add_argument("--reach-floor", type=float, default=None, help="override the store's reach floor: sleep also prunes the fewest facts that bring a new fact's reach back over it")
     parser.add_argument("--ppl-budget", type=float, default=None, help="override the store's PPL budget: sleep keeps no refresh, and wake no inject, that leaves PPL more than this fraction above the base model's (a refused batch ends the run)")
     parser.add_argument("--up-to", type=int, default=None, help="stop once this many facts are stored (default: the whole pool)")
     parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")
@@ -53,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_threads()
     pool = mixed_pool(args.facts, seed=args.seed, names=args.names)
-    overrides = {"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles, "protect_positions": args.protect, "protect_energy": args.protect_energy, "batch_refresh": args.batch_refresh or None, "ppl_budget": args.ppl_budget, "reach_floor": args.reach_floor}
+    overrides = {"refresh_strategy": args.refresh_strategy, "max_cycles": args.max_cycles, "protect_positions": args.protect, "protect_energy": args.protect_energy, "batch_refresh": args.batch_refresh or None, "ppl_budget": args.ppl_budget}
     mem = open_memory(args.store, engine_overrides=overrides, memit_overrides={"lam": args.lam, "norm_penalty": args.norm_penalty, "v_stop": args.v_stop})
     try:
         stored = len(mem.ledger.facts)

@@ -1,5 +1,5 @@
 """The reach a constrained solve has left at a new key (memlog.core.room, memlog.engine.room),
-the budget that prunes when it falls below a floor, and the "first" held positions."""
+as the solve reports it and as sleep logs it, and the "first" held positions."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from memlog.core.keys import KeyReader, bare_prompt_batch
 from memlog.core.memit import Protection, memit_edit
 from memlog.core.pool import mixed_pool
 from memlog.core.solve import room_at
-from memlog.engine.config import EngineConfig
-from memlog.engine.room import reach_excess, room_now
+from memlog.engine.room import room_now
 from memlog.errors import UserError
 from memlog.projections.readmodels import mean_reach
-from memlog.store.events import ConstraintRoom, EditPruned
+from memlog.store.events import ConstraintRoom
 from tests.test_wake_constrained import CHEAP, _memory, _three_edited_and_a_fourth, residuals
 
 
@@ -67,55 +66,35 @@ def test_key_room_reach_grows_as_facts_leave_and_matches_room_at(tmp_path, embed
         assert all(a <= b + 1e-12 for a, b in zip(reaches, reaches[1:])) and reaches[0] < reaches[-1]
         _, q0 = room_at(keys.probes[layer], mem.editor.covariances[layer], CHEAP.lam)
         assert keys.reach(without=set(range(6)))[layer] == pytest.approx(statistics.median((q0 / (1 + q0)).tolist()), rel=1e-9)
-        # the fewest facts whose pruning brings the reach to a floor, found by bisection
-        k = next(k for k in range(2, 7) if reaches[k] > reaches[k - 1] + 1e-9)  # a prune that moves it
-        assert reach_excess(room, list(room.fact_ids), (reaches[k - 1] + reaches[k]) / 2) == k
-        assert reach_excess(room, list(room.fact_ids), reaches[-1] + 1e-3) == 0  # pruning cannot reach it: prune nothing
     finally:
         mem.close()
 
 
-def test_sleep_logs_the_reach_and_prunes_as_few_facts_as_bring_it_over_the_floor(tmp_path, embedded_tokenizer, monkeypatch):
-    """With ``reach_floor`` set, sleep prunes (oldest first here) the fewest facts that bring the
-    newest facts' mean reach back over the floor. Refreshes are made to fail so that the weights
-    sleep measures are the ones measured here before it."""
+def test_sleep_logs_the_reach_it_measures_and_status_shows_it(tmp_path, embedded_tokenizer, monkeypatch):
+    """Sleep logs, per edit layer, the newest facts' median reach against the other facts' keys;
+    constrained wake edits log their own keys' reach. Refreshes are made to fail so that the
+    weights sleep measures are the ones measured here before it."""
     import memlog.engine.sleep as sleep_module
 
-    mem = _memory(tmp_path, embedded_tokenizer, intermediate=128, wake="constrained", protect_positions="object", prune_policy="oldest", refresh_strategy="correct")
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=128, wake="constrained", protect_positions="object", refresh_strategy="correct")
     try:
         mem.inject(mixed_pool(12), audit=False)
         wake_rooms = [e for e in mem.events() if isinstance(e, ConstraintRoom)]
-        assert all(r.reach is not None and len(r.reach) == 2 for r in wake_rooms[1:])  # the first inject held nothing
+        assert all(r.reach is not None and len(r.reach) == 2 and all(0 < x < 1 for x in r.reach) for r in wake_rooms[1:])  # the first inject held nothing
         room = room_now(mem)
-        reaches = [mean_reach(room.keys.reach(without=set(range(k)))) for k in range(7)]
-        k = next(k for k in range(1, 7) if reaches[k] > reaches[0] + 1e-6)  # the first prune that moves it
-        floor = (reaches[k - 1] + reaches[k]) / 2
 
         def no_room(*_a, **_k):
             raise UserError("no refresh in this test")
 
         monkeypatch.setattr(sleep_module, "solve_refresh", no_room)
-        report = mem.sleep(cycles=1, reach_floor=floor)
+        mem.sleep(cycles=1)
         logged = [e for e in mem.events() if isinstance(e, ConstraintRoom) and e.phase == "sleep"][-1]
         assert logged.reach == pytest.approx([room.reach[layer] for layer in (1, 2)], rel=1e-9)
-        pruned = [e for e in mem.events() if isinstance(e, EditPruned)]
-        assert report.cycles[0].pruned == len(pruned) == k and "reach budget" in pruned[0].reason
-        oldest = [mem.ledger.facts[f].edit_id for f in room.fact_ids[:k]]
-        assert sorted(e.edit_id for e in pruned) == sorted(oldest)
+        assert logged.rank_left == [room.rank_left[layer] for layer in (1, 2)]
         status = mem.status()["room"]
         assert status["reach"] == logged.reach and status["mean_reach"] == pytest.approx(sum(logged.reach) / 2)
     finally:
         mem.close()
-
-
-def test_the_floor_is_a_share_in_zero_to_one_and_switches_off():
-    for bad in (0.0, 1.0, -0.1, float("nan")):
-        with pytest.raises(UserError, match="--reach-floor"):
-            EngineConfig(reach_floor=bad)
-    from memlog import OFF
-
-    assert EngineConfig(reach_floor=0.1).with_overrides(reach_floor=OFF).reach_floor is None
-    assert EngineConfig.from_dict(EngineConfig(reach_floor=0.1).to_dict()).reach_floor == 0.1
 
 
 def test_sleep_measures_the_room_at_the_positions_it_protects(tmp_path, embedded_tokenizer):

@@ -27,7 +27,6 @@ def sleep(
         None, "--refresh-strategy", help="reinject (revert, then solve again: the paper) or correct (keep the edit, add a constrained correction; in-place only); default: the store's (correct with constrained wake)."
     ),
     cap: int = typer.Option(None, "--cap", help="Most active facts (in-place) or ledger entries (copy) before pruning."),
-    reach_floor: float = typer.Option(None, "--reach-floor", help="Also prune (by the store's policy) once a new fact's reach falls below this, in (0, 1) (see memlog init --reach-floor); default: the store's (none)."),
     degraded_by: str = typer.Option(
         None, "--degraded-by", help="Audit measure that makes a fact degraded: exact (default: the prompt itself), paraphrase, chat or any."
     ),
@@ -47,13 +46,13 @@ def sleep(
     """Sleep cycles (Algorithm 1 of the paper)."""
     if cycles is not None and until_converged:
         raise UserError("give --cycles N or --until-converged, not both")
-    EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget, reach_floor=reach_floor)  # bad values fail before the model loads
+    EngineConfig().with_overrides(degraded_by=degraded_by, protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget)  # bad values fail before the model loads
     if lam is not None:
         from memlog.core.memit_hparams import MemitConfig
 
         MemitConfig(lam=lam)  # a bad λ fails before the model loads
     with open_rw(
-        store, device, memit_overrides={"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, reach_floor=reach_floor, max_cycles=max_cycles,
+        store, device, memit_overrides={"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
         degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
         protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget,
     ) as mem:

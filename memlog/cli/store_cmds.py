@@ -36,7 +36,6 @@ def init(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="NF4 through bitsandbytes (CUDA only); edit layers stay dense."),
     cap: int = typer.Option(None, "--cap", help="Most active facts before sleep prunes (default: no count; prune once the protected keys leave under 10% of the key space free)."),
-    reach_floor: float = typer.Option(None, "--reach-floor", help="Store setting: sleep also prunes (by its policy) once a new fact's reach, the share of its residual a one-key constrained solve writes (median over the newest facts, mean over the edit layers), falls below this, in (0, 1); default: no floor (see docs/MEMIT.md)."),
     wake: str = typer.Option("constrained", "--wake", help="Store setting: constrained (each inject protects the healthy facts' audit keys) or unconstrained (the paper's MEMIT)."),
     auto_sleep: float = typer.Option(None, "--auto-sleep", help="Store setting: sleep after an inject when pressure exceeds this."),
     degraded_by: str = typer.Option("exact", "--degraded-by", help="Store setting: the audit measure that makes a fact degraded for sleep (exact, paraphrase, chat or any)."),
@@ -63,7 +62,7 @@ def init(
     memit = MemitConfig(lam=lam, norm_penalty=norm_penalty, v_stop=v_stop, cov_samples=cov_samples)  # checked before the model loads
     with progress_bars(True) as progress:
         engine = EngineConfig(
-            cap=cap, reach_floor=reach_floor, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
+            cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
             refresh_strategy=refresh_strategy, batch_refresh=batch_refresh, ppl_bound=ppl_bound or None, ppl_budget=ppl_budget,
         )
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, memit=memit, engine=engine, progress=progress)

@@ -13,8 +13,8 @@ where it is. Two numbers say how much that leaves it:
   the rank is still a third free (docs/RESULTS.md, "The room the held keys leave").
 
 ``KeyRoom`` holds the keys read once (every fact's held keys, and the probe facts' own keys at
-the subject's last token) and answers both, and the reach with some facts let go
-(``reach(without=…)``), which the reach budget (``memlog.engine.room``) searches over.
+the subject's last token) and answers both, and what the reach would be with some facts no
+longer held (``reach(without=…)``).
 """
 
 from __future__ import annotations

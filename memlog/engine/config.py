@@ -23,7 +23,7 @@ WAKE_MODES = ("constrained", "unconstrained")
 PROTECT_POSITIONS = ("subject", "object", "first", "subject+paraphrases", "object+paraphrases", "first+paraphrases", "all")
 COPY_MODE_CAP = 50  # copy mode (the paper's protocol) needs a count cap; used when none is set
 # the settings whose None means "off"; a session switches one off with the override ``OFF``
-SWITCHABLE = ("cap", "ppl_bound", "ppl_budget", "stale_after", "stale_progress", "auto_sleep", "consolidate_above", "reach_floor")
+SWITCHABLE = ("cap", "ppl_bound", "ppl_budget", "stale_after", "stale_progress", "auto_sleep", "consolidate_above")
 
 
 class Off:
@@ -63,10 +63,6 @@ class EngineConfig:
     # most active facts (in-place) / ledger entries (copy) before pruning; None: the null-space
     # budget (in-place: prune only once the protected keys leave too little room, memlog.engine.room)
     cap: int | None = None
-    # the budget also prunes once a new fact's reach (the median share of its residual a one-key
-    # solve writes, mean over the edit layers: memlog.engine.room) falls below this; None: the
-    # rank budget only
-    reach_floor: float | None = None
     refresh_mode: str = "in-place"
     # reinject: revert the degraded edit, then solve it again on the reverted weights (the paper's
     # Algorithm 1); correct: keep the edit and add a constrained correction solved on the current
@@ -141,8 +137,6 @@ class EngineConfig:
             raise UserError(f"--protect-energy must be in (0, 1], got {self.protect_energy}")
         if self.wake not in WAKE_MODES:
             raise UserError(f"unknown wake mode {self.wake!r}; choose {' or '.join(WAKE_MODES)}")
-        if self.reach_floor is not None and not 0.0 < self.reach_floor < 1.0:  # NaN is refused too
-            raise UserError(f"--reach-floor is a share of the residual in (0, 1) (or None), got {self.reach_floor}")
         if self.cap is not None and self.cap < 1:
             raise UserError(f"--cap must be at least 1, got {self.cap}")
         if not 0.0 < self.tau <= 1.0:

@@ -13,14 +13,12 @@ A constrained wake edit reports the same two numbers for its own keys against wh
 matrix's total delta (``record_room``), and shown by ``memlog status`` and the ``cycles`` view.
 
 The budget that replaces a fixed cap (``EngineConfig.cap`` None) prunes, by the store's prune
-policy:
-
-- once fewer than ``ROOM_RESERVE`` of d_in dimensions are left in some layer (``budget_excess``:
-  each pruned fact frees at most one dimension);
-- with ``EngineConfig.reach_floor`` set, also once the mean over the layers of the reach falls
-  below the floor: as few facts as bring it back over the floor (``reach_excess``, a bisection
-  over the policy's order). Keys of real facts are correlated, so reach runs out well before the
-  rank does (docs/RESULTS.md, "The room the held keys leave").
+policy, once fewer than ``ROOM_RESERVE`` of d_in dimensions are left in some layer
+(``budget_excess``: each pruned fact frees at most one dimension). Keys of real facts are
+correlated, so reach runs out well before the rank does (docs/RESULTS.md, "The room the held keys
+leave"). A budget on reach is not built: pruning reverts edits that the facts written after them
+were solved on top of, and a measured prune of a third of a 350-fact store at once broke almost
+every fact that stayed (docs/RESULTS.md, "Reach on the store").
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memlog.core.room import KeyRoom
-from memlog.projections.readmodels import mean_reach
 from memlog.projections.facts import fact_of
 from memlog.store.events import ConstraintRoom
 
@@ -44,8 +41,7 @@ class Room:
     rank_left: dict[int, int]
     protected: int
     reach: dict[int, float] | None = None
-    fact_ids: tuple[str, ...] = ()  # the facts measured, oldest first (``keys`` in this order)
-    keys: KeyRoom | None = field(default=None, compare=False, repr=False)
+    keys: KeyRoom | None = field(default=None, compare=False, repr=False)  # the keys it was measured on, oldest fact first
 
 
 def room_now(mem, config=None) -> Room | None:
@@ -60,7 +56,7 @@ def room_now(mem, config=None) -> Room | None:
     probes = min(REACH_PROBES, len(facts) // 2)
     config = config or mem.config
     keys = key_room(facts, config.protect_positions, config.protect_energy, tuple(range(len(facts) - probes, len(facts))))
-    return Room(keys.rank_left(), len(facts), keys.reach(), tuple(s.fact.fact_id for s in states), keys)
+    return Room(keys.rank_left(), len(facts), keys.reach(), keys)
 
 
 def delta_norms(mem) -> dict[int, float]:
@@ -109,29 +105,3 @@ def budget_excess(mem, room: Room | None) -> int:
     short = max(int(ROOM_RESERVE * mem.editor.key_dim(layer)) - free for layer, free in room.rank_left.items())
     return max(0, short)
 
-
-def short_of_reach(room: Room | None, floor: float | None) -> bool:
-    """Whether ``room``'s mean reach is measured and below ``floor`` (None: no floor)."""
-    reach = mean_reach(room.reach) if room is not None else None
-    return floor is not None and reach is not None and reach < floor
-
-
-def reach_excess(room: Room, order: list[str], floor: float) -> int:
-    """The fewest of ``order`` (fact ids, first pruned first) whose pruning brings ``room``'s mean
-    reach to ``floor``; 0 when even pruning all of them would not (pruning cannot help then)."""
-    index = {fact_id: i for i, fact_id in enumerate(room.fact_ids)}
-    ranked = [index[f] for f in order if f in index]
-
-    def enough(k: int) -> bool:
-        return mean_reach(room.keys.reach(without=set(ranked[:k]))) >= floor
-
-    if not enough(len(ranked)):
-        return 0
-    lo, hi = 0, len(ranked)  # enough(hi) holds; reach only grows as facts leave
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if enough(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo

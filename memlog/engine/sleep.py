@@ -61,11 +61,10 @@ from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_widt
 from memlog.engine.constraints import solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale, last_healthy
-from memlog.engine.room import ROOM_RESERVE, budget_excess, reach_excess, record_room, room_now, short_of_reach
+from memlog.engine.room import ROOM_RESERVE, budget_excess, record_room, room_now
 from memlog.engine.wake import protection_of
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
-from memlog.projections.readmodels import mean_reach
 from memlog.store.events import (
     EditPruned,
     EditRefreshed,
@@ -357,29 +356,19 @@ def _prune(mem, config: EngineConfig, cycle: int) -> int:
         reason = f"copy mode: ledger {ledger.ledger_size()} over cap {cap}, oldest entries pruned"
     else:
         active = ledger.active_facts()
-        floor = config.reach_floor
-        room = room_now(mem, config) if config.cap is None or config.wake == "constrained" or floor is not None else None
+        room = room_now(mem, config) if config.cap is None or config.wake == "constrained" else None
         excess = budget_excess(mem, room) if config.cap is None else len(active) - config.cap
         if room is not None:
             record_room(mem, "sleep", cycle, room)
-        reach_short = short_of_reach(room, floor)
-        if excess <= 0 and not reach_short:
+        if excess <= 0:
             return 0
         if config.prune_policy == "least-recently-healthy":  # healthy under sleep's degraded_by measure
             seen = last_healthy(mem.events(), _healthy_rule(config))
             order = sorted(active, key=lambda s: (seen.get(s.fact.fact_id, -1), ledger.entries[s.edit_id].created_seq))
         else:
             order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
-        reasons = [f"over cap {config.cap}" if config.cap is not None else f"null-space budget: under {ROOM_RESERVE:.0%} of the key dimensions left"] if excess > 0 else []
-        if reach_short:
-            needed = reach_excess(room, [s.fact.fact_id for s in order], floor)
-            if needed > 0:
-                reasons.append(f"reach budget: a new fact's reach {mean_reach(room.reach):.3f} under the floor {floor:g}")
-            excess = max(excess, needed)
-        if excess <= 0:
-            return 0
         victims = [ledger.entries[s.edit_id] for s in order[:excess]]
-        reason = f"{'; '.join(reasons)} ({config.prune_policy})"
+        reason = f"over cap {config.cap} ({config.prune_policy})" if config.cap is not None else f"null-space budget: under {ROOM_RESERVE:.0%} of the key dimensions left ({config.prune_policy})"
     for entry in victims:
         mem.emit(EditPruned(edit_id=entry.edit_id, version=entry.version, reason=reason, cycle=cycle), project=True)
     return len(victims)
