@@ -17,8 +17,9 @@ policy, once fewer than ``ROOM_RESERVE`` of d_in dimensions are left in some lay
 (``budget_excess``: each pruned fact frees at most one dimension). Keys of real facts are
 correlated, so reach runs out well before the rank does (docs/RESULTS.md, "The room the held keys
 leave"). A budget on reach is not built: pruning reverts edits that the facts written after them
-were solved on top of, and a measured prune of a third of a 350-fact store at once broke almost
-every fact that stayed (docs/RESULTS.md, "Reach on the store").
+were solved on top of. A measured prune of a third of a 350-fact store at once broke almost every
+fact that stayed, until sleep repaired them over four cycles (docs/RESULTS.md, "Reach on the
+store").
 """
 
 from __future__ import annotations
