@@ -222,9 +222,9 @@ def bare_prompt_batch(lm: LoadedModel, facts: list[Fact], positions: str = "subj
     them and the word boundary after them: the prompt's last token and every object token;
     ``"first"`` reads the subject's last token and the prompt's last (the position that predicts
     the object's first token; later object tokens are not held); ``"prompt"`` reads every token
-    of the full prompt; ``"all"`` every token of the prompt and of the object appended to it (the whole teacher-forced sequence the audit's greedy decoding
-    reads when it recalls the fact). With the suffix ``"+paraphrases"``
-    (e.g. ``"subject+paraphrases"``) each of the fact's paraphrases that contains its subject
+    of the full prompt; ``"all"`` every token of the prompt and of the object appended to it
+    (the whole teacher-forced sequence the audit's greedy decoding reads when it recalls the
+    fact). With the suffix ``"+paraphrases"`` (e.g. ``"subject+paraphrases"``) each of the fact's paraphrases that contains its subject
     is one more row, read at the same kind of positions (the subject's last token where it
     first occurs in the paraphrase). Returns the batch (one row per phrasing; ``fact_index``
     names its fact) and the (row, column) of every key to read, in fact order.
