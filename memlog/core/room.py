@@ -73,4 +73,3 @@ class KeyRoom:
             _, q = room_at(self.probes[layer], self.covariances[layer], self.lam, held, energy=self.energy, norm_penalty=self.norm_penalty)
             out[layer] = statistics.median((q / (1 + q)).tolist())
         return out
-
