@@ -5,6 +5,11 @@ and one plot.
     python scripts/capacity_runs.py --out docs/runs/capacity-100 --facts 100 --wave 10 \
         --modes constrained unconstrained --max-cycles 4
 
+With ``--no-sleep`` each wave ends with an audit instead of a sleep (the wake-only curve):
+
+    python scripts/capacity_runs.py --out runs/wake-1000 --facts 1000 --wave 100 --batch-size 25 \
+        --modes constrained --protect object --no-sleep
+
 Writes OUT/MODE.rows.jsonl (one line per wave), OUT/MODE.json (the experiment's document) and
 OUT/capacity.png. Stores go under OUT/stores/ (not for git).
 """
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from _common import log, setup_threads
 
+from memlog.engine.config import PROTECT_POSITIONS
 from memlog.experiments.runner import ExperimentSetup, capacity_experiment, capacity_plot  # noqa: E402
 
 
@@ -31,6 +37,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["constrained", "unconstrained"])
     parser.add_argument("--batch-size", type=int, default=1, help="facts per MEMIT solve within a wave")
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
+    parser.add_argument("--protect", default="subject", choices=list(PROTECT_POSITIONS), help="positions constrained solves hold per fact")
+    parser.add_argument("--no-sleep", action="store_true", help="audit after each wave instead of sleeping (the wake-only curve)")
     args = parser.parse_args()
     setup_threads()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -42,12 +50,13 @@ def main() -> None:
         def on_row(row, rows_file=rows_file, mode=mode):
             with rows_file.open("a") as fh:
                 fh.write(json.dumps(row.to_dict()) + "\n")
-            log(f"{mode}: wave {row.wave}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, "
-                f"{row.cycles} cycles, PPL {row.ppl_after_sleep:.2f}, min rank left {min(row.rank_left) if row.rank_left else None}")
+            slept = f"-> {row.recall_after_sleep:.3f}, {row.cycles} cycles, PPL {row.ppl_after_sleep:.2f}" if row.cycles else f"(no sleep), PPL {row.ppl_after_wave:.3f}"
+            log(f"{mode}: wave {row.wave}, {row.facts} facts: recall {row.recall_after_wave:.3f} {slept}, "
+                f"min rank left {min(row.rank_left) if row.rank_left else None}, inject {row.inject_seconds:.0f} s, audit/sleep {row.sleep_seconds:.0f} s")
 
-        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy)
+        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy, protect_positions=args.protect)
         log(f"{mode}: {args.facts} facts in waves of {args.wave}")
-        doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row, batch_size=args.batch_size,
+        doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row, batch_size=args.batch_size, sleep=not args.no_sleep,
                                   progress=lambda stage, done, total: log(f"{mode}: {stage} {done}/{total}") if stage == "waves" else None)
         (args.out / f"{mode}.json").write_text(json.dumps(doc, indent=1))
         docs[mode] = doc

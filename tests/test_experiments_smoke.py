@@ -214,3 +214,25 @@ def test_cli_capacity_on_tiny_in_batches(tmp_path, tiny_dir, capsys):
     assert plot.stat().st_size > 0
     code, units, err = run(capsys, "sql", "SELECT count(DISTINCT ts) AS units, count(*) AS n FROM events WHERE kind = 'FactInjected'", "--store", store, "--format", "json")
     assert code == 0 and units == [{"units": 4, "n": 8}], err  # batches of two, each written together
+
+
+def test_cli_capacity_without_sleep_audits_each_wave(tmp_path, tiny_dir, capsys):
+    """``--no-sleep``: the wake-only curve. No sleep cycle runs; each wave ends with one audit and
+    one perplexity reading in the log (phase wake), and its row carries the room as sleep would
+    measure it, with the after-sleep fields empty."""
+    store, plot = tmp_path / "cap", tmp_path / "cap.png"
+    code, data, err = run(
+        capsys, "experiment", "capacity", "--facts", "6", "--wave", "3", "--batch-size", "3", "--no-sleep",
+        "--wake", "constrained", "--protect", "object", "--plot", plot,
+        "--model", tiny_dir, "--layers", "1-2", "--threads", "1", "--store", store, "--format", "json",
+    )
+    assert code == 0, err
+    assert data["sleep"] is False and [r["facts"] for r in data["rows"]] == [3, 6]
+    for row in data["rows"]:
+        assert row["cycles"] == 0 and row["recall_after_sleep"] is None and row["ppl_after_sleep"] is None
+        assert 0.0 <= row["recall_after_wave"] <= 1.0 and row["ppl_after_wave"] > 1.0
+        assert len(row["rank_left"]) == 2 and len(row["delta_norm"]) == 2 and all(n > 0 for n in row["delta_norm"])
+    assert data["rows"][1]["rank_left"][0] < data["rows"][0]["rank_left"][0]  # the room is read over every stored fact
+    assert plot.stat().st_size > 0
+    code, kinds, err = run(capsys, "sql", "SELECT kind, count(*) AS n FROM events WHERE kind IN ('RecallAudited', 'PerplexityMeasured', 'CycleCompleted') AND (kind <> 'PerplexityMeasured' OR payload->>'phase' = 'wake') GROUP BY kind ORDER BY kind", "--store", store, "--format", "json")
+    assert code == 0 and kinds == [{"kind": "PerplexityMeasured", "n": 2}, {"kind": "RecallAudited", "n": 2}], err

@@ -11,6 +11,7 @@ go to stderr; ``--format json`` prints one JSON document on stdout.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def protocol_command(name: str, render: Callable) -> Callable:
     ``ExperimentSetup``; the run shows progress bars, and its document is printed with ``render``."""
 
     def register(run: Callable) -> Callable:
-        own = [p for p in inspect.signature(run).parameters.values() if p.name not in ("setup", "store", "progress")]
+        hints = typing.get_type_hints(run)  # real types, not this module's postponed strings: typer makes a bool a flag only from the type
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in inspect.signature(run).parameters.values() if p.name not in ("setup", "store", "progress")]
         shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=t) for n, t, opt in SETUP_OPTIONS]
         setup_names = [n for n, _, _ in SETUP_OPTIONS if n not in ("store", "fmt")]
 
@@ -181,7 +183,8 @@ def phase_ab(
 
 def render_capacity(c, d: dict) -> None:
     wake = d.get("engine", {}).get("wake", "unconstrained")
-    c.print(table(f"capacity: {d['facts']} facts in waves of {d['wave']}, {wake} wake ({_run_label(d)})", *capacity_table(d, missing="")))
+    slept = "" if d.get("sleep", True) else ", no sleep"
+    c.print(table(f"capacity: {d['facts']} facts in waves of {d['wave']}, {wake} wake{slept} ({_run_label(d)})", *capacity_table(d, missing="")))
     c.print(f"base PPL {d['base_ppl']:.3f}")
     c.print(_store_line(d))
 
@@ -197,11 +200,12 @@ def capacity(
     plot: Path = typer.Option(None, "--plot", help="Also write a PNG of recall and PPL against facts stored here."),
     batch_size: int = typer.Option(1, "--batch-size", help="Facts per MEMIT solve within a wave (1: one at a time)."),
     refresh_strategy: str = RefreshStrategyOpt,
+    sleep: bool = typer.Option(True, "--sleep/--no-sleep", help="Sleep until converged after each wave (default), or only audit and read perplexity and the room (the wake-only curve)."),
 ):
     """Capacity: waves of mixed-relation facts, sleep after each; recall, PPL, null-space room and delta norm per wave."""
     from memlog.experiments.runner import capacity_experiment, capacity_plot  # loads torch: only when an experiment runs
 
-    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size)
+    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size, sleep=sleep)
     if plot is not None:
         capacity_plot({data["engine"].get("wake", "unconstrained"): data}, plot)
     return data

@@ -7,6 +7,10 @@ after its sleep, the sleep's cycles and refreshes, perplexity after the wave and
 sleep, and, per edit layer, the null-space rank left and ‖W − W_base‖_F / ‖W_base‖_F from
 the latest ``ConstraintRoom`` (measured in each sleep cycle). ``plot_capacity`` draws recall
 and perplexity against the number of facts stored.
+
+With ``sleep=False`` (the wake-only curve) no sleep runs: after each wave one audit and one
+perplexity reading are logged (phase ``wake``), the room is measured as a sleep would measure
+it (``memlog.engine.room.room_now``, not logged), and the row's after-sleep fields are None.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from matplotlib.figure import Figure
 
 from memlog.analytics.figures import DPI
 from memlog.core.facts import Fact
+from memlog.engine.room import delta_norms, room_now
 from memlog.experiments.wake import base_ppl
 from memlog.progress import ProgressFn, no_progress
-from memlog.store.events import ConstraintRoom
+from memlog.store.events import ConstraintRoom, PerplexityMeasured
 
 
 @dataclass
@@ -32,20 +37,20 @@ class CapacityRow:
     active_facts: int
     recall_after_wave: float  # over every fact ever injected (a pruned fact counts as degraded)
     degraded_after_wave: int
-    recall_after_sleep: float
-    degraded_after_sleep: int
+    recall_after_sleep: float | None  # None: the run did not sleep (wake only)
+    degraded_after_sleep: int | None
     cycles: int
     converged: bool
     refreshed: int
     pruned: int
     failed: int
     ppl_after_wave: float
-    ppl_after_sleep: float
+    ppl_after_sleep: float | None
     rank_left: list[int]  # per edit layer, latest sleep measurement
     delta_norm: list[float]  # per edit layer
     reach: list[float] | None  # per edit layer, a new fact's median reach (memlog.engine.room)
     inject_seconds: float
-    sleep_seconds: float
+    sleep_seconds: float  # without sleep: the wave-end audit, perplexity and room reading
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,12 +60,14 @@ def latest_room(mem) -> ConstraintRoom | None:
     return next((e for e in reversed(mem.events()) if isinstance(e, ConstraintRoom)), None)
 
 
-def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn, batch_size: int = 1) -> CapacityRow:
+def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn, batch_size: int = 1, sleep: bool = True) -> CapacityRow:
     """Inject one wave without audits (``batch_size`` facts per MEMIT solve), then sleep until
-    converged; the wave's row."""
+    converged (``sleep``; else audit only); the wave's row."""
     start = time.perf_counter()
     mem.inject(facts, audit=False, progress=progress, batch_size=batch_size)
     injected = time.perf_counter()
+    if not sleep:
+        return wake_only_row(mem, number, injected - start)
     report = mem.sleep(until_converged=True, max_cycles=max_cycles, progress=progress)
     cycles = report.cycles
     first, last = cycles[0], cycles[-1]
@@ -88,13 +95,48 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
     )
 
 
-def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None, batch_size: int = 1) -> dict:
-    """Every wave's row, and the base perplexity; ``on_row(row)`` is called after each wave."""
+def wake_only_row(mem, number: int, inject_seconds: float) -> CapacityRow:
+    """The row of a wave that no sleep follows: one audit and one perplexity reading (logged,
+    phase ``wake``) and the room as sleep would measure it."""
+    start = time.perf_counter()
+    with mem.unit():
+        audit = mem.record_audit("wake", None)
+        ppl = float(mem.editor.perplexity())
+        mem.emit(PerplexityMeasured(ppl=ppl, phase="wake"))
+    room = room_now(mem)
+    norms = delta_norms(mem)
+    layers = sorted(room.rank_left) if room else []
+    return CapacityRow(
+        wave=number,
+        facts=len(mem.ledger.facts),
+        active_facts=len(mem.ledger.active_facts()),
+        recall_after_wave=audit.recall,
+        degraded_after_wave=audit.degraded,
+        recall_after_sleep=None,
+        degraded_after_sleep=None,
+        cycles=0,
+        converged=False,
+        refreshed=0,
+        pruned=0,
+        failed=0,
+        ppl_after_wave=ppl,
+        ppl_after_sleep=None,
+        rank_left=[int(room.rank_left[l]) for l in layers],
+        delta_norm=[float(norms.get(l, 0.0)) for l in layers],
+        reach=[float(room.reach[l]) for l in layers] if room and room.reach else None,
+        inject_seconds=inject_seconds,
+        sleep_seconds=time.perf_counter() - start,
+    )
+
+
+def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None, batch_size: int = 1, sleep: bool = True) -> dict:
+    """Every wave's row, and the base perplexity; ``on_row(row)`` is called after each wave;
+    ``sleep`` False: the wake-only curve (``wake_only_row``)."""
     rows: list[CapacityRow] = []
     waves = [facts[i : i + wave] for i in range(0, len(facts), wave)]
     for number, chunk in enumerate(waves, start=1):
         progress("waves", number - 1, len(waves))
-        rows.append(run_wave(mem, number, chunk, max_cycles, progress, batch_size))
+        rows.append(run_wave(mem, number, chunk, max_cycles, progress, batch_size, sleep))
         if on_row is not None:
             on_row(rows[-1])
     progress("waves", len(waves), len(waves))
@@ -111,13 +153,16 @@ def plot_capacity(runs: dict[str, list[dict]], path: Path, base_ppl: float | Non
         raise ValueError(f"plot_capacity draws at most {len(colours)} runs, got {len(runs)}")
     for (label, rows), colour in zip(runs.items(), colours):
         x = [r["facts"] for r in rows]
-        left.plot(x, [r["recall_after_sleep"] for r in rows], marker="o", color=colour, label=f"{label}: after sleep")
-        left.plot(x, [r["recall_after_wave"] for r in rows], linestyle="--", color=colour, alpha=0.6, label=f"{label}: after the wave")
-        right.plot(x, [r["ppl_after_sleep"] for r in rows], marker="o", color=colour, label=label)
+        slept = all(r["recall_after_sleep"] is not None for r in rows)
+        if slept:
+            left.plot(x, [r["recall_after_sleep"] for r in rows], marker="o", color=colour, label=f"{label}: after sleep")
+        left.plot(x, [r["recall_after_wave"] for r in rows], linestyle="--" if slept else "-", marker=None if slept else "s", color=colour, alpha=0.6 if slept else 1.0, label=f"{label}: after the wave")
+        ppl = [r["ppl_after_sleep"] if slept else r["ppl_after_wave"] for r in rows]
+        right.plot(x, ppl, marker="o" if slept else "s", color=colour, label=label if slept else f"{label} (no sleep)")
     if base_ppl is not None:
         right.axhline(base_ppl, color="#888888", linestyle=":", label="base model")
     left.set(xlabel="facts stored", ylabel="recall (all facts ever injected)", ylim=(-0.02, 1.05), title="Recall")
-    right.set(xlabel="facts stored", ylabel="perplexity", title="Perplexity after each sleep")
+    right.set(xlabel="facts stored", ylabel="perplexity", title="Perplexity after each sleep (or wave, without sleep)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
