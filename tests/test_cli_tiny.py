@@ -260,6 +260,25 @@ def test_init_status_inject_recall_replay(store, capsys):
     assert code == 1 and "no fact" in err
 
 
+def test_replay_verify_says_when_edits_came_after_the_audit_it_reran(store, capsys):
+    """``--verify`` re-runs the latest audit at or before the point on that audit's weights. An
+    inject without an audit after it changes the weights at head: the check still passes (the log
+    is right), and a note says recall on head's own weights was not what it recomputed."""
+    code, first, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store, "--format", "json")
+    assert code == 0, err
+    code, rep, err = run(capsys, "replay", "--until", "head", "--verify", "--store", store, "--format", "json")
+    assert code == 0 and rep["verified"] is True and rep["verify_audit_seq"] <= rep["seq"] and "verify_note" not in rep, err
+    code, second, err = run(capsys, "inject", "Bruno Silva", "works as a", "baker", "--no-audit", "--store", store, "--format", "json")
+    assert code == 0, err
+    code, rep2, err = run(capsys, "replay", "--until", "head", "--verify", "--store", store, "--format", "json")
+    assert code == 0 and rep2["verified"] is True, err
+    assert rep2["verify_audit_seq"] == rep["verify_audit_seq"] < rep2["seq"]
+    assert f"after the audit at seq {rep['verify_audit_seq']}" in rep2["verify_note"]
+    assert [f.get("recalled_now") is None for f in rep2["facts"]] == [False, True]  # the second fact was not in the audit re-run
+    assert main(["replay", "--until", "head", "--verify", "--store", str(store)]) == 0
+    assert "not on the weights at this point" in " ".join(capsys.readouterr().out.split())  # the text output says it too
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

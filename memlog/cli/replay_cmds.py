@@ -19,7 +19,7 @@ from memlog.replay.why import why_report
 
 def replay(
     until: str = typer.Option(..., "--until", help="cycle=N, seq=N, time=ISO or head."),
-    verify: bool = typer.Option(False, "--verify", help="Recompute recall on the rebuilt weights and compare with the audit recorded then."),
+    verify: bool = typer.Option(False, "--verify", help="Re-run the latest audit at or before --until on the weights of that audit's own seq, and compare with what it recorded (a check of the log; edits after that audit are not in it)."),
     diff: str = typer.Option(None, "--diff", help="Also show what changed from this point (e.g. cycle=M) to --until: degraded, refreshed, pruned…"),
     store: Path = StoreOpt,
     device: str = DeviceOpt,
@@ -32,7 +32,7 @@ def replay(
             data["diff"] = diff_report(mem.logged, diff, until)
 
     def render(c, d):
-        cols = ["fact", "subject", "relation", "object", "edit", "active", "recalled"] + (["recalled now"] if verify else [])
+        cols = ["fact", "subject", "relation", "object", "edit", "active", "recalled"] + ([f"recomputed (seq {d.get('verify_audit_seq')})"] if verify else [])
         rows = [
             [f["fact_id"], f["subject"], f["relation"], f["object"], f"{f['edit_id']} v{f['version']}" if f["version"] else f["edit_id"], f["active"], f["recalled"]]
             + ([f.get("recalled_now")] if verify else [])
@@ -44,6 +44,8 @@ def replay(
             render_diff(c, d["diff"])
         if verify:
             c.print(styled(("verified", "green"), ": recall recomputed matches the audit recorded then") if d["verified"] else styled(("not verified", "red"), f": mismatches {d.get('mismatches')}"))
+            if d.get("verify_note"):
+                c.print(f"note: {d['verify_note']}")
 
     emit(data, fmt, render)
     if verify and data["verified"] is False:

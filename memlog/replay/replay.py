@@ -6,7 +6,10 @@ latest audit at or before the point. It also checks that the rebuilt weights has
 value recorded by the last weight-changing event (replay is exact, Invariant 3).
 
 With ``verify`` it re-runs that audit on weights rebuilt at the audit's own seq and
-compares fact by fact (``recalled_now``). The live weights are restored afterwards.
+compares fact by fact (``recalled_now``): it checks the log, not the weights at the point. When
+edits changed the weights between that audit and the point, ``verify_note`` says so: recall on
+the point's own weights was never recorded, and ``recalled_now`` is not it. The live weights
+are restored afterwards.
 """
 
 from __future__ import annotations
@@ -79,8 +82,14 @@ def _verify_audit(mem, ledger, rows: list[dict], weights_match: bool | None) -> 
         if row["fact_id"] in recalled_now:
             row["recalled_now"] = recalled_now[row["fact_id"]]
             row["completion_now"] = completion_now[row["fact_id"]]
-    return {
+    out = {
         "verified": not mismatches and weights_match is not False,
         "verify_audit_seq": audit_seq,
         "mismatches": mismatches,
     }
+    if at_audit.last_weights_sha256 != ledger.last_weights_sha256:
+        out["verify_note"] = (
+            f"the weights changed after the audit at seq {audit_seq}: recall was recomputed on that audit's weights, "
+            "not on the weights at this point (no audit was recorded on those)"
+        )
+    return out
