@@ -10,7 +10,8 @@ engine has to retry under a subset.
 After every step the DESIGN.md invariants are checked on the committed log:
 
 1. append-only: the log read back starts with every event seen before, unchanged;
-2. in place, every seq has at most one entry per fact and entries == active facts; after a
+2. in place, every seq has at most one entry per fact and entries == active + released facts
+   (a release leaves the weights as they were, and sleep never touches a released edit); after a
    sleep active facts <= cap; pruning only when over the cap (in place: exactly the excess;
    copy: the 3 oldest entries), never to make room for a refresh; in copy mode a refresh
    starts only while the ledger is not over the cap;
@@ -44,6 +45,7 @@ from memlog.store.events import (
     EditRefreshed,
     EditReverted,
     FactInjected,
+    FactReleased,
     RefreshFailed,
     SleepEnded,
     SleepStarted,
@@ -61,8 +63,8 @@ def _fact_id(i: int) -> str:
 
 
 def _ledger_state(ledger: Ledger) -> tuple:
-    entries = sorted((e.edit_id, e.version, e.last_version, e.applied, e.held, e.fact_id, e.created_seq) for e in ledger.entries.values())
-    facts = sorted((f.fact.fact_id, f.fact.object, f.edit_id, f.active, f.refreshes, f.failed_refreshes) for f in ledger.facts.values())
+    entries = sorted((e.edit_id, e.version, e.last_version, e.applied, e.held, e.released, e.fact_id, e.created_seq) for e in ledger.entries.values())
+    facts = sorted((f.fact.fact_id, f.fact.object, f.edit_id, f.active, f.released_seq, f.refreshes, f.failed_refreshes) for f in ledger.facts.values())
     return entries, facts, ledger.cycle, ledger.head_seq, ledger.n_created, ledger.last_weights_sha256
 
 
@@ -103,6 +105,7 @@ class EngineMachine(RuleBasedStateMachine):
         fact = Fact(SUBJECTS[i], "lives in", CITIES[c])
         state = self.mem.ledger.facts.get(fact.fact_id)
         active, known = (state.active, state.fact.object) if state is not None else (False, None)
+        released = self.mem.ledger.released_entry(fact.fact_id)
         outcome = self.mem.inject([fact]).facts[0]
         if active and known == fact.object:
             assert outcome.status == "duplicate"
@@ -111,6 +114,9 @@ class EngineMachine(RuleBasedStateMachine):
             self.held_edits.discard(outcome.edit_id)  # the user said otherwise
         else:
             assert outcome.status == "injected"
+        if released is not None:  # a released fact's inject supersedes its edit: no second edit for one fact
+            assert outcome.edit_id == released.edit_id and self.mem.ledger.facts[fact.fact_id].active
+            self.held_edits.discard(outcome.edit_id)
 
     @rule(data=st.data())
     def revert(self, data):
@@ -126,6 +132,20 @@ class EngineMachine(RuleBasedStateMachine):
         assert KeyedWeights().project(without.applied_entries()) == KeyedWeights().project(self.mem.ledger.applied_entries())
         assert entry.held and not entry.applied
 
+    @rule(data=st.data())
+    def release(self, data):
+        """What the null-space budget does to the facts its policy picks, here by hand: the fact
+        leaves sleep's care, the weights do not move, and a later sleep never touches its edit."""
+        active = sorted(s.edit_id for s in self.mem.ledger.active_facts())
+        if self.config.refresh_mode != "in-place" or not active:
+            return
+        edit_id = data.draw(st.sampled_from(active))
+        before = KeyedWeights().project(self.mem.ledger.applied_entries())
+        fact_id = self.mem.ledger.entries[edit_id].fact_id
+        self.mem.release(edit_id)
+        assert KeyedWeights().project(self.mem.ledger.applied_entries()) == before
+        assert not self.mem.ledger.facts[fact_id].active and self.mem.ledger.released_entry(fact_id).edit_id == edit_id
+
     @rule(spiky=st.sets(st.integers(0, len(SUBJECTS) - 1), max_size=3), unsolvable=st.sets(st.integers(0, len(SUBJECTS) - 1), max_size=3))
     def faults(self, spiky, unsolvable):
         self.mem.editor.spiky = {_fact_id(i) for i in spiky}
@@ -135,6 +155,7 @@ class EngineMachine(RuleBasedStateMachine):
     def sleep(self, cap, cycles):
         first = self.mem.head_seq + 1
         before = {e.edit_id: (e.version, e.applied) for e in self.mem.ledger.entries.values()}
+        released = {e.edit_id for e in self.mem.ledger.entries.values() if e.released}
         report = self.mem.sleep(cycles=cycles, cap=cap)
         assert len(report.cycles) == cycles
         new = [i for i in self.mem.logged if i.seq >= first]
@@ -142,6 +163,8 @@ class EngineMachine(RuleBasedStateMachine):
             e = item.event
             if isinstance(e, (EditRefreshed, EditReverted)) and e.edit_id in self.held_edits:
                 raise AssertionError(f"sleep touched held edit {e.edit_id}")
+            if isinstance(e, (EditRefreshed, EditReverted, EditPruned)) and e.edit_id in released:
+                raise AssertionError(f"sleep touched released edit {e.edit_id}")
             if isinstance(e, EditRefreshed) and e.copy_of in self.held_edits:
                 raise AssertionError(f"sleep copied held edit {e.copy_of}")
         for edit_id in self.held_edits & set(self.mem.ledger.entries):
@@ -205,9 +228,10 @@ class EngineMachine(RuleBasedStateMachine):
                 assert (ledger.entries[e.edit_id].version, ledger.entries[e.edit_id].applied) == state_before
             if getattr(e, "weights_sha256", ""):  # 3
                 assert KeyedWeights().project(ledger.applied_entries()) == e.weights_sha256
-            if self.config.refresh_mode == "in-place":  # 2
+            if self.config.refresh_mode == "in-place":  # 2 (a released fact keeps its one entry)
                 owners = [x.fact_id for x in ledger.entries.values()]
-                assert len(owners) == len(set(owners)) and len(owners) == len(ledger.active_facts())
+                released = [f for f in ledger.facts.values() if ledger.released_entry(f.fact.fact_id) is not None]
+                assert len(owners) == len(set(owners)) and len(owners) == len(ledger.active_facts()) + len(released)
             if isinstance(e, SleepEnded):
                 if pruning and self.config.refresh_mode == "in-place":
                     assert len(victims) == expected_n

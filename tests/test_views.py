@@ -182,13 +182,15 @@ def _check_facts_against_ledger(store, logged):
     assert sum(r["active"] for r in rows.values()) == len(ledger.active_facts())
     for fact_id, state in ledger.facts.items():
         row = rows[fact_id]
-        entry = ledger.entries.get(state.edit_id) if state.active else None
+        released = ledger.released_entry(fact_id)
+        entry = ledger.entries.get(state.edit_id) if state.active or released else None
         assert row["active"] == state.active
-        assert row["pruned_seq"] == state.pruned_seq
+        assert row["released_seq"] == (state.released_seq if released else None)
+        assert row["pruned_seq"] == (None if released else state.pruned_seq)
         assert row["object"] == state.fact.object
         # the first injection ever (a fact injected again after it was pruned keeps its first seq)
         assert row["first_seq"] == min(i.seq for i in _of(logged, FactInjected) if i.event.fact.fact_id == fact_id) <= state.injected_seq
-        assert row["edit_id"] == (state.edit_id if state.active else None)
+        assert row["edit_id"] == (state.edit_id if entry else None)
         assert row["version"] == (entry.version if entry else None)
         assert row["refreshes"] == refreshes[fact_id]
         mine = marks[fact_id]
@@ -220,6 +222,28 @@ def test_rolled_back_refresh_is_marked_and_the_old_version_holds_the_fact(tmp_pa
     assert rolled, "the scenario should roll a refresh back"
     rows = run_sql(tmp_path / "s", "SELECT edit_id, version, rolled_back_seq FROM edits WHERE rolled_back_seq IS NOT NULL")
     assert {(r["edit_id"], r["version"], r["rolled_back_seq"]) for r in rows} == {(i.event.edit_id, i.event.version, i.seq) for i in rolled}
+    _check_facts_against_ledger(tmp_path / "s", logged)
+
+
+def test_released_facts_in_the_facts_view_match_the_ledger_fold(tmp_path):
+    """A release makes the fact inactive with its edit still named; a new inject makes it active
+    again on the same edit; a fact pruned before it was released is not released."""
+    facts = fact_pool(6, seed=3)
+    mem = fake_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None))
+    try:
+        mem.inject(facts)
+        first, second = mem.ledger.active_facts()[:2]
+        mem.release(first.edit_id)
+        mem.release(second.edit_id)
+        mem.inject([facts[[f.fact_id for f in facts].index(second.fact.fact_id)]])  # injected anew
+        logged = mem.store.log.read()
+    finally:
+        mem.close()
+    rows = {r["fact_id"]: r for r in run_sql(tmp_path / "s", "SELECT fact_id, active, released_seq, edit_id FROM facts")}
+    assert rows[first.fact.fact_id]["active"] is False and rows[first.fact.fact_id]["released_seq"] is not None
+    assert rows[first.fact.fact_id]["edit_id"] == first.edit_id
+    assert rows[second.fact.fact_id]["active"] is True and rows[second.fact.fact_id]["released_seq"] is None
+    assert rows[second.fact.fact_id]["edit_id"] == second.edit_id
     _check_facts_against_ledger(tmp_path / "s", logged)
 
 

@@ -18,7 +18,7 @@ from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory
 from memlog.engine.wake import protection_of
 from memlog.errors import UserError
-from memlog.store.events import ConstraintRoom, EditPruned
+from memlog.store.events import ConstraintRoom, EditPruned, FactReleased, RecallAudited
 from tests.conftest import make_tiny_llama
 
 CHEAP = MemitConfig(layers=(1, 2), cov_samples=24, v_steps=10)
@@ -185,13 +185,49 @@ def test_constrained_inject_records_room_and_budget_prunes_nothing(tmp_path, emb
 
 
 def test_budget_prunes_once_the_room_runs_out(tmp_path, embedded_tokenizer):
-    mem = _memory(tmp_path, embedded_tokenizer, intermediate=12, wake="unconstrained")  # 10 % of 12 keys: 1 must stay free
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=12, wake="unconstrained", budget_action="prune")  # 10 % of 12 keys: 1 must stay free
     try:
         mem.inject(fact_pool(13), audit=False)
         mem.sleep(cycles=1, tau=1.0)
         pruned = [e for e in mem.events() if isinstance(e, EditPruned)]
         room = [e for e in mem.events() if isinstance(e, ConstraintRoom)][-1]
         assert min(room.rank_left) < 1 and pruned and "budget" in pruned[0].reason
+    finally:
+        mem.close()
+
+
+def test_the_budget_releases_by_default_and_a_release_moves_no_weight(tmp_path, embedded_tokenizer):
+    """Out of room, the default budget releases the facts its policy picks: their edits stay in
+    the weights (the projection is the same before and after the releases), the cycle's second
+    audit no longer covers them, the next room measurement holds fewer keys, and the store's
+    status counts them. A new inject of a released fact supersedes its edit."""
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=12, wake="unconstrained")
+    try:
+        assert mem.config.budget_action == "release"
+        facts = fact_pool(13)
+        mem.inject(facts, audit=False)
+        report = mem.sleep(cycles=1, tau=1.0)
+        logged = [(i.seq, i.event) for i in mem.logged]
+        released = [(seq, e) for seq, e in logged if isinstance(e, FactReleased)]
+        assert released and not any(isinstance(e, EditPruned) for _, e in logged)
+        assert report.cycles[0].released == len(released) and report.cycles[0].pruned == 0
+        first, last = released[0][0], released[-1][0]
+        with mem.weights_at(first - 1) as (_, _, before):
+            pass
+        with mem.weights_at(last) as (_, _, after):
+            pass
+        assert before == after  # the releases moved nothing
+        post = [e for _, e in logged if isinstance(e, RecallAudited) and e.phase == "sleep-post"][-1]
+        gone = {mem.ledger.entries[e.edit_id].fact_id for _, e in released}
+        assert gone.isdisjoint(r.fact_id for r in post.results) and len(post.results) == 13 - len(gone)
+        assert mem.status()["released_facts"] == len(gone) and mem.status()["active_facts"] == 13 - len(gone)
+        assert all(mem.ledger.entries[e.edit_id].applied for _, e in released)
+        again = next(f for f in facts if f.fact_id in gone)
+        held_by = {mem.ledger.entries[e.edit_id].fact_id: e for _, e in released}
+        outcome = mem.inject([again], audit=False).facts[0]
+        assert outcome.status == "injected" and outcome.edit_id == held_by[again.fact_id].edit_id
+        assert mem.ledger.facts[again.fact_id].active and mem.ledger.entries[outcome.edit_id].version == held_by[again.fact_id].version + 1
+        assert len(mem.ledger.entries) == 13  # still one edit per fact
     finally:
         mem.close()
 

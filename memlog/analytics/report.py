@@ -140,13 +140,13 @@ CAPTIONS = {
 # Columns of memlog.projections.readmodels.CycleRow (the ``cycles`` view's names), in the page's order.
 CYCLE_COLUMNS = (
     "cycle", "recall_before", "recall_after", "recall_after_active", "degraded_before", "degraded_after", "refreshed", "reverted",
-    "pruned", "rolled_back", "blocked", "failed", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",
+    "pruned", "released", "rolled_back", "blocked", "failed", "ledger_size", "active_facts", "ppl_before", "ppl_after", "wall_seconds",
     "refresh_mode", "refresh_strategy", "cap", "min_rank_left", "mean_reach", "max_delta_norm",
 )
 MEASURE_COLUMNS = ("cycle", "phase", "seq", "audited", "degraded_by", "exact_recall", *PROBE_MEASURES)
 WAKE_COLUMNS = ("injection", "seq", "subject", "object", "audited", "recall", "degraded", "recalled", "ppl", "cycles_before")
 FACT_COLUMNS = (
-    "fact_id", "subject", "relation", "object", "active", "first_seq", "pruned_seq", "edit_id", "version",
+    "fact_id", "subject", "relation", "object", "active", "first_seq", "pruned_seq", "released_seq", "edit_id", "version",
     "audits", "times_degraded", "cycles_degraded", "refreshes", "last_recalled", "last_completion",
 )
 TEXT_COLUMNS = {"fact_id", "subject", "relation", "object", "edit_id", "refresh_mode", "refresh_strategy", "last_completion", "phase", "degraded_by"}
@@ -223,7 +223,7 @@ def render_html(data: ReportData, figures: list[Path], store_dir: Path, generate
         sections.append("<h2>Wake trajectory</h2>" + html_table(data.wake, WAKE_COLUMNS))
     if data.facts:
         sections.append(
-            "<h2>Facts</h2><p class=meta>Grey rows: facts no longer in the ledger (pruned).</p>"
+            "<h2>Facts</h2><p class=meta>Grey rows: facts no longer looked after (pruned, or released: the edit stays in the weights).</p>"
             + html_table(data.facts, FACT_COLUMNS, row_class=lambda r: "" if r["active"] else "inactive")
         )
     body = "\n".join(sections)

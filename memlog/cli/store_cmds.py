@@ -47,6 +47,7 @@ def init(
     v_stop: str = typer.Option("loss", "--v-stop", help="Store setting: when v* stops a fact early: loss (its NLL + KL below MEMIT's stop loss) or most-probable (also once its object is the greedy choice in all its contexts; see docs/MEMIT.md)."),
     refresh_strategy: str = typer.Option(None, "--refresh-strategy", help="Store setting: sleep's refresh, correct (keep the edit, add a constrained correction) or reinject (revert, then solve again: the paper); default: correct with constrained wake, reinject without."),
     batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Store setting: sleep refreshes a cycle's degraded facts in one constrained solve."),
+    budget_action: str = typer.Option("release", "--budget-action", help="Store setting: what the null-space budget (no --cap) does with the facts its prune policy picks once the key room runs out: release (they stop being audited, held and refreshed; their edits stay in the weights, so no other fact moves) or prune (revert their edits, which breaks facts solved on top of them)."),
     ppl_bound: float = typer.Option(0.05, "--ppl-bound", help="Store setting: sleep rolls back a refresh that leaves PPL more than this fraction above the cycle's reading before it; 0 turns the check off."),
     ppl_budget: float = typer.Option(None, "--ppl-budget", help="Store setting: an inject that would leave PPL more than this fraction above the base model's (e.g. 0.01) is refused, and sleep rolls back a refresh that would, however earlier cycles moved it; default: no store-wide limit."),
     fmt: Format = FormatOpt,
@@ -63,7 +64,7 @@ def init(
     with progress_bars(True) as progress:
         engine = EngineConfig(
             cap=cap, auto_sleep=auto_sleep, degraded_by=degraded_by, wake=wake, protect_positions=protect, protect_energy=protect_energy,
-            refresh_strategy=refresh_strategy, batch_refresh=batch_refresh, ppl_bound=ppl_bound or None, ppl_budget=ppl_budget,
+            refresh_strategy=refresh_strategy, batch_refresh=batch_refresh, budget_action=budget_action, ppl_bound=ppl_bound or None, ppl_budget=ppl_budget,
         )
         mem = init_memory(store_path(store), spec, layers=parse_layers(layers) if layers else None, memit=memit, engine=engine, progress=progress)
     try:
@@ -79,7 +80,7 @@ def status(store: Path = StoreOpt, fmt: Format = FormatOpt):
     data = status_of(header, ledger, st.path, [item.event for item in logged])
 
     def render(c, d):
-        rows = [[k, d[k]] for k in ("store", "model", "layers", "active_facts", "ledger_size", "recall", "degraded", "pressure", "cycle", "seq")]
+        rows = [[k, d[k]] for k in ("store", "model", "layers", "active_facts", "released_facts", "ledger_size", "recall", "degraded", "pressure", "cycle", "seq")]
         c.print(table("memlog status", ["", "value"], rows))
         room = d.get("room")
         if room:

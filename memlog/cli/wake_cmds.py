@@ -110,10 +110,22 @@ def revert(
     device: str = DeviceOpt,
     fmt: Format = FormatOpt,
 ):
-    """Revert an edit: its current version leaves the weights (the fact stays; sleep may refresh it)."""
+    """Revert an edit: its current version leaves the weights (the fact stays, held: sleep leaves it alone until it is injected again)."""
     with open_rw(store, device) as mem:
         seq = mem.revert(edit_id)
     emit({"edit_id": edit_id, "seq": seq}, fmt, lambda c, d: c.print(f"reverted {d['edit_id']} (seq {d['seq']})"))
+
+
+def release(
+    edit_id: str = typer.Argument(..., help="The edit of the active fact to release, e.g. e00003."),
+    store: Path = StoreOpt,
+    device: str = DeviceOpt,
+    fmt: Format = FormatOpt,
+):
+    """Release a fact: it is no longer audited, held by constrained solves or refreshed, and its edit stays in the weights (nothing moves; later edits may overwrite it; injecting it again takes it back)."""
+    with open_rw(store, device) as mem:
+        seq = mem.release(edit_id)
+    emit({"edit_id": edit_id, "seq": seq}, fmt, lambda c, d: c.print(f"released {d['edit_id']} (seq {d['seq']})"))
 
 
 def register(app: typer.Typer) -> None:
@@ -121,3 +133,4 @@ def register(app: typer.Typer) -> None:
     app.command(name="audit")(audit)
     app.command(name="recall")(recall)
     app.command(name="revert")(revert)
+    app.command(name="release")(release)

@@ -11,6 +11,7 @@ REFRESH_MODES = ("in-place", "copy")
 REFRESH_STRATEGIES = ("reinject", "correct")
 DEFAULT_BATCH_SIZE = 32  # `memlog inject --file`: see docs/RESULTS.md "Speed" for the measurement
 PRUNE_POLICIES = ("least-recently-healthy", "oldest")
+BUDGET_ACTIONS = ("release", "prune")
 # the audit measure that defines sleep's degraded set (memlog.engine.audit_measures.is_healthy)
 DEGRADED_BY = ("exact", "paraphrase", "chat", "any")
 WAKE_MODES = ("constrained", "unconstrained")
@@ -71,6 +72,11 @@ class EngineConfig:
     # constrained wake"); headers store the resolved value
     refresh_strategy: str | None = None
     prune_policy: str = "least-recently-healthy"
+    # what the null-space budget (cap None) does with the facts its policy picks: release (they
+    # leave sleep's care and their edits stay in the weights, so no other fact moves) or prune
+    # (revert their edits, which breaks the facts solved on top of them; docs/RESULTS.md). Stores
+    # written before the setting existed read as prune
+    budget_action: str = "release"
     copy_prune_count: int = 3  # copy mode (the paper's bug): entries pruned per cycle while over the cap
     ppl_bound: float | None = 0.05  # roll back a refresh that raises PPL by more than this fraction
     # roll back a refresh that leaves PPL more than this fraction above the base model's (the
@@ -129,6 +135,8 @@ class EngineConfig:
             raise UserError("--refresh-strategy correct needs --refresh-mode in-place (copy mode reproduces the paper as written)")
         if self.prune_policy not in PRUNE_POLICIES:
             raise UserError(f"unknown prune policy {self.prune_policy!r}; choose one of {', '.join(PRUNE_POLICIES)}")
+        if self.budget_action not in BUDGET_ACTIONS:
+            raise UserError(f"unknown budget action {self.budget_action!r}; choose {' or '.join(BUDGET_ACTIONS)}")
         if self.degraded_by not in DEGRADED_BY:
             raise UserError(f"unknown --degraded-by {self.degraded_by!r}; choose one of {', '.join(DEGRADED_BY)}")
         if self.protect_positions not in PROTECT_POSITIONS:
@@ -188,6 +196,7 @@ class EngineConfig:
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("wake", "unconstrained")  # stores written before the wake mode existed
         values.setdefault("protect_positions", "subject")  # stores written before the setting existed
+        values.setdefault("budget_action", "prune")  # stores written before the setting existed
         return cls(**values)
 
     def with_overrides(self, **overrides) -> "EngineConfig":

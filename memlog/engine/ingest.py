@@ -62,9 +62,10 @@ class InjectReport:
 
 
 def is_new(ledger, fact: Fact) -> bool:
-    """True unless ``fact``'s id is active in the ledger (then it is a duplicate or an update)."""
+    """True unless ``fact``'s id is active in the ledger (then it is a duplicate or an update) or
+    released (then its inject supersedes the released edit, one fact at a time)."""
     state = ledger.facts.get(fact.fact_id)
-    return state is None or not state.active
+    return state is None or (not state.active and ledger.released_entry(fact.fact_id) is None)
 
 
 def column_deltas(mem, result, columns: list[int]) -> list[LayerDelta]:

@@ -38,7 +38,7 @@ from memlog.replay.points import Point
 from memlog.replay.replay import replay_report
 from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
-from memlog.store.events import EditReverted, Event, FactInjected, PerplexityMeasured, RecallAudited, SleepTriggered, StoreCreated, blob_refs
+from memlog.store.events import EditReverted, Event, FactInjected, FactReleased, PerplexityMeasured, RecallAudited, SleepTriggered, StoreCreated, blob_refs
 from memlog.store.records import AuditResult, LayerDelta
 from memlog.store.store import Store
 
@@ -249,9 +249,10 @@ class Memory:
         state = self.ledger.facts.get(fact.fact_id)
         if state is not None and state.active and state.fact.object == fact.object:
             return InjectOutcome(fact.fact_id, state.edit_id, "duplicate", None, None, 0.0, self.head_seq)
+        released = self.ledger.released_entry(fact.fact_id)  # its edit is still in the weights: supersede it
         with self.unit():
-            if state is not None and state.active:
-                entry = self.ledger.entries[state.edit_id]
+            if (state is not None and state.active) or released is not None:
+                entry = released or self.ledger.entries[state.edit_id]
                 others = [e for e in self.ledger.applied_entries() if e.edit_id != entry.edit_id]
                 self.projector.project(others)  # the update is computed without the superseded object
                 edit_id, version, supersedes = entry.edit_id, entry.last_version + 1, entry.version
@@ -282,7 +283,7 @@ class Memory:
                 recalled = mark.recalled if mark else None
         if recalled is None:
             recalled = self.editor.audit([fact])[0].recalled
-        status = "updated" if supersedes is not None else "injected"
+        status = "updated" if supersedes is not None and released is None else "injected"
         return InjectOutcome(fact.fact_id, edit_id, status, recalled, float(result.v_loss), time.perf_counter() - start, self.head_seq)
 
     # -- audit ---------------------------------------------------------------------------------
@@ -329,6 +330,18 @@ class Memory:
             raise UserError(f"edit {edit_id} v{entry.version} is already reverted")
         with self.unit():
             self.emit(EditReverted(edit_id=edit_id, version=entry.version, reason=reason, cycle=None), project=True)
+        return self.head_seq
+
+    def release(self, edit_id: str, reason: str = "manual") -> int:
+        """Stop looking after an active fact and leave its edit in the weights (``FactReleased``:
+        no longer audited, protected or refreshed; nothing moves). A new inject supersedes it."""
+        self.store.require_writable("release")
+        entry = self.ledger.entries.get(edit_id)
+        state = self.ledger.facts.get(entry.fact_id) if entry is not None else None
+        if state is None or not state.active or state.edit_id != edit_id or self.config.refresh_mode != "in-place":
+            raise UserError(f"edit {edit_id!r} does not hold an active fact of an in-place store; see `memlog status` and `memlog log`")
+        with self.unit():
+            self.emit(FactReleased(edit_id=edit_id, version=entry.version, reason=reason, cycle=None))
         return self.head_seq
 
     def consolidate(self, rtol: float | None = None, progress: ProgressFn = no_progress) -> ConsolidationReport:

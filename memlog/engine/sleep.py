@@ -16,7 +16,10 @@ A cycle:
    (over the cycle's reading before it) or beyond ``ppl_budget`` (over the base model's) is
    rolled back (an event), and the edit's next version is numbered after the rolled-back
    one. An edit the user reverted is left alone (``held``);
-6. prune, only when over the cap;
+6. prune, only when over the cap. With no count cap the null-space budget decides, and by
+   default (``budget_action`` release) it releases facts instead of pruning them: they stop
+   being audited, held and refreshed, and their edits stay in the weights, so no other fact
+   moves (``FactReleased``);
 7. validate: perplexity after, and a second audit; the cycle ends with a summary event.
 
 ``in-place`` refresh (default) replaces the fact's edit: same ``edit_id``, version + 1.
@@ -24,8 +27,8 @@ A cycle:
 ledger entry beside the reverted original, refreshes are blocked while the ledger is over
 the cap, and each cycle over the cap prunes the ``copy_prune_count`` oldest entries.
 
-A cycle's ``recall`` and ``degraded`` are over every fact ever injected (a pruned fact
-counts as degraded, as in the paper); the audit's numbers over the active facts are kept
+A cycle's ``recall`` and ``degraded`` are over every fact ever injected (a pruned or released
+fact counts as degraded, as in the paper); the audit's numbers over the active facts are kept
 as ``recall_active`` and ``degraded_active``. Convergence is two cycles in a row with no
 ``open_degraded`` fact (see ``open_degraded``).
 
@@ -69,6 +72,7 @@ from memlog.store.events import (
     EditPruned,
     EditRefreshed,
     EditReverted,
+    FactReleased,
     PerplexityMeasured,
     RefreshFailed,
     RefreshRolledBack,
@@ -109,6 +113,7 @@ class CycleReport:
     seconds: float
     step_seconds: dict = field(default_factory=dict)
     failed: list = field(default_factory=list)
+    released: int = 0  # facts the budget released (their edits stay applied)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -263,7 +268,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
         reverted, rolled_back = len(reverted_ids), len(rolled_back_ids - together.done)
 
         t = time.perf_counter()
-        pruned = _prune(mem, config, cycle)
+        pruned, released = _prune(mem, config, cycle)
         steps["prune"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -302,6 +307,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
             seconds=seconds,
             step_seconds=steps,
             failed=failed,
+            released=released,
         )
         mem.emit(
             SleepEnded(
@@ -320,6 +326,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                 ppl_after=ppl_after,
                 seconds=seconds,
                 step_seconds={**steps, "blocked": blocked, "failed": len(failed), "held": held, **checked},
+                released=released,
             )
         )
     return report
@@ -346,12 +353,15 @@ def open_degraded(ledger, audit, refresh_mode: str, healthy=None) -> int:
     return count
 
 
-def _prune(mem, config: EngineConfig, cycle: int) -> int:
+def _prune(mem, config: EngineConfig, cycle: int) -> tuple[int, int]:
+    """Step 6: (pruned, released). Copy mode prunes the oldest entries over the cap; in place a
+    count cap prunes by the policy, and the null-space budget (no cap) takes the same facts but
+    releases them (``budget_action`` release, the default) or prunes them."""
     ledger = mem.ledger
     if config.refresh_mode == "copy":
         cap = config.cap or COPY_MODE_CAP
         if ledger.ledger_size() <= cap:
-            return 0
+            return 0, 0
         victims = sorted(ledger.entries.values(), key=lambda e: e.created_seq)[: config.copy_prune_count]
         reason = f"copy mode: ledger {ledger.ledger_size()} over cap {cap}, oldest entries pruned"
     else:
@@ -361,14 +371,21 @@ def _prune(mem, config: EngineConfig, cycle: int) -> int:
         if room is not None:
             record_room(mem, "sleep", cycle, room)
         if excess <= 0:
-            return 0
+            return 0, 0
         if config.prune_policy == "least-recently-healthy":  # healthy under sleep's degraded_by measure
             seen = last_healthy(mem.events(), _healthy_rule(config))
             order = sorted(active, key=lambda s: (seen.get(s.fact.fact_id, -1), ledger.entries[s.edit_id].created_seq))
         else:
             order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
         victims = [ledger.entries[s.edit_id] for s in order[:excess]]
-        reason = f"over cap {config.cap} ({config.prune_policy})" if config.cap is not None else f"null-space budget: under {ROOM_RESERVE:.0%} of the key dimensions left ({config.prune_policy})"
+        if config.cap is None:
+            reason = f"null-space budget: under {ROOM_RESERVE:.0%} of the key dimensions left ({config.prune_policy})"
+            if config.budget_action == "release":
+                for entry in victims:
+                    mem.emit(FactReleased(edit_id=entry.edit_id, version=entry.version, reason=reason, cycle=cycle))
+                return 0, len(victims)
+        else:
+            reason = f"over cap {config.cap} ({config.prune_policy})"
     for entry in victims:
         mem.emit(EditPruned(edit_id=entry.edit_id, version=entry.version, reason=reason, cycle=cycle), project=True)
-    return len(victims)
+    return len(victims), 0

@@ -20,6 +20,7 @@ def status_of(header: StoreCreated, ledger: Ledger, store_path: Path, events=())
         "fingerprint": header.fingerprint,
         "layers": list(header.layers),
         "active_facts": len(ledger.active_facts()),
+        "released_facts": sum(1 for f in ledger.facts.values() if ledger.released_entry(f.fact.fact_id) is not None),
         "ledger_size": ledger.ledger_size(),
         "recall": audit.recall if audit else None,
         "degraded": audit.degraded if audit else None,

@@ -116,7 +116,7 @@ def guard_wake_budget(mem, facts: list[Fact]) -> None:
         )
         raise UserError(
             f"the inject of {what} would leave perplexity at {ppl:.4f}, over the store's budget of {limit:.4f} "
-            f"(base {base:.3f} + {budget * 100:g} %); it was not stored.{already} Forget or prune facts to make room, "
+            f"(base {base:.3f} + {budget * 100:g} %); it was not stored.{already} Revert edits to bring it down (`memlog revert EDIT_ID`), "
             "or give this inject a higher --ppl-budget."
         )
     mem.emit(PerplexityMeasured(ppl=ppl, phase="wake-check"))

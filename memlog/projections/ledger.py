@@ -24,6 +24,9 @@ Semantics, per event:
 - A manual ``EditReverted`` holds the edit (``held``): sleep leaves it alone until a wake
   update of the fact (the user saying otherwise) applies a new version.
 - ``EditPruned`` removes the entry from the ledger for good.
+- ``FactReleased`` makes the fact inactive (no longer audited, protected or refreshed) and
+  leaves its entry applied: the weights do not change. A later ``FactInjected`` of the fact
+  supersedes that entry (a new version of the same edit) and makes the fact active again.
 - ``Consolidated`` points each member entry at a ``Consolidation`` (the member versions it
   replaces and its factors); ``ConsolidationReverted`` points them back at what they had
   before (``memlog.projections.consolidation`` turns this into projection terms).
@@ -45,6 +48,7 @@ from memlog.store.events import (
     EditReverted,
     Event,
     FactInjected,
+    FactReleased,
     RecallAudited,
     RefreshFailed,
     RefreshRolledBack,
@@ -91,6 +95,7 @@ class LedgerEntry:
     held: bool = False  # reverted by the user: sleep does not refresh it
     applied_before_refresh: bool = True  # what a rollback of the current version restores
     consolidation: Consolidation | None = None  # the consolidation whose factors may stand for it
+    released: bool = False  # its fact was released: still in the weights, no longer looked after
 
     def consolidated_in(self) -> Consolidation | None:
         """The active consolidation that stands for this entry as it is now (applied, at the very
@@ -126,6 +131,7 @@ class FactState:
     injected_seq: int
     active: bool = True
     pruned_seq: int | None = None
+    released_seq: int | None = None  # set while the fact is released (inactive, its edit still applied)
     audits: list[AuditMark] = field(default_factory=list)
     refreshes: int = 0
     failed_refreshes: int = 0
@@ -185,6 +191,14 @@ class Ledger:
             return None
         return self.entries.get(state.edit_id)
 
+    def released_entry(self, fact_id: str) -> LedgerEntry | None:
+        """The entry of a released fact (its edit still in the ledger, no longer looked after), else None."""
+        state = self.facts.get(fact_id)
+        if state is None or state.active or state.released_seq is None:
+            return None
+        entry = self.entries.get(state.edit_id)
+        return entry if entry is not None and entry.released else None
+
     def next_edit_id(self) -> str:
         """Deterministic ids: e00001, e00002, … in order of creation (pruned ids are never reused)."""
         return f"e{self.n_created + 1:05d}"
@@ -237,6 +251,7 @@ class Ledger:
             entry.applied = True
             entry.held = False
             entry.applied_before_refresh = True
+            entry.released = False
         state = self.facts.get(e.fact.fact_id)
         if state is None or not state.active:
             self.facts[e.fact.fact_id] = FactState(fact=e.fact, edit_id=e.edit_id, injected_seq=seq)
@@ -313,6 +328,17 @@ class Ledger:
         else:
             state.active = False
             state.pruned_seq = seq
+
+    def _on_FactReleased(self, seq: int, e: FactReleased) -> None:
+        entry = self._entry(e.edit_id, seq)
+        state = self.facts.get(entry.fact_id)
+        if state is None or not state.active or state.edit_id != e.edit_id:
+            raise LedgerError(f"release of {e.edit_id} at seq {seq}, but its fact is not active on that edit")
+        if entry.version != e.version:
+            raise LedgerError(f"release of {e.edit_id} v{e.version} at seq {seq}, but its current version is v{entry.version}")
+        entry.released = True
+        state.active = False
+        state.released_seq = seq
 
     def _on_Consolidated(self, seq: int, e: Consolidated) -> None:
         if e.consolidation_id in self.consolidations:

@@ -9,8 +9,8 @@ rollbacks and manual reverts. What the columns mean:
   sleep-pre and sleep-post audits over every fact ever injected, a pruned fact counting as
   degraded (the paper's measure); null while no fact is known or the audit is missing;
 - the ``_active`` columns: the audits' own numbers, over the facts the ledger held;
-- ``refreshed, reverted, pruned, rolled_back`` and ``blocked, failed, held`` (logged in
-  ``step_seconds``) count the cycle's actions; ``ledger_size, active_facts`` are at its end;
+- ``refreshed, reverted, pruned, released, rolled_back`` and ``blocked, failed, held`` (logged
+  in ``step_seconds``) count the cycle's actions; ``ledger_size, active_facts`` are at its end;
 - ``ppl_before, ppl_after, ppl_drift`` (relative), ``wall_seconds``;
 - ``refresh_mode, refresh_strategy, cap, tau``: the cycle's ``SleepStarted`` policy;
 - ``facts_injected`` (injections before the cycle ended), ``facts_known`` (distinct facts
@@ -58,6 +58,7 @@ class CycleRow:
     refreshed: int
     reverted: int
     pruned: int
+    released: int  # facts the null-space budget released (FactReleased; 0 in logs written before)
     rolled_back: int
     blocked: int | None
     failed: int
@@ -110,6 +111,7 @@ class CycleRow:
             "rolled_back": self.rolled_back,
             "blocked": self.blocked or 0,
             "pruned": self.pruned,
+            "released": self.released,
             "ledger_size": self.ledger_size,
             "active_facts": self.active_facts,
             "ppl_before": self.ppl_before,
@@ -193,6 +195,7 @@ class CycleFold:
             refreshed=e.refreshed,
             reverted=e.reverted,
             pruned=e.pruned,
+            released=e.released,
             rolled_back=e.rolled_back,
             blocked=None if blocked is None else int(blocked),
             failed=int(steps.get("failed", 0)),
@@ -279,6 +282,7 @@ CYCLE_LABELS: dict[str, Label] = {
     "reverted": Label("reverted"),
     "failed": Label("failed"),
     "pruned": Label("pruned"),
+    "released": Label("released"),
     "blocked": Label("blocked"),
     "rolled_back": Label("rolled back"),
     "held": Label("held"),
@@ -298,6 +302,7 @@ CYCLE_TABLE: tuple[str, ...] = (
     "refreshed",
     "failed",
     "pruned",
+    "released",
     "blocked",
     "rolled_back",
     "ledger_size",

@@ -165,6 +165,19 @@ class EditPruned(Event, tag="EditPruned"):
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
 
 
+class FactReleased(Event, tag="FactReleased"):
+    """The fact leaves the memory's care and its edit stays in the weights: it is no longer
+    audited, held by constrained solves or refreshed, so later edits may overwrite it. Nothing in
+    the weights changes, so no other fact moves; a prune reverts the edit, and the facts solved on
+    top of it break (docs/RESULTS.md, "Reach on the store"). A new inject of the fact supersedes
+    the released edit (in place: no second edit for one fact)."""
+
+    edit_id: str
+    version: int
+    reason: str
+    cycle: int | None = None
+
+
 class RefreshSuspended(Event, tag="RefreshSuspended"):
     """Sleep stops refreshing a fact that stayed degraded through ``refreshes`` cycles in a row
     that refreshed it (``memlog.engine.stale``; a cycle counts once however often it tried);
@@ -214,6 +227,7 @@ class SleepEnded(Event, tag="SleepEnded"):
     ppl_after: float
     seconds: float
     step_seconds: dict = {}
+    released: int = 0  # facts the budget released this cycle (FactReleased)
 
 
 class ConstraintRoom(Event, tag="ConstraintRoom"):
@@ -293,6 +307,7 @@ AnyEvent = Union[
     EditRefreshed,
     RefreshRolledBack,
     EditPruned,
+    FactReleased,
     RefreshSuspended,
     SleepTriggered,
     RefreshFailed,

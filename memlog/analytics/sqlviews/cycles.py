@@ -34,6 +34,7 @@ EXPRESSIONS: dict[str, str] = {
     "refreshed": _payload("refreshed", "INTEGER"),
     "reverted": _payload("reverted", "INTEGER"),
     "pruned": _payload("pruned", "INTEGER"),
+    "released": f"coalesce({_payload('released', 'INTEGER')}, 0)",
     "rolled_back": _payload("rolled_back", "INTEGER"),
     "blocked": _payload("step_seconds.blocked", "INTEGER"),
     "failed": f"coalesce({_payload('step_seconds.failed', 'INTEGER')}, 0)",

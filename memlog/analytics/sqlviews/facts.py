@@ -2,11 +2,12 @@
 
 One row per fact ever injected: ``fact_id, subject, relation, object`` (the latest record),
 ``first_seq, active`` (at the head of the log), ``pruned_seq`` (when it left the ledger; null
-while active), ``audits`` (audit results naming it), ``times_degraded`` (audits that found it
+while active), ``released_seq`` (when the budget or the user released it: its edit stays in the
+weights, no longer looked after; null while active, and again once it is injected anew), ``audits`` (audit results naming it), ``times_degraded`` (audits that found it
 not recalled), ``cycles_degraded`` (sleep cycles whose pre-refresh audit found it not
 recalled), ``last_recalled`` (the latest audit's verdict), ``last_recalled_seq`` (the latest
 audit that found it recalled), ``last_audit_seq, last_completion, refreshes, injections,
-updates, edit_id, version`` (the edit holding it now; null once pruned), ``prompt`` (the text
+updates, edit_id, version`` (the edit holding it now, released or not; null once pruned), ``prompt`` (the text
 recall completes: the relation's ``{}`` template filled, or subject + relation), and the
 latest probe measures ``last_paraphrase, last_neighbours, last_chat``.
 """
@@ -30,20 +31,27 @@ rolled AS (
 pruned AS (
     SELECT edit_id, min(seq) AS seq FROM log.events WHERE kind = 'EditPruned' GROUP BY edit_id
 ),
+released AS (
+    SELECT edit_id, max(seq) AS seq FROM log.events WHERE kind = 'FactReleased' GROUP BY edit_id
+),
 entries AS (
     -- a ledger entry is an edit_id; it leaves the ledger when pruned, or, for a copy-mode
     -- refresh, when that refresh is rolled back
     SELECT c.edit_id, any_value(c.fact_id) AS fact_id, min(c.seq) AS created_seq,
            any_value(p.seq) AS pruned_seq,
+           -- released, unless injected anew after it (a new version of the same edit)
+           CASE WHEN any_value(rl.seq) > max(c.seq) THEN any_value(rl.seq) END AS released_seq,
            bool_or(c.copy_of IS NOT NULL AND r.seq IS NOT NULL) AS dropped_copy
     FROM created c
     LEFT JOIN pruned p ON p.edit_id = c.edit_id
+    LEFT JOIN released rl ON rl.edit_id = c.edit_id
     LEFT JOIN rolled r ON r.edit_id = c.edit_id AND r.version = c.version
     GROUP BY c.edit_id
 ),
 holder AS (
     SELECT fact_id,
-           bool_or(pruned_seq IS NULL AND NOT dropped_copy) AS active,
+           bool_or(pruned_seq IS NULL AND NOT dropped_copy AND released_seq IS NULL) AS active,
+           max(released_seq) FILTER (WHERE pruned_seq IS NULL AND NOT dropped_copy) AS released_seq,
            max(pruned_seq) AS last_pruned_seq,
            arg_max(edit_id, created_seq) FILTER (WHERE pruned_seq IS NULL AND NOT dropped_copy) AS edit_id
     FROM entries GROUP BY fact_id
@@ -87,7 +95,8 @@ SELECT d.fact_id, d.subject, d.relation, d.object,
        END AS prompt,
        d.first_seq,
        h.active,
-       CASE WHEN h.active THEN NULL ELSE h.last_pruned_seq END AS pruned_seq,
+       CASE WHEN h.active OR h.released_seq IS NOT NULL THEN NULL ELSE h.last_pruned_seq END AS pruned_seq,
+       h.released_seq,
        coalesce(a.audits, 0) AS audits,
        coalesce(a.times_degraded, 0) AS times_degraded,
        coalesce(a.cycles_degraded, 0) AS cycles_degraded,
