@@ -136,3 +136,27 @@ def test_diff_report_and_cli(store, logged, capsys):
     assert code == 0 and "from cycle=0" in out.out
     code = main(["diff", "--from", "cycle=99", "--store", str(store)])
     assert code == 1 and "cycle=99" in capsys.readouterr().err
+
+
+def test_a_release_and_a_new_inject_of_the_released_fact(tmp_path):
+    """A released fact is ``released`` (not pruned) from before to after the release; read
+    backwards it is ``injected`` from ``released``; injected again after it, the diff across both
+    says released, then injected."""
+    pool = fact_pool(5, seed=5)
+    mem = fake_memory(tmp_path / "s", EngineConfig(ppl_bound=None, wake="unconstrained"))
+    try:
+        mem.inject(pool)
+        start = mem.head_seq
+        victim = mem.ledger.active_facts()[1]
+        released_at = mem.release(victim.edit_id)
+        mem.inject([pool[[f.fact_id for f in pool].index(victim.fact.fact_id)]])
+        end = mem.head_seq
+        logged = mem.store.log.read()
+    finally:
+        mem.close()
+    fid = victim.fact.fact_id
+    assert _by_change(diff_points(logged, start, released_at)) == {"released": {fid}}
+    backward = [c for c in diff_points(logged, released_at, start) if c["fact_id"] == fid]
+    assert [(c["change"], c["before"]) for c in backward] == [("injected", "released")]
+    across = [c["change"] for c in diff_points(logged, start, end) if c["fact_id"] == fid]
+    assert across[0] == "injected" and "released" in across and "pruned" not in across

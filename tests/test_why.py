@@ -119,6 +119,16 @@ def test_explicit_window_and_history(mem):
     assert [(h["seq"], h["recalled"]) for h in history if h["kind"] == "audit"] == _recorded(mem, fact_id)
 
 
+def test_a_release_is_in_the_facts_history_and_its_steps_move_nothing(mem):
+    """``FactReleased`` is the fact's history (it is why the fact is no longer audited) but not a
+    weight event: no step of ``why`` replays it."""
+    state = mem.ledger.active_facts()[0]
+    seq = mem.release(state.edit_id)
+    report = why_report(mem, state.fact.fact_id, "cycle=0", f"seq={seq}")
+    assert [(h["seq"], h["kind"]) for h in report["history"] if h["seq"] == seq] == [(seq, "FactReleased")]
+    assert seq not in [step["seq"] for step in report["steps"]]
+
+
 def test_a_fact_that_never_changed_has_nothing_to_explain(tmp_path):
     memory = fake_memory(tmp_path / "s", EngineConfig(wake="unconstrained", ppl_bound=None), interference=10**9)
     try:

@@ -6,6 +6,7 @@ fold of the ledger and the facts' health) and compares each fact known at either
 - ``injected``: the fact is active at B but was unknown (or had been pruned) at A;
 - ``updated``: active at both, with another object at B (a wake re-injection);
 - ``pruned``: active at A, gone from the ledger at B;
+- ``released``: active at A, released at B (no longer looked after; its edit still applied);
 - ``refreshed``: active at both, same object, held by another edit version at B (in-place:
   same ``edit_id``, higher ``version``; copy mode: another ``edit_id``), or refreshed since A
   (a refresh that was rolled back leaves the version as it was, and is listed as well);
@@ -28,7 +29,7 @@ from collections import Counter
 from memlog.projections.ledger import FactState, Ledger
 from memlog.replay.points import parse_point, resolve_point
 
-CHANGE_ORDER: tuple[str, ...] = ("injected", "updated", "refreshed", "reverted", "restored", "recovered", "degraded", "pruned")
+CHANGE_ORDER: tuple[str, ...] = ("injected", "updated", "refreshed", "reverted", "restored", "recovered", "degraded", "released", "pruned")
 
 
 def _fold_until(logged, seq: int) -> Ledger:
@@ -67,15 +68,19 @@ def _fact_changes(fact_id: str, a: Ledger, b: Ledger) -> list[tuple[str, str, st
     active_a = bool(sa and sa.active)
     active_b = bool(sb and sb.active)
     if active_a and active_b and sa.injected_seq != sb.injected_seq:
-        # pruned and injected again in between: two changes, not a refresh
+        # pruned (or released: the new inject superseded the same edit) and injected again in
+        # between: two changes, not a refresh
+        gone = "released" if sa.edit_id == sb.edit_id else "pruned"
         return [
-            ("pruned", f"{sa.fact.object} ({_edit_label(a, sa)})", "pruned"),
-            ("injected", "pruned", f"{sb.fact.object} ({_edit_label(b, sb)}, {_audit_text(sb)})"),
+            (gone, f"{sa.fact.object} ({_edit_label(a, sa)})", gone),
+            ("injected", gone, f"{sb.fact.object} ({_edit_label(b, sb)}, {_audit_text(sb)})"),
         ]
     if active_b and not active_a:
-        return [("injected", "absent" if sa is None else "pruned", f"{sb.fact.object} ({_edit_label(b, sb)}, {_audit_text(sb)})")]
+        before = "absent" if sa is None else "released" if a.released_entry(fact_id) else "pruned"
+        return [("injected", before, f"{sb.fact.object} ({_edit_label(b, sb)}, {_audit_text(sb)})")]
     if active_a and not active_b:
-        return [("pruned", f"{sa.fact.object} ({_edit_label(a, sa)}, {_audit_text(sa)})", "pruned" if sb is not None else "absent")]
+        gone = "released" if b.released_entry(fact_id) else "pruned"
+        return [(gone, f"{sa.fact.object} ({_edit_label(a, sa)}, {_audit_text(sa)})", gone if sb is not None else "absent")]
     if not (active_a and active_b):
         return []
     changes: list[tuple[str, str, str]] = []

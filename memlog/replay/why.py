@@ -35,11 +35,13 @@ from memlog.store.events import (
     EditRefreshed,
     EditReverted,
     FactInjected,
+    FactReleased,
     RefreshRolledBack,
     event_kind,
 )
 
 WEIGHT_EVENTS = (FactInjected, EditRefreshed, EditReverted, RefreshRolledBack, EditPruned)
+HISTORY_EVENTS = WEIGHT_EVENTS + (FactReleased,)  # a release moves no weight, but it is the fact's history
 MAX_STEPS = 200
 
 
@@ -115,7 +117,7 @@ def fact_history(logged, state: FactState) -> list[dict]:
             "what": _describe(item.event),
         }
         for item in logged
-        if isinstance(item.event, WEIGHT_EVENTS) and _is_own(item.event, fact_id, edit_ids)
+        if isinstance(item.event, HISTORY_EVENTS) and _is_own(item.event, fact_id, edit_ids)
     ]
     for mark in state.audits:
         rows.append(
