@@ -260,6 +260,23 @@ def test_init_status_inject_recall_replay(store, capsys):
     assert code == 1 and "no fact" in err
 
 
+def test_release_leaves_the_weights_and_status_counts_it(store, capsys):
+    """``memlog release``: the fact stops being active, the weights' hash does not move, status
+    counts it as released, and a second release of the same edit is refused (exit 1)."""
+    code, data, err = run(capsys, "inject", "Aria Nakamura", "lives in", "Porto", "--store", store, "--format", "json")
+    assert code == 0, err
+    edit_id = data["facts"][0]["edit_id"]
+    code, before, _ = run(capsys, "replay", "--until", "head", "--store", store, "--format", "json")
+    code, rel, err = run(capsys, "release", edit_id, "--store", store, "--format", "json")
+    assert code == 0 and rel["edit_id"] == edit_id and rel["seq"] > before["seq"], err
+    code, after, _ = run(capsys, "replay", "--until", "head", "--store", store, "--format", "json")
+    assert after["weights_sha256"] == before["weights_sha256"] and after["facts"][0]["active"] is False and after["facts"][0]["applied"] is True
+    code, status, _ = run(capsys, "status", "--store", store, "--format", "json")
+    assert status["active_facts"] == 0 and status["released_facts"] == 1
+    code, _, err = run(capsys, "release", edit_id, "--store", store)
+    assert code == 1 and "does not hold an active fact" in err
+
+
 def test_replay_verify_says_when_edits_came_after_the_audit_it_reran(store, capsys):
     """``--verify`` re-runs the latest audit at or before the point on that audit's weights. An
     inject without an audit after it changes the weights at head: the check still passes (the log
