@@ -43,6 +43,7 @@ class CapacityRow:
     converged: bool
     refreshed: int
     pruned: int
+    released: int  # by the null-space budget (FactReleased)
     failed: int
     ppl_after_wave: float
     ppl_after_sleep: float | None
@@ -72,10 +73,9 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
     cycles = report.cycles
     first, last = cycles[0], cycles[-1]
     room = latest_room(mem)
-    return CapacityRow(
-        wave=number,
-        facts=len(mem.ledger.facts),
-        active_facts=len(mem.ledger.active_facts()),
+    return _row(
+        mem,
+        number,
         recall_after_wave=first.recall_before,
         degraded_after_wave=first.degraded_before,
         recall_after_sleep=last.recall,
@@ -84,6 +84,7 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
         converged=report.converged,
         refreshed=sum(c.refreshed for c in cycles),
         pruned=sum(c.pruned for c in cycles),
+        released=sum(c.released for c in cycles),
         failed=sum(len(c.failed) for c in cycles),
         ppl_after_wave=first.ppl_before,
         ppl_after_sleep=last.ppl_after,
@@ -93,6 +94,10 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
         inject_seconds=injected - start,
         sleep_seconds=time.perf_counter() - injected,
     )
+
+
+def _row(mem, number: int, **measured) -> CapacityRow:
+    return CapacityRow(wave=number, facts=len(mem.ledger.facts), active_facts=len(mem.ledger.active_facts()), **measured)
 
 
 def wake_only_row(mem, number: int, inject_seconds: float) -> CapacityRow:
@@ -106,10 +111,9 @@ def wake_only_row(mem, number: int, inject_seconds: float) -> CapacityRow:
     room = room_now(mem)
     norms = delta_norms(mem)
     layers = sorted(room.rank_left) if room else []
-    return CapacityRow(
-        wave=number,
-        facts=len(mem.ledger.facts),
-        active_facts=len(mem.ledger.active_facts()),
+    return _row(
+        mem,
+        number,
         recall_after_wave=audit.recall,
         degraded_after_wave=audit.degraded,
         recall_after_sleep=None,
@@ -118,6 +122,7 @@ def wake_only_row(mem, number: int, inject_seconds: float) -> CapacityRow:
         converged=False,
         refreshed=0,
         pruned=0,
+        released=0,
         failed=0,
         ppl_after_wave=ppl,
         ppl_after_sleep=None,

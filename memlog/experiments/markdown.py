@@ -100,13 +100,13 @@ def perplexity_table(p: dict, missing: str = "—") -> tuple[list[str], list[lis
     return PERPLEXITY_HEADERS, [values + drifts]
 
 
-CAPACITY_COLUMNS = ["wave", "facts", "active", "recall after wave", "recall after sleep", "cycles", "refreshed", "pruned", "PPL after wave", "PPL after sleep", "min rank left", "reach", "max ‖ΔW‖/‖W‖", "inject s", "sleep s"]
+CAPACITY_COLUMNS = ["wave", "facts", "active", "recall after wave", "recall after sleep", "cycles", "refreshed", "pruned", "released", "PPL after wave", "PPL after sleep", "min rank left", "reach", "max ‖ΔW‖/‖W‖", "inject s", "sleep s"]
 
 
 def capacity_table(doc: dict, missing: str = "—") -> tuple[list[str], list[list]]:
     """The capacity protocol's waves: (columns, rows)."""
     rows = [
-        [r["wave"], r["facts"], r["active_facts"], _f(r["recall_after_wave"], missing=missing), _f(r["recall_after_sleep"], missing=missing), r["cycles"], r["refreshed"], r["pruned"],
+        [r["wave"], r["facts"], r["active_facts"], _f(r["recall_after_wave"], missing=missing), _f(r["recall_after_sleep"], missing=missing), r["cycles"], r["refreshed"], r["pruned"], r.get("released", 0),
          _f(r["ppl_after_wave"], missing=missing), _f(r["ppl_after_sleep"], missing=missing), min(r["rank_left"]) if r["rank_left"] else missing,
          _f(mean_reach(r.get("reach")), missing=missing), _f(max(r["delta_norm"]), 4, missing) if r["delta_norm"] else missing, f"{r['inject_seconds']:.0f}", f"{r['sleep_seconds']:.0f}"]
         for r in doc["rows"]
