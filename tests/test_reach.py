@@ -11,7 +11,7 @@ from memlog.core.keys import KeyReader, bare_prompt_batch
 from memlog.core.memit import Protection, memit_edit
 from memlog.core.pool import mixed_pool
 from memlog.core.solve import room_at
-from memlog.engine.room import room_now
+from memlog.engine.room import budget_excess, budget_victims, room_now
 from memlog.errors import UserError
 from memlog.projections.readmodels import mean_reach
 from memlog.store.events import ConstraintRoom
@@ -105,5 +105,29 @@ def test_sleep_measures_the_room_at_the_positions_it_protects(tmp_path, embedded
         mem.sleep(cycles=1, protect_positions="subject")
         room = [e for e in mem.events() if isinstance(e, ConstraintRoom) and e.phase == "sleep"][-1]
         assert room.rank_left == [128 - 5, 128 - 5]  # one key a fact; the object positions hold about 3
+    finally:
+        mem.close()
+
+
+def test_the_budget_takes_out_the_fewest_facts_whose_keys_free_the_reserve(tmp_path, embedded_tokenizer):
+    """``budget_victims``: on a key space of 24 dimensions (reserve 2) with 10 facts held at their
+    object positions (more keys than dimensions), it returns the smallest n such that the keys of
+    every fact but the policy's first n leave the reserve free, and n - 1 would not. ``KeyRoom.
+    rank_left(without=…)`` is d_in less the rank of exactly the kept facts' columns."""
+    mem = _memory(tmp_path, embedded_tokenizer, intermediate=24, wake="unconstrained", protect_positions="object")
+    try:
+        mem.inject(mixed_pool(10), audit=False)
+        room = room_now(mem)
+        keys = room.keys
+        assert keys.held[1].shape[1] > 24 and min(room.rank_left.values()) == 0
+        order = sorted(mem.ledger.active_facts(), key=lambda s: s.injected_seq)[::-1]  # newest first
+        n = budget_victims(mem, room, order)
+        ids = list(range(10))[::-1]
+        left = keys.rank_left(without=frozenset(ids[:n]))
+        assert all(free >= 2 for free in left.values())
+        assert any(free < 2 for free in keys.rank_left(without=frozenset(ids[: n - 1])).values())
+        kept = keys.columns(frozenset(ids[:n]), keep_probes=True)
+        assert int(kept.numel()) == sum(keys.counts[i] for i in range(10) if i not in ids[:n])
+        assert budget_excess(mem, room) == 2 and n <= 10  # two dimensions short
     finally:
         mem.close()

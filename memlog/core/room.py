@@ -44,17 +44,20 @@ class KeyRoom:
     norm_penalty: float = 0.0
     energy: float = 1.0
 
-    def rank_left(self) -> dict[int, int]:
-        """Per layer, ``d_in`` less the rank every fact's held keys take."""
-        return {
-            layer: int(keys.shape[0]) - (constraint_rank(keys, self.covariances[layer], self.lam, energy=self.energy, norm_penalty=self.norm_penalty) if keys.shape[1] else 0)
-            for layer, keys in self.held.items()
-        }
+    def rank_left(self, without: frozenset[int] | set[int] = frozenset()) -> dict[int, int]:
+        """Per layer, ``d_in`` less the rank the held keys of every fact (less ``without``) take."""
+        cols = self.columns(without, keep_probes=True) if without else None
+        out = {}
+        for layer, keys in self.held.items():
+            kept = keys if cols is None else keys[:, cols.to(keys.device)]
+            rank = constraint_rank(kept, self.covariances[layer], self.lam, energy=self.energy, norm_penalty=self.norm_penalty) if kept.shape[1] else 0
+            out[layer] = int(keys.shape[0]) - rank
+        return out
 
-    def columns(self, without: frozenset[int] | set[int] = frozenset()) -> torch.Tensor:
-        """The held-key columns of every fact except the probes and ``without``."""
+    def columns(self, without: frozenset[int] | set[int] = frozenset(), keep_probes: bool = False) -> torch.Tensor:
+        """The held-key columns of every fact except ``without`` and (unless ``keep_probes``) the probes."""
         out, start = [], 0
-        skip = set(without) | set(self.probe_facts)
+        skip = set(without) | (set() if keep_probes else set(self.probe_facts))
         for i, n in enumerate(self.counts):
             if i not in skip:
                 out.extend(range(start, start + n))

@@ -12,9 +12,10 @@ A constrained wake edit reports the same two numbers for its own keys against wh
 (``note_wake_room``). Both are logged as ``ConstraintRoom`` with the norm of each edited
 matrix's total delta (``record_room``), and shown by ``memlog status`` and the ``cycles`` view.
 
-The budget that replaces a fixed cap (``EngineConfig.cap`` None) prunes, by the store's prune
-policy, once fewer than ``ROOM_RESERVE`` of d_in dimensions are left in some layer
-(``budget_excess``: each pruned fact frees at most one dimension). Keys of real facts are
+The budget that replaces a fixed cap (``EngineConfig.cap`` None) acts once fewer than
+``ROOM_RESERVE`` of d_in dimensions are left in some layer: it takes out, in the store's prune
+policy's order, the fewest facts whose keys free that reserve (``budget_victims``), and releases
+them (``budget_action`` release: their edits stay in the weights) or prunes them. Keys of real facts are
 correlated, so reach runs out well before the rank does (docs/RESULTS.md, "The room the held keys
 leave"). A budget on reach is not built: pruning reverts edits that the facts written after them
 were solved on top of. A measured prune of a third of a 350-fact store at once broke almost every
@@ -99,10 +100,37 @@ def note_wake_room(mem, result, options: dict) -> None:
 
 
 def budget_excess(mem, room: Room | None) -> int:
-    """How many facts the rank budget prunes: none while every layer keeps ``ROOM_RESERVE`` of its
-    key dimensions free; else the shortfall (each pruned fact frees at most one dimension)."""
+    """The rank budget's shortfall: 0 while every layer keeps ``ROOM_RESERVE`` of its key
+    dimensions free; else the most dimensions some layer lacks (``budget_victims`` counts the
+    facts to take out for them on the keys)."""
     if room is None:
         return 0
-    short = max(int(ROOM_RESERVE * mem.editor.key_dim(layer)) - free for layer, free in room.rank_left.items())
+    short = max(_reserve(mem, layer) - free for layer, free in room.rank_left.items())
     return max(0, short)
+
+
+def _reserve(mem, layer: int) -> int:
+    return int(ROOM_RESERVE * mem.editor.key_dim(layer))
+
+
+def budget_victims(mem, room: Room | None, order: list) -> int:
+    """How many facts of ``order`` (active fact states, first to go first) the budget takes out:
+    the fewest whose keys, no longer held, leave ``ROOM_RESERVE`` free in every layer, found by
+    bisection on the keys the room was measured on. A fact's keys can free several dimensions,
+    or none while the rest still span them. Without those keys: the shortfall itself."""
+    short = budget_excess(mem, room)
+    if short <= 0 or room.keys is None:
+        return short
+    index = {s.fact.fact_id: i for i, s in enumerate(sorted(mem.ledger.active_facts(), key=lambda s: s.injected_seq))}
+    ids = [index[s.fact.fact_id] for s in order]
+
+    def enough(n: int) -> bool:
+        left = room.keys.rank_left(without=frozenset(ids[:n]))
+        return all(free >= _reserve(mem, layer) for layer, free in left.items())
+
+    low, high = 0, len(ids)  # not enough with low facts out; enough with high (every fact out frees every dimension)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 

@@ -64,7 +64,7 @@ from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_widt
 from memlog.engine.constraints import solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale, last_healthy
-from memlog.engine.room import ROOM_RESERVE, budget_excess, record_room, room_now
+from memlog.engine.room import ROOM_RESERVE, budget_excess, budget_victims, record_room, room_now
 from memlog.engine.wake import protection_of
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
@@ -377,6 +377,8 @@ def _prune(mem, config: EngineConfig, cycle: int) -> tuple[int, int]:
             order = sorted(active, key=lambda s: (seen.get(s.fact.fact_id, -1), ledger.entries[s.edit_id].created_seq))
         else:
             order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
+        if config.cap is None:
+            excess = budget_victims(mem, room, order)
         victims = [ledger.entries[s.edit_id] for s in order[:excess]]
         if config.cap is None:
             reason = f"null-space budget: under {ROOM_RESERVE:.0%} of the key dimensions left ({config.prune_policy})"
