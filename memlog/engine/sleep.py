@@ -353,6 +353,17 @@ def open_degraded(ledger, audit, refresh_mode: str, healthy=None) -> int:
     return count
 
 
+def prune_order(mem, config: EngineConfig) -> list:
+    """The active facts in the order the prune policy takes them out: least recently healthy
+    (under sleep's ``degraded_by`` measure; never healthy first), or oldest, first."""
+    ledger = mem.ledger
+    created = {s.fact.fact_id: ledger.entries[s.edit_id].created_seq for s in ledger.active_facts()}
+    if config.prune_policy == "least-recently-healthy":
+        seen = last_healthy(mem.events(), _healthy_rule(config))
+        return sorted(ledger.active_facts(), key=lambda s: (seen.get(s.fact.fact_id, -1), created[s.fact.fact_id]))
+    return sorted(ledger.active_facts(), key=lambda s: created[s.fact.fact_id])
+
+
 def _prune(mem, config: EngineConfig, cycle: int) -> tuple[int, int]:
     """Step 6: (pruned, released). Copy mode prunes the oldest entries over the cap; in place a
     count cap prunes by the policy, and the null-space budget (no cap) takes the same facts but
@@ -372,11 +383,7 @@ def _prune(mem, config: EngineConfig, cycle: int) -> tuple[int, int]:
             record_room(mem, "sleep", cycle, room)
         if excess <= 0:
             return 0, 0
-        if config.prune_policy == "least-recently-healthy":  # healthy under sleep's degraded_by measure
-            seen = last_healthy(mem.events(), _healthy_rule(config))
-            order = sorted(active, key=lambda s: (seen.get(s.fact.fact_id, -1), ledger.entries[s.edit_id].created_seq))
-        else:
-            order = sorted(active, key=lambda s: ledger.entries[s.edit_id].created_seq)
+        order = prune_order(mem, config)
         if config.cap is None:
             excess = budget_victims(mem, room, order)
         victims = [ledger.entries[s.edit_id] for s in order[:excess]]
