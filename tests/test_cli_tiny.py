@@ -271,6 +271,7 @@ def test_release_leaves_the_weights_and_status_counts_it(store, capsys):
     assert code == 0 and rel["edit_id"] == edit_id and rel["seq"] > before["seq"], err
     code, after, _ = run(capsys, "replay", "--until", "head", "--store", store, "--format", "json")
     assert after["weights_sha256"] == before["weights_sha256"] and after["facts"][0]["active"] is False and after["facts"][0]["applied"] is True
+    assert after["facts"][0]["released"] is True and before["facts"][0]["released"] is False
     code, status, _ = run(capsys, "status", "--store", store, "--format", "json")
     assert status["active_facts"] == 0 and status["released_facts"] == 1
     code, _, err = run(capsys, "release", edit_id, "--store", store)

@@ -19,8 +19,8 @@ from memlog.replay.points import Point, parse_point, resolve_point
 
 
 def fact_rows(ledger) -> list[dict]:
-    """Every fact the ledger knows (pruned ones too), oldest first: its edit, whether that edit is
-    in the weights, and its last recorded audit."""
+    """Every fact the ledger knows (pruned and released ones too), oldest first: its edit, whether
+    that edit is in the weights, and its last recorded audit."""
     rows = []
     for state in sorted(ledger.facts.values(), key=lambda s: s.injected_seq):
         mark = state.last_audit
@@ -32,6 +32,7 @@ def fact_rows(ledger) -> list[dict]:
                 "relation": state.fact.relation,
                 "object": state.fact.object,
                 "active": state.active,
+                "released": ledger.released_entry(state.fact.fact_id) is not None,
                 "edit_id": state.edit_id,
                 "version": entry.version if entry else None,
                 "applied": bool(entry and entry.applied),
