@@ -22,6 +22,7 @@ from pathlib import Path
 
 from _common import log, setup_threads
 
+from memlog.core.memit_hparams import MemitConfig
 from memlog.engine.config import PROTECT_POSITIONS
 from memlog.experiments.runner import ExperimentSetup, capacity_experiment, capacity_plot  # noqa: E402
 
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     parser.add_argument("--protect", default="subject", choices=list(PROTECT_POSITIONS), help="positions constrained solves hold per fact")
     parser.add_argument("--no-sleep", action="store_true", help="audit after each wave instead of sleeping (the wake-only curve)")
+    parser.add_argument("--lam", type=float, default=None, help="MEMIT's λ for the new stores (default: MemitConfig's)")
     args = parser.parse_args()
     setup_threads()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -57,6 +59,7 @@ def main() -> None:
         setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy, protect_positions=args.protect)
         log(f"{mode}: {args.facts} facts in waves of {args.wave}")
         doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row, batch_size=args.batch_size, sleep=not args.no_sleep,
+                                  memit=MemitConfig(seed=args.seed, lam=args.lam) if args.lam is not None else None,
                                   progress=lambda stage, done, total: log(f"{mode}: {stage} {done}/{total}") if stage == "waves" else None)
         (args.out / f"{mode}.json").write_text(json.dumps(doc, indent=1))
         docs[mode] = doc
