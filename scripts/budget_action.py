@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def main() -> None:
         order = prune_order(mem, mem.config)
         n = budget_victims(mem, room, order)
         victims = order[:n]
-        log(f"{len(active)} active, rank left {min(room.rank_left.values())}, short {short} dimensions: {n} victims")
+        log(f"{len(active)} active, rank left {min(room.rank_left.values())}, short {short} dimensions: {n} victims", sys.stderr)
         if args.action == "release":
             for state in victims:
                 mem.release(state.edit_id, reason="the null-space budget's victims (scripts/budget_action.py)")
@@ -93,7 +94,7 @@ def main() -> None:
         }
     finally:
         mem.close()
-    log(f"{args.action}: {result['kept_recalled_after']} of {result['kept']} kept facts recalled (before: {result['kept_recalled_before']}), PPL {ppl_before:.3f} -> {ppl_after:.3f}")
+    log(f"{args.action}: {result['kept_recalled_after']} of {result['kept']} kept facts recalled (before: {result['kept_recalled_before']}), PPL {ppl_before:.3f} -> {ppl_after:.3f}", sys.stderr)
     print(json.dumps(result, indent=1))
 
 
