@@ -88,7 +88,7 @@ def _verify_audit(mem, ledger, rows: list[dict], weights_match: bool | None) -> 
         "verify_audit_seq": audit_seq,
         "mismatches": mismatches,
     }
-    if at_audit.last_weights_sha256 != ledger.last_weights_sha256:
+    if any(audit_seq < item.seq <= ledger.head_seq and hasattr(item.event, "weights_sha256") for item in mem.logged):  # a weight-changing event
         out["verify_note"] = (
             f"the weights changed after the audit at seq {audit_seq}: recall was recomputed on that audit's weights, "
             "not on the weights at this point (no audit was recorded on those)"
