@@ -156,6 +156,7 @@ def plot_capacity(runs: dict[str, list[dict]], path: Path, base_ppl: float | Non
     colours = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
     if len(runs) > len(colours):
         raise ValueError(f"plot_capacity draws at most {len(colours)} runs, got {len(runs)}")
+    highest = base_ppl or 0.0
     for (label, rows), colour in zip(runs.items(), colours):
         x = [r["facts"] for r in rows]
         slept = all(r["recall_after_sleep"] is not None for r in rows)
@@ -163,11 +164,14 @@ def plot_capacity(runs: dict[str, list[dict]], path: Path, base_ppl: float | Non
             left.plot(x, [r["recall_after_sleep"] for r in rows], marker="o", color=colour, label=f"{label}: after sleep")
         left.plot(x, [r["recall_after_wave"] for r in rows], linestyle="--" if slept else "-", marker=None if slept else "s", color=colour, alpha=0.6 if slept else 1.0, label=f"{label}: after the wave")
         ppl = [r["ppl_after_sleep"] if slept else r["ppl_after_wave"] for r in rows]
-        right.plot(x, ppl, marker="o" if slept else "s", color=colour, label=label if slept else f"{label} (no sleep)")
+        highest = max(highest, *ppl)
+        right.plot(x, ppl, marker="o" if slept else "s", color=colour, label=label)
     if base_ppl is not None:
         right.axhline(base_ppl, color="#888888", linestyle=":", label="base model")
     left.set(xlabel="facts stored", ylabel="recall (all facts ever injected)", ylim=(-0.02, 1.05), title="Recall")
     right.set(xlabel="facts stored", ylabel="perplexity", title="Perplexity after each sleep (or wave, without sleep)")
+    if base_ppl and highest > 3 * base_ppl:  # a collapsed run would flatten the others
+        right.set_yscale("log")
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
