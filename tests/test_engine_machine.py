@@ -45,7 +45,6 @@ from memlog.store.events import (
     EditRefreshed,
     EditReverted,
     FactInjected,
-    FactReleased,
     RefreshFailed,
     SleepEnded,
     SleepStarted,
