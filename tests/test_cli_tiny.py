@@ -125,6 +125,12 @@ def test_init_records_the_sleep_and_protection_settings_and_refuses_unknown_ones
     assert (memit["norm_penalty"], memit["v_stop"], memit["cov_samples"], memit["lam"]) == (0.25, "most-probable", 40, 2500.0)
     engine = _engine_settings(tmp_path / "s")
     assert (engine["refresh_strategy"], engine["batch_refresh"], engine["protect_positions"], engine["protect_energy"]) == ("reinject", True, "object", 0.99)
+    # no --lam: 2 × the key dimension (the tiny model's MLP width, 128) with constrained wake, the
+    # unconstrained value without it; the header records the number either way
+    for wake, lam in (("constrained", 256.0), ("unconstrained", 10.0)):
+        code, _, err = run(capsys, *base, "--store", tmp_path / wake, "--wake", wake, "--cov-samples", "40")
+        assert code == 0, err
+        assert _header_config(tmp_path / wake)["memit"]["lam"] == lam
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--protect-energy", "0")
     assert code == 1 and "--protect-energy must be in (0, 1]" in err
     code, _, err = run(capsys, "sleep", "--store", tmp_path / "s", "--cycles", "1", "--ppl-budget", "0")
@@ -167,7 +173,8 @@ def test_each_edit_records_the_settings_it_was_solved_with(store):
     assert [e.fact.subject for e in injected] == ["Aria Nakamura", "Bo Lindqvist", "Cem Arslan", "Dara Okafor"]
     overridden = {"wake": "constrained", "protect_positions": "object", "protect_energy": 0.9, "lam": 3000.0, "norm_penalty": 0.5, "v_stop": "most-probable"}
     assert [e.settings for e in injected[:3]] == [overridden] * 3  # one at a time and batched alike
-    assert injected[3].settings == {**overridden, "protect_energy": 1.0, "lam": 10.0, "norm_penalty": 0.0, "v_stop": "loss"}
+    # the store's own λ: 2 × the tiny model's key dimension (128), the constrained-wake default
+    assert injected[3].settings == {**overridden, "protect_energy": 1.0, "lam": 256.0, "norm_penalty": 0.0, "v_stop": "loss"}
     rows = run_sql(store, "SELECT subject, lam, norm_penalty, v_stop, protect_energy FROM edits ORDER BY created_seq")
     assert [tuple(r.values()) for r in rows] == [(e.fact.subject, e.settings["lam"], e.settings["norm_penalty"], e.settings["v_stop"], e.settings["protect_energy"]) for e in injected]
 
@@ -449,5 +456,5 @@ def test_sleep_takes_lam_for_its_refreshes_and_refuses_a_bad_one(store, capsys):
     assert code == 0, err
     code, rows, err = run(capsys, "sql", "SELECT version, lam FROM edits ORDER BY created_seq", "--store", store, "--format", "json")
     assert code == 0, err
-    assert rows[0] == {"version": 1, "lam": 10.0}  # the inject: the store's λ
+    assert rows[0] == {"version": 1, "lam": 256.0}  # the inject: the store's λ (2 × the tiny model's key dimension)
     assert data["cycles"][0]["refreshed"] == len(rows) - 1 >= 1 and all(r["lam"] == 500.0 for r in rows[1:])  # the tiny model does not recall it: refreshed at 500

@@ -3,8 +3,8 @@
 One server per module on a free port of 127.0.0.1 with an API key; each request is bounded
 by a timeout and the server process is stopped when the module ends. The tiny model recalls
 nothing, so recall through chat is shown on the embedded model (tests/test_stack_real.py);
-here: the OpenAI wire format (plain and streamed), writes and their refusals, the store lock,
-replay and a sleep that does not block reads.
+here: the OpenAI wire format (plain and streamed), writes (inject, revert, release) and their
+refusals, the store lock, replay and a sleep that does not block reads.
 """
 
 from __future__ import annotations
@@ -179,6 +179,32 @@ def test_serve_refuses_beyond_localhost_without_a_key_and_bad_auto_sleep(server,
     assert parse_sleep_when("pressure>0.2") == 0.2 and parse_duration("10m") == 600 and parse_duration("1.5h") == 5400
     with pytest.raises(UserError):
         parse_duration("soon")
+
+
+def test_revert_and_release_by_post(server):
+    _, _, http, _ = server
+    r = http.post("/v1/memory/facts", json={"facts": [{"subject": "Cem Arslan", "relation": "lives in", "object": "Tromso"}]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    rows = {f["subject"]: f for f in http.get("/v1/memory/facts").json()["data"]}
+    cem, aria = rows["Cem Arslan"]["edit_id"], rows["Aria Nakamura"]["edit_id"]
+    before = seq(http)
+    assert http.post(f"/v1/memory/edits/{cem}/release").status_code == 401 and seq(http) == before  # writes need the key
+    r = http.post(f"/v1/memory/edits/{cem}/release", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"edit_id": cem, "action": "released", "seq": before + 1} and seq(http) == before + 1
+    assert "Cem Arslan" not in [f["subject"] for f in http.get("/v1/memory/facts").json()["data"]]
+    kept = [f for f in http.get("/v1/memory/facts", params={"include_pruned": "true"}).json()["data"] if f["subject"] == "Cem Arslan"]
+    assert kept and kept[0]["released"] is True and kept[0]["applied"] is True  # released: its edit stays in the weights
+    r = http.post(f"/v1/memory/edits/{cem}/release", headers=AUTH)
+    assert r.status_code == 400 and "does not hold an active fact" in r.json()["error"]["message"] and seq(http) == before + 1
+    r = http.post(f"/v1/memory/edits/{aria}/revert", headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"edit_id": aria, "action": "reverted", "seq": before + 2}, r.text
+    aria_row = next(f for f in http.get("/v1/memory/facts").json()["data"] if f["subject"] == "Aria Nakamura")
+    assert aria_row["applied"] is False
+    r = http.post(f"/v1/memory/edits/{aria}/revert", headers=AUTH)
+    assert r.status_code == 400 and "already reverted" in r.json()["error"]["message"]
+    r = http.post("/v1/memory/edits/e-nope/revert", headers=AUTH)
+    assert r.status_code == 400 and "no edit 'e-nope'" in r.json()["error"]["message"] and seq(http) == before + 2
 
 
 def test_automatic_sleep_on_pressure(base_store, tmp_path):

@@ -44,6 +44,9 @@ DtypeOpt = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16
 DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or auto.")
 MaxCyclesOpt = typer.Option(10, "--max-cycles", help="Most sleep cycles per phase (the paper: 10).")
 PplBoundOpt = typer.Option(0.05, "--ppl-bound", help="Roll back a refresh that raises PPL by more than this fraction; 0 turns the check off.")
+LamOpt = typer.Option(
+    None, "--lam", help="MEMIT's λ for the store (default: a new store's, 2 × the key dimension with --wake constrained and 10 without; the constrained runs in docs/RESULTS.md before that default used 10)."
+)
 
 
 # The options every protocol shares, in --help order: (name, type, typer option).
@@ -60,12 +63,13 @@ SETUP_OPTIONS: list[tuple[str, type, object]] = [
     ("ppl_bound", float, PplBoundOpt),
     ("wake", str, WakeOpt),
     ("protect", str, ProtectOpt),
+    ("lam", float, LamOpt),
     ("store", Path, StoreOpt),
     ("fmt", Format, FormatOpt),
 ]
 
 
-def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, wake, protect, refresh_strategy="reinject"):
+def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, device, ppl_bound, wake, protect, lam=None, refresh_strategy="reinject"):
     from memlog.core.model import parse_layers
     from memlog.experiments.runner import ExperimentSetup
 
@@ -84,6 +88,7 @@ def _setup(seed, refresh_mode, cap, max_cycles, threads, model, layers, dtype, d
         ppl_bound=ppl_bound if ppl_bound else None,
         wake=wake,
         protect_positions=protect,
+        lam=lam,
     )
 
 

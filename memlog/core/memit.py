@@ -175,7 +175,7 @@ def solve_layers(
                 cov = cov if isinstance(cov, CovarianceFactor) else cov.to(lm.device)
                 info: dict = {}
                 method = "whitened" if protect is not None else "svd"
-                u, v = solve_update(keys, resid, cov, cfg.lam, constraint, method=method, info=info, held_energy=protect.energy if protect is not None else 1.0, norm_penalty=cfg.norm_penalty)
+                u, v = solve_update(keys, resid, cov, cfg.solve_lam, constraint, method=method, info=info, held_energy=protect.energy if protect is not None else 1.0, norm_penalty=cfg.norm_penalty)
                 if ranks is not None:
                     ranks[layer] = info.get("rank", 0)
                 if reaches is not None and info.get("reach"):

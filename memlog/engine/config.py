@@ -121,8 +121,14 @@ class EngineConfig:
     # (fewer key dimensions used, so more facts before the budget prunes; not exact)
     protect_energy: float = 1.0
 
+    @property
+    def constrained_in_place(self) -> bool:
+        """Constrained wake in an in-place store: the setting the defaults of the refresh
+        strategy, the protected positions and a new store's λ follow."""
+        return self.wake == "constrained" and self.refresh_mode == "in-place"
+
     def __post_init__(self) -> None:
-        constrained_in_place = self.wake == "constrained" and self.refresh_mode == "in-place"
+        constrained_in_place = self.constrained_in_place
         if self.refresh_strategy is None:
             object.__setattr__(self, "refresh_strategy", "correct" if constrained_in_place else "reinject")
         if self.protect_positions is None:

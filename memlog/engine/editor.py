@@ -69,7 +69,7 @@ class MemitEditor:
         held = self.audit_keys(facts, positions) if facts else {layer: torch.zeros(self.key_dim(layer), 0) for layer in self.layers}
         probes = self.audit_keys([facts[i] for i in probe_facts], "subject") if probe_facts else {}
         counts = self.key_counts(facts, positions) if facts else []
-        return KeyRoom(held, counts, probes, tuple(probe_facts), self.covariances, self.config.lam, self.config.norm_penalty, energy)
+        return KeyRoom(held, counts, probes, tuple(probe_facts), self.covariances, self.config.solve_lam, self.config.norm_penalty, energy)
 
     def audit_keys(self, facts: list[Fact], positions: str = "subject") -> dict[int, torch.Tensor]:
         """Per edit layer, ``facts``' audit keys (bare prompt at ``positions``, by default the

@@ -165,7 +165,7 @@ class Memory:
             **({} if refresh else {"wake": config.wake}),
             "protect_positions": config.protect_positions if held else None,
             "protect_energy": config.protect_energy if held else None,
-            "lam": getattr(memit, "lam", None),
+            "lam": getattr(memit, "solve_lam", None),
             "norm_penalty": getattr(memit, "norm_penalty", None),
             "v_stop": getattr(memit, "v_stop", None),
         }

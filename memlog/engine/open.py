@@ -23,7 +23,7 @@ from memlog.core.corpus import corpus_sha256
 from memlog.core.covariance import compute_covariance, require_enough_keys
 from memlog.core.fingerprint import cached_model_fingerprint, fingerprint_for
 from memlog.core.memit import prepare_covariances
-from memlog.core.memit_hparams import MemitConfig
+from memlog.core.memit_hparams import MemitConfig, store_lam
 from memlog.core.model import LoadedModel, ModelSpec, cache_dir, format_layers, load_model
 from memlog.engine.config import EngineConfig, finite_reading
 from memlog.engine.editor import MemitEditor
@@ -93,6 +93,8 @@ def init_memory(
     engine = engine or EngineConfig()
     fp = cached_model_fingerprint(lm)
     covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus_path, progress)
+    if memit.lam is None:  # the header records the number, so the store keeps it whatever the default becomes
+        memit = replace(memit, lam=store_lam(int(covs[layers[0]].shape[0]), engine.constrained_in_place))
     header = StoreCreated(
         model_id=spec.model,
         model_source=str(lm.source),

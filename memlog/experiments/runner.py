@@ -46,6 +46,7 @@ class ExperimentSetup:
     ppl_bound: float | None = EngineConfig.ppl_bound  # roll back a refresh that raises PPL by more; None: no check
     wake: str = "unconstrained"  # the paper's protocols inject unconstrained
     protect_positions: str = "subject"  # what constrained solves hold: the documented runs held the subject's key
+    lam: float | None = None  # MEMIT's λ; None: a new store's default for the wake mode (memit_hparams.store_lam)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -79,6 +80,8 @@ def create_memory(store_dir: Path, setup: ExperimentSetup, lm=None, memit=None, 
     memit = memit if memit is not None else MemitConfig(seed=setup.seed)
     if setup.layers is not None:
         memit = replace(memit, layers=tuple(setup.layers))
+    if setup.lam is not None:
+        memit = replace(memit, lam=setup.lam)
     spec = ModelSpec(model=setup.model, dtype=setup.dtype, device=setup.device)
     mem = init_memory(Path(store_dir), spec, memit=memit, engine=engine, lm=lm, progress=progress)
     return mem, settings

@@ -1,5 +1,6 @@
 """The memory API: ``/v1/memory/facts`` (GET lists, POST injects), ``/v1/memory/sleep``,
-``/v1/memory/status`` and ``/v1/memory/replay?until=``.
+``/v1/memory/edits/{edit_id}/revert`` and ``/release``, ``/v1/memory/status`` and
+``/v1/memory/replay?until=``.
 
 Writes (POST) need the API key when one is set and run on the writer one at a time; every
 read answers from the serving snapshot, so it never waits for a running sleep. ``replay``
@@ -42,6 +43,16 @@ def sleep(request: Request, body: SleepIn | None = None) -> dict:
     body = body or SleepIn()
     cycles = body.cycles if body.cycles is not None or body.until_converged else 1
     return _state(request).writer.sleep(cycles, body.until_converged)
+
+
+@router.post("/edits/{edit_id}/revert", dependencies=[Depends(require_write_token)])
+def revert_edit(edit_id: str, request: Request) -> dict:
+    return _state(request).writer.revert(edit_id)
+
+
+@router.post("/edits/{edit_id}/release", dependencies=[Depends(require_write_token)])
+def release_edit(edit_id: str, request: Request) -> dict:
+    return _state(request).writer.release(edit_id)
 
 
 @router.get("/status")

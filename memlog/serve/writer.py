@@ -3,7 +3,7 @@
 The server opens the store writable when it starts and keeps the writer lock until it stops,
 exactly like a long-running CLI command: a second writer (``memlog inject`` in a shell)
 gets the usual "locked by PID" error while the server runs; CLI readers are unaffected.
-Inside the server, writes (inject, sleep, a verifying replay) take ``lock`` in turn; a write
+Inside the server, writes (inject, sleep, revert, release, a verifying replay) take ``lock`` in turn; a write
 that cannot get it within ``wait_s`` (a long sleep is running) is refused as busy. After
 each write the serving snapshot is synced, so the next read sees it.
 
@@ -90,6 +90,16 @@ class MemoryWriter:
                 return self.mem.sleep(cycles=cycles, until_converged=until_converged).to_dict()
             finally:
                 self.sleeping = False
+
+    def revert(self, edit_id: str) -> dict:
+        """``memlog revert``: take the edit's current version out of the weights."""
+        with self.turn():
+            return {"edit_id": edit_id, "action": "reverted", "seq": self.mem.revert(edit_id)}
+
+    def release(self, edit_id: str) -> dict:
+        """``memlog release``: stop looking after the edit's fact and leave the edit in the weights."""
+        with self.turn():
+            return {"edit_id": edit_id, "action": "released", "seq": self.mem.release(edit_id)}
 
     def replay_verified(self, until: str) -> dict:
         with self.turn():
