@@ -194,6 +194,9 @@ def test_cli_rejects_a_bad_refresh_mode(tmp_path, tiny_dir, capsys):
     code, _, err = run(capsys, "experiment", "phase-ab", "--refresh-mode", "sideways", "--model", tiny_dir, "--store", tmp_path / "x")
     assert code == 1 and "refresh mode" in err
     assert not (tmp_path / "x").exists()
+    code, _, err = run(capsys, "experiment", "phase-ab", "--lam", "-1", "--model", tiny_dir, "--store", tmp_path / "x")
+    assert code == 1 and "--lam must be a positive, finite number" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_capacity_on_tiny_in_batches(tmp_path, tiny_dir, capsys):
@@ -208,6 +211,7 @@ def test_cli_capacity_on_tiny_in_batches(tmp_path, tiny_dir, capsys):
     )
     assert code == 0, err
     assert data["batch_size"] == 2 and data["engine"]["refresh_strategy"] == "correct" and data["engine"]["wake"] == "constrained"
+    assert data["memit"]["lam"] == 256.0  # no --lam: the constrained default, 2 × the tiny model's key dimension
     assert [r["facts"] for r in data["rows"]] == [4, 8]
     assert all(len(r["rank_left"]) == 2 and len(r["delta_norm"]) == 2 for r in data["rows"])
     assert data["rows"][1]["rank_left"][0] < data["rows"][0]["rank_left"][0]  # four more keys held
@@ -223,11 +227,12 @@ def test_cli_capacity_without_sleep_audits_each_wave(tmp_path, tiny_dir, capsys)
     store, plot = tmp_path / "cap", tmp_path / "cap.png"
     code, data, err = run(
         capsys, "experiment", "capacity", "--facts", "6", "--wave", "3", "--batch-size", "3", "--no-sleep",
-        "--wake", "constrained", "--protect", "object", "--plot", plot,
+        "--wake", "constrained", "--protect", "object", "--lam", "40", "--plot", plot,
         "--model", tiny_dir, "--layers", "1-2", "--threads", "1", "--store", store, "--format", "json",
     )
     assert code == 0, err
     assert data["sleep"] is False and [r["facts"] for r in data["rows"]] == [3, 6]
+    assert data["memit"]["lam"] == 40.0 and data["setup"]["lam"] == 40.0
     for row in data["rows"]:
         assert row["cycles"] == 0 and row["recall_after_sleep"] is None and row["ppl_after_sleep"] is None
         assert 0.0 <= row["recall_after_wave"] <= 1.0 and row["ppl_after_wave"] > 1.0
