@@ -70,9 +70,9 @@ def main() -> None:
     import torch
 
     R = torch.randn(r, 1)
-    svd = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.lam, keys[:, 1:], method="svd"), 2)
-    white = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.lam, keys[:, 1:], method="whitened"), 2)
-    held = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.lam, keys[:, 1:], method="whitened", held_energy=0.99), 2)
+    svd = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.solve_lam, keys[:, 1:], method="svd"), 2)
+    white = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.solve_lam, keys[:, 1:], method="whitened"), 2)
+    held = seconds(lambda: solve_update(k_new, R, covs[cfg.layers[0]], cfg.solve_lam, keys[:, 1:], method="whitened", held_energy=0.99), 2)
     print(f"solve_update at 999 keys: svd {svd:.3f} s, whitened {white:.3f} s, whitened holding 0.99 of the energy {held:.3f} s")
     print(f"ratio whitened_over_svd = {white / svd:.2f}  (one layer's constrained solve, 999 protected keys)")
     print(f"ratio energy_over_exact = {held / white:.2f}  (the whitened solve holding 0.99 of the keys' energy over the exact one)")

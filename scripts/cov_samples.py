@@ -111,9 +111,9 @@ def main() -> None:
                 held["other_windows"] = sum(sums[layer][g] for g in rest) / sum(counts[g] for g in rest)
             for rho in (0.0, 10.0):
                 row = {"layer": layer, "windows": args.windows * parts // GROUPS, "rho": rho, "C_eig_min": float(torch.linalg.eigvalsh(C)[0])}
-                rows.append({**row, **update_measures(C, K, held, cfg.lam, rho)})
+                rows.append({**row, **update_measures(C, K, held, cfg.solve_lam, rho)})
         log(f"layer {layer} measured", sys.stderr)
-    print(json.dumps({"facts": args.facts, "pool_seed": args.seed, "lam": cfg.lam, "ppl_slice_tokens": ppl_counts[0], "rows": rows}, indent=1))
+    print(json.dumps({"facts": args.facts, "pool_seed": args.seed, "lam": cfg.solve_lam, "ppl_slice_tokens": ppl_counts[0], "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

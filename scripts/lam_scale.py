@@ -71,7 +71,7 @@ def main() -> None:
             }
         )
     source = {"file": Path(args.file).name, "sample": args.sample, "seed": args.seed} if args.file else {"pool_seed": args.seed}
-    print(json.dumps({"facts": len(facts), **source, "lam_default": cfg.lam, "layers": rows}, indent=1))
+    print(json.dumps({"facts": len(facts), **source, "lam_default": cfg.solve_lam, "layers": rows}, indent=1))
 
 
 if __name__ == "__main__":

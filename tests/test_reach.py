@@ -43,7 +43,7 @@ def test_a_protected_edit_reports_the_reach_of_its_keys(embedded_tokenizer):
     batch, rows, cols = bare_prompt_batch(lm, old, "object")
     held = KeyReader(lm, batch.input_ids, rows, cols).read(first)
     own = result.deltas[first].keys
-    _, q = room_at(own, covs[first], CHEAP.lam, held)
+    _, q = room_at(own, covs[first], CHEAP.solve_lam, held)
     assert result.constraint_reach[first] == pytest.approx(statistics.median((q / (1 + q)).tolist()), rel=1e-5)
     plain = memit_edit(lm, [new], CHEAP, covs)
     assert plain.constraint_reach == {}
@@ -60,11 +60,11 @@ def test_key_room_reach_grows_as_facts_leave_and_matches_room_at(tmp_path, embed
         assert room.rank_left == {layer: 128 - keys.held[layer].shape[1] for layer in (1, 2)}
         layer = 2
         older = keys.held[layer][:, : sum(keys.counts[:6])]  # the six older facts' keys: everything but the probes'
-        _, q = room_at(keys.probes[layer], mem.editor.covariances[layer], CHEAP.lam, older)
+        _, q = room_at(keys.probes[layer], mem.editor.covariances[layer], mem.editor.config.lam, older)
         assert room.reach[layer] == pytest.approx(statistics.median((q / (1 + q)).tolist()), rel=1e-9)
         reaches = [mean_reach(keys.reach(without=set(range(k)))) for k in range(7)]
         assert all(a <= b + 1e-12 for a, b in zip(reaches, reaches[1:])) and reaches[0] < reaches[-1]
-        _, q0 = room_at(keys.probes[layer], mem.editor.covariances[layer], CHEAP.lam)
+        _, q0 = room_at(keys.probes[layer], mem.editor.covariances[layer], mem.editor.config.lam)
         assert keys.reach(without=set(range(6)))[layer] == pytest.approx(statistics.median((q0 / (1 + q0)).tolist()), rel=1e-9)
     finally:
         mem.close()
