@@ -5,6 +5,7 @@ and one plot.
     python scripts/capacity_runs.py --out docs/runs/capacity-100 --facts 100 --wave 10 \
         --modes constrained unconstrained --max-cycles 4
 
+``--lam``, ``--v-stop-loss`` and ``--v-stop`` set MEMIT's λ and v*'s early stop for the stores.
 With ``--no-sleep`` each wave ends with an audit instead of a sleep (the wake-only curve):
 
     python scripts/capacity_runs.py --out runs/wake-1000 --facts 1000 --wave 100 --batch-size 25 \
@@ -27,6 +28,12 @@ from memlog.engine.config import PROTECT_POSITIONS
 from memlog.experiments.runner import ExperimentSetup, capacity_experiment, capacity_plot  # noqa: E402
 
 
+def memit_settings(args) -> dict:
+    """The MEMIT settings the command line set (the others stay MemitConfig's defaults)."""
+    given = {"lam": args.lam, "v_stop_loss": args.v_stop_loss, "v_stop": args.v_stop}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -40,7 +47,9 @@ def main() -> None:
     parser.add_argument("--refresh-strategy", default="reinject", choices=["reinject", "correct"])
     parser.add_argument("--protect", default="subject", choices=list(PROTECT_POSITIONS), help="positions constrained solves hold per fact")
     parser.add_argument("--no-sleep", action="store_true", help="audit after each wave instead of sleeping (the wake-only curve)")
-    parser.add_argument("--lam", type=float, default=None, help="MEMIT's λ for the new stores (default: MemitConfig's)")
+    parser.add_argument("--lam", type=float, default=None, help="MEMIT's λ for the new stores (default: a new store's for the wake mode)")
+    parser.add_argument("--v-stop-loss", type=float, default=None, help="v*'s early-stop loss (default: MemitConfig's, MEMIT's 0.05)")
+    parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="v*'s early-stop rule (default: MemitConfig's)")
     args = parser.parse_args()
     setup_threads()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +68,7 @@ def main() -> None:
         setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy, protect_positions=args.protect)
         log(f"{mode}: {args.facts} facts in waves of {args.wave}")
         doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row, batch_size=args.batch_size, sleep=not args.no_sleep,
-                                  memit=MemitConfig(seed=args.seed, lam=args.lam) if args.lam is not None else None,
+                                  memit=MemitConfig(seed=args.seed, **memit_settings(args)),
                                   progress=lambda stage, done, total: log(f"{mode}: {stage} {done}/{total}") if stage == "waves" else None)
         (args.out / f"{mode}.json").write_text(json.dumps(doc, indent=1))
         docs[mode] = doc
