@@ -434,3 +434,28 @@ def test_a_batch_narrowed_to_its_unfinished_facts_gives_each_the_v_star_it_gets_
     unmoved, _ = compute_v_star(tiny64, [FACTS[easy]], 2, _cfg(v_steps=0))
     assert torch.equal(batch_targets[:, easy], unmoved[:, 0])  # frozen at step 0: the unedited residual
     assert not torch.allclose(batch_targets[:, 1 - easy], compute_v_star(tiny64, [FACTS[1 - easy]], 2, _cfg(v_steps=0))[0][:, 0])
+
+
+def test_c_is_the_mean_of_its_keys_outer_products_so_their_mean_q_is_the_key_dimension(tiny):
+    """The premise of a constrained store's default λ (``store_lam``: 2 × the key dimension):
+    C is the mean of k kᵀ over the reference keys it was computed from, so those keys' mean
+    q = kᵀC⁻¹k is tr(C⁻¹C) = d_in. A change to C's normalisation (a sum, a centred covariance)
+    would change what λ = 2 d_in means, and fails here."""
+    from memlog.core.memit_hparams import CONSTRAINED_LAM_PER_KEY_DIM, UNCONSTRAINED_LAM, store_lam
+
+    cfg = MemitConfig(layers=(1,), cov_samples=24, cov_seq_len=16)
+    seen: list[torch.Tensor] = []
+    hook = tiny.adapter.mlp_out(tiny.model, 1).register_forward_pre_hook(lambda _m, args: seen.append(args[0][:, 1:].reshape(-1, args[0].shape[-1]).double()))
+    try:
+        result = compute_covariance(tiny, [1], cfg)
+    finally:
+        hook.remove()
+    keys = torch.cat(seen)  # every key C was estimated from: position 0 of each window left out, as in C
+    d = keys.shape[1]
+    assert keys.shape[0] == result.n_tokens > d
+    C = result.covs[1].double()
+    assert torch.allclose(C, keys.T @ keys / keys.shape[0], rtol=1e-4, atol=1e-6)
+    q = (keys * torch.linalg.solve(C, keys.T).T).sum(dim=1)
+    assert q.mean().item() == pytest.approx(d, rel=1e-3)
+    assert store_lam(d, True) == CONSTRAINED_LAM_PER_KEY_DIM * d == 256.0 and store_lam(d, False) == UNCONSTRAINED_LAM
+    assert MemitConfig().lam is None and MemitConfig().solve_lam == UNCONSTRAINED_LAM and MemitConfig(lam=3000).solve_lam == 3000.0
