@@ -21,6 +21,7 @@ from pathlib import Path
 from _common import log, setup_threads, write_json
 
 from memlog.core.factfile import read_cases
+from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import ModelSpec
 from memlog.engine.config import EngineConfig
 from memlog.engine.open import init_memory, open_memory
@@ -29,7 +30,7 @@ from memlog.store.store import Store
 from memlog.experiments.knowledge_eval import baseline, known_filter, measure, sample_cases, summarise
 
 
-def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained", batch_size: int = 1, protect: str = "subject"):
+def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake: str = "unconstrained", batch_size: int = 1, protect: str = "subject", lam: float | None = None):
     """Create ``store`` (or continue one this script created: records whose fact it holds are
     skipped), inject ``cases`` one at a time (or ``batch_size`` per MEMIT solve, in their order)
     until ``until`` (HH:MM, UTC); the open memory and the run's timings."""
@@ -40,7 +41,8 @@ def inject_until(store: Path, cases, until: str, cap: int, max_cycles: int, wake
         cases = [c for c in cases if c.fact.fact_id not in mem.ledger.facts]
         log(f"continuing {store}: {len(mem.ledger.facts)} facts stored, {len(cases)} records to go")
     else:
-        mem = init_memory(store, ModelSpec(), engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake, protect_positions=protect))
+        memit = MemitConfig(lam=lam)  # lam None: a new store's default for the wake mode
+        mem = init_memory(store, ModelSpec(), memit=memit, engine=EngineConfig(cap=cap, max_cycles=max_cycles, wake=wake, protect_positions=protect))
     started, seconds = time.perf_counter(), []
     for first in range(0, len(cases), batch_size):
         if datetime.now(timezone.utc) >= stop:
@@ -89,6 +91,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="facts per MEMIT solve (with --inject-until; 1: one edit at a time)")
     parser.add_argument("--wake", default="unconstrained", choices=["unconstrained", "constrained"], help="the new store's wake mode (with --inject-until)")
     parser.add_argument("--protect", default="subject", help="the new store's protected positions (with --inject-until; e.g. subject+paraphrases)")
+    parser.add_argument("--lam", type=float, default=None, help="the new store's MEMIT λ (with --inject-until; default: a new store's for the wake mode; the runs in docs/RESULTS.md used 10)")
     parser.add_argument("--refresh-strategy", default=None, choices=["reinject", "correct"], help="sleep's refresh strategy (default: the store's)")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
     parser.add_argument("--no-head", action="store_true", help="skip the measurement at the head (taken before, e.g. by the run that wrote the store); measure after sleep only")
@@ -97,7 +100,7 @@ def main() -> None:
     sampled = sample_cases(read_cases(Path(args.file), skipped=[]), args.sample, args.seed)
     out: dict = {"file": args.file, "sample": args.sample, "seed": args.seed}
     if args.inject_until:
-        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake, args.batch_size, args.protect)
+        mem, timings = inject_until(Path(args.store), sampled, args.inject_until, max(50, 2 * args.sample), max(1, args.until_converged), args.wake, args.batch_size, args.protect, args.lam)
         out.update(timings)
     else:
         overrides = {"max_cycles": args.until_converged or None, "refresh_strategy": args.refresh_strategy, "batch_refresh": args.batch_refresh or None}
