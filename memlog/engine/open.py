@@ -92,9 +92,9 @@ def init_memory(
         raise UserError(f"--layers {format_layers(bad)} is out of range: this model has {n_layers} layers (0-{n_layers - 1})")
     engine = engine or EngineConfig()
     fp = cached_model_fingerprint(lm)
-    covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus_path, progress)
     if memit.lam is None:  # the header records the number, so the store keeps it whatever the default becomes
-        memit = replace(memit, lam=store_lam(int(covs[layers[0]].shape[0]), engine.constrained_in_place))
+        memit = replace(memit, lam=store_lam(lm.adapter.key_dim(lm.model, layers[0]), engine.constrained_in_place))
+    covs, n_samples, n_tokens, corpus_sha = _load_or_compute_covariances(lm, layers, memit, fp, corpus_path, progress)
     header = StoreCreated(
         model_id=spec.model,
         model_source=str(lm.source),
