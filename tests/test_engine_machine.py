@@ -193,7 +193,7 @@ class EngineMachine(RuleBasedStateMachine):
         for seq, e in self.seen:
             before_size, before_active = ledger.ledger_size(), len(ledger.active_facts())
             if isinstance(e, SleepStarted):
-                cap, pruning, prune_start = e.cap, False, None
+                cap, pruning = e.cap, False
             if isinstance(e, EditReverted) and e.reason == "degraded" and e.cycle is not None:
                 assert not pruning
                 if e.cycle is not None and self.config.refresh_mode == "copy":

@@ -23,7 +23,7 @@
 
 Facts that are not new (an update of an active fact's object, a duplicate, or a fact given
 twice in the input) close the current batch and go through the single-fact path, in input
-order. ``batch_size=1`` is the single-fact path for every fact, exactly as before batching
+order (``inject_one``). ``batch_size=1`` is the single-fact path for every fact, exactly as before batching
 (an audit after each inject, as the experiments expect).
 """
 
@@ -160,3 +160,48 @@ def plan(ledger, facts: list[Fact], batch_size: int):
         yield "single", [fact]
     if pending:
         yield "batch", pending
+
+
+def inject_one(mem, fact: Fact, audit: bool) -> InjectOutcome:
+    """The single-fact path: one fact, one committed unit (an update of an active fact's object
+    supersedes its edit; a released fact's edit is superseded too; a duplicate writes nothing)."""
+    start = time.perf_counter()
+    state = mem.ledger.facts.get(fact.fact_id)
+    if state is not None and state.active and state.fact.object == fact.object:
+        return InjectOutcome(fact.fact_id, state.edit_id, "duplicate", None, None, 0.0, mem.head_seq)
+    released = mem.ledger.released_entry(fact.fact_id)  # its edit is still in the weights: supersede it
+    with mem.unit():
+        if (state is not None and state.active) or released is not None:
+            entry = released or mem.ledger.entries[state.edit_id]
+            others = [e for e in mem.ledger.applied_entries() if e.edit_id != entry.edit_id]
+            mem.projector.project(others)  # the update is computed without the superseded object
+            edit_id, version, supersedes = entry.edit_id, entry.last_version + 1, entry.version
+        else:
+            edit_id, version, supersedes = mem.ledger.next_edit_id(), 1, None
+        before = mem.editor.neighbour_completions([n.prompt for n in fact.neighbours]) if fact.neighbours else None
+        edit_facts, options = wake_plan(mem, [fact])
+        result = mem.editor.edit(edit_facts, **options)
+        mem.emit(
+            FactInjected(
+                edit_id=edit_id,
+                version=version,
+                fact=record_of(fact, before),
+                deltas=mem.write_deltas(result),
+                v_loss=float(result.v_loss),
+                supersedes_version=supersedes,
+                seconds=time.perf_counter() - start,
+                settings=mem.solve_settings(),
+            ),
+            project=True,
+        )
+        guard_wake_budget(mem, [fact])
+        note_wake_room(mem, result, options)
+        recalled = None
+        if audit:
+            mem.record_audit("wake", None)
+            mark = mem.ledger.facts[fact.fact_id].last_audit
+            recalled = mark.recalled if mark else None
+    if recalled is None:
+        recalled = mem.editor.audit([fact])[0].recalled
+    status = "updated" if supersedes is not None and released is None else "injected"
+    return InjectOutcome(fact.fact_id, edit_id, status, recalled, float(result.v_loss), time.perf_counter() - start, mem.head_seq)

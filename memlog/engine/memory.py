@@ -24,21 +24,19 @@ from memlog.core.facts import Fact
 from memlog.engine.audit_measures import PROBED_PHASES, is_healthy, with_probes
 from memlog.engine.config import EngineConfig
 from memlog.engine.consolidate import DEFAULT_RTOL, ConsolidationReport, consolidate, revert_consolidation
-from memlog.engine.ingest import InjectOutcome, InjectReport, inject_batch, plan, stored_so_far
+from memlog.engine.ingest import InjectReport, inject_batch, inject_one, plan, stored_so_far
 from memlog.engine.status import status_of
 from memlog.engine.sleep import run_sleep
-from memlog.engine.room import note_wake_room
-from memlog.engine.wake import guard_wake_budget, wake_plan
 from memlog.errors import IntegrityError, UserError
 from memlog.progress import ProgressFn, no_progress
-from memlog.projections.facts import fact_of, record_of
+from memlog.projections.facts import fact_of
 from memlog.projections.ledger import Ledger
 from memlog.replay import timeline
 from memlog.replay.points import Point
 from memlog.replay.replay import replay_report
 from memlog.store.blobs import to_numpy
 from memlog.store.deltas import read_factors, write_layer_delta
-from memlog.store.events import EditReverted, Event, FactInjected, FactReleased, PerplexityMeasured, RecallAudited, SleepTriggered, StoreCreated, blob_refs
+from memlog.store.events import EditReverted, Event, FactReleased, PerplexityMeasured, RecallAudited, SleepTriggered, StoreCreated, blob_refs
 from memlog.store.records import AuditResult, LayerDelta
 from memlog.store.store import Store
 
@@ -227,7 +225,7 @@ class Memory:
                 if kind == "batch" and len(step) > 1:
                     outcomes = inject_batch(self, step, audit)
                 else:
-                    outcomes = [self._inject_one(step[0], audit)]
+                    outcomes = [inject_one(self, step[0], audit)]
                 report.facts.extend(outcomes)
                 if audit and self.ledger.last_audit is not None:
                     report.recall, report.degraded = self.ledger.last_audit.recall, self.ledger.last_audit.degraded
@@ -243,48 +241,6 @@ class Memory:
         progress("inject", len(facts), len(facts))
         report.seq = self.head_seq
         return report
-
-    def _inject_one(self, fact: Fact, audit: bool) -> InjectOutcome:
-        start = time.perf_counter()
-        state = self.ledger.facts.get(fact.fact_id)
-        if state is not None and state.active and state.fact.object == fact.object:
-            return InjectOutcome(fact.fact_id, state.edit_id, "duplicate", None, None, 0.0, self.head_seq)
-        released = self.ledger.released_entry(fact.fact_id)  # its edit is still in the weights: supersede it
-        with self.unit():
-            if (state is not None and state.active) or released is not None:
-                entry = released or self.ledger.entries[state.edit_id]
-                others = [e for e in self.ledger.applied_entries() if e.edit_id != entry.edit_id]
-                self.projector.project(others)  # the update is computed without the superseded object
-                edit_id, version, supersedes = entry.edit_id, entry.last_version + 1, entry.version
-            else:
-                edit_id, version, supersedes = self.ledger.next_edit_id(), 1, None
-            before = self.editor.neighbour_completions([n.prompt for n in fact.neighbours]) if fact.neighbours else None
-            edit_facts, options = wake_plan(self, [fact])
-            result = self.editor.edit(edit_facts, **options)
-            self.emit(
-                FactInjected(
-                    edit_id=edit_id,
-                    version=version,
-                    fact=record_of(fact, before),
-                    deltas=self.write_deltas(result),
-                    v_loss=float(result.v_loss),
-                    supersedes_version=supersedes,
-                    seconds=time.perf_counter() - start,
-                    settings=self.solve_settings(),
-                ),
-                project=True,
-            )
-            guard_wake_budget(self, [fact])
-            note_wake_room(self, result, options)
-            recalled = None
-            if audit:
-                self.record_audit("wake", None)
-                mark = self.ledger.facts[fact.fact_id].last_audit
-                recalled = mark.recalled if mark else None
-        if recalled is None:
-            recalled = self.editor.audit([fact])[0].recalled
-        status = "updated" if supersedes is not None and released is None else "injected"
-        return InjectOutcome(fact.fact_id, edit_id, status, recalled, float(result.v_loss), time.perf_counter() - start, self.head_seq)
 
     # -- audit ---------------------------------------------------------------------------------
 
