@@ -88,6 +88,9 @@ class EditResult:
     # per layer, the median over the edit's keys of the share of its residual a one-key solve writes
     # under the same constraint (``memlog.core.room``); protected edits only
     constraint_reach: dict[int, float] = field(default_factory=dict)
+    # v*'s targets z* (d_model × N, cpu float32): the residual at the last edit layer each fact's
+    # edit aims at; a joint re-solve from the base weights reuses them (memlog.engine.joint)
+    targets: torch.Tensor | None = None
 
 
 def prepare_covariances(covs: dict[int, torch.Tensor], device=None, norm_penalty: float = 0.0) -> dict[int, CovarianceFactor]:
@@ -233,6 +236,7 @@ def memit_edit(
         timings=timer.timings,
         constraint_rank=ranks,
         constraint_reach=reaches if protect is not None else {},
+        targets=targets.detach().float().cpu(),
     )
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from memlog.core.lowrank import factored_svd
+from memlog.engine.joint import joint_factors
 from memlog.errors import UserError
 from memlog.progress import ProgressFn, no_progress
 from memlog.projections.consolidation import stacked_columns
@@ -52,6 +53,8 @@ class ConsolidationReport:
     rtol: float
     max_output_change: float
     seconds: float
+    method: str = "svd"
+    lam: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +108,7 @@ def member_keys(mem, entries) -> dict[str, dict[int, np.ndarray]]:
     return {e.edit_id: {d.layer: read_factors(d, mem.store.blobs.get)[2] for d in e.current.deltas} for e in entries}
 
 
-def _check(mem, rtol: float) -> list:
+def _check(mem, rtol: float, method: str = "svd") -> list:
     if not (0.0 <= rtol < 1.0):
         raise UserError(f"--rtol must be in [0, 1), got {rtol}")
     entries = mem.ledger.applied_entries()
@@ -113,23 +116,32 @@ def _check(mem, rtol: float) -> list:
         raise UserError(f"nothing to consolidate: {len(entries)} applied edit(s); consolidation needs at least 2")
     live = {id(c) for e in entries if (c := e.consolidated_in()) is not None}
     whole = len(live) == 1 and all(e.consolidated_in() is not None for e in entries)
-    if whole and len(entries[0].consolidated_in().members) == len(entries):
+    if whole and len(entries[0].consolidated_in().members) == len(entries) and entries[0].consolidated_in().method == method:
         raise UserError(f"nothing to consolidate: the {len(entries)} applied edits are already consolidated in {entries[0].consolidated_in().consolidation_id}")
     return entries
 
 
-def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progress) -> ConsolidationReport:
-    """Consolidate every applied edit (see the module docstring); one committed unit of work."""
+def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progress, joint: bool = False, lam: float | None = None) -> ConsolidationReport:
+    """Consolidate every applied edit (see the module docstring); one committed unit of work.
+    ``joint``: the factors are the members' joint re-solve from the base weights at λ ``lam``
+    (None: the store's) instead of the SVD of their sum (``memlog.engine.joint``)."""
     mem.store.require_writable("consolidate")
-    entries = _check(mem, rtol)
+    entries = _check(mem, rtol, "joint" if joint else "svd")
     start = time.perf_counter()
     layers = list(mem.projector.layers)
     with mem.unit():
+        if joint:
+            progress("re-solve", 0, 1)
+            solved = joint_factors(mem, entries, lam)
+            progress("re-solve", 1, 1)
         cid = mem.ledger.next_consolidation_id()
         written, columns, ranks = [], [], []
         for i, layer in enumerate(layers):
             progress("consolidate", i, len(layers))
-            us, vs = layer_factors(mem, entries, layer)
+            if joint:
+                us, vs = ([solved[layer][0]], [solved[layer][1]]) if layer in solved else ([], [])
+            else:
+                us, vs = layer_factors(mem, entries, layer)
             if not us:
                 continue
             a, b, _ = truncated_factors(us, vs, rtol)
@@ -146,6 +158,8 @@ def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progr
             columns=columns,
             rank=ranks,
             max_output_change=0.0,
+            method="joint" if joint else "svd",
+            lam=(mem.editor.config.solve_lam if lam is None else float(lam)) if joint else None,
         )
         trial = Ledger.fold([(item.seq, item.event) for item in mem.logged] + [(mem.head_seq + 1, event)])
         after = {layer: mem.projector.layer_sum(layer, trial.applied_entries()) for layer in layers}
@@ -153,7 +167,7 @@ def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progr
         worst = max(changes.values(), default=0.0)
         seconds = time.perf_counter() - start
         mem.emit(msgspec.structs.replace(event, max_output_change=worst, seconds=seconds), project=True)
-    return ConsolidationReport(cid, mem.head_seq, len(entries), columns, ranks, float(rtol), worst, seconds)
+    return ConsolidationReport(cid, mem.head_seq, len(entries), columns, ranks, float(rtol), worst, seconds, event.method, event.lam)
 
 
 def revert_consolidation(mem, consolidation_id: str | None = None) -> dict:

@@ -8,14 +8,14 @@ loaded model. Tests substitute a fast fake with the same methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
 
 from memlog.core.facts import Fact
 from memlog.core.keys import KeyReader, bare_prompt_batch, compute_keys
-from memlog.core.memit import EditResult, Protection, memit_edit
+from memlog.core.memit import EditResult, LayerFactors, Protection, memit_edit, solve_layers
 from memlog.core.memit_hparams import MemitConfig
 from memlog.core.model import LoadedModel
 from memlog.core.perplexity import perplexity
@@ -61,6 +61,13 @@ class MemitEditor:
     def edit(self, facts: list[Fact], constraint_keys: dict[int, torch.Tensor] | None = None, protect: Protection | None = None) -> EditResult:
         """One MEMIT solve for ``facts`` (any number); ``protect`` holds other facts' audit keys fixed."""
         return memit_edit(self.lm, facts, self.config, self.covariances, constraint_keys=constraint_keys, protect=protect)
+
+    def solve_targets(self, facts: list[Fact], targets: torch.Tensor, lam: float | None = None) -> dict[int, LayerFactors]:
+        """MEMIT's layer solves for given v* ``targets`` (d_model × N), unconstrained, on the
+        current weights (which are left as they were); ``lam`` overrides the config's λ."""
+        config = self.config if lam is None else replace(self.config, lam=lam)
+        deltas, _ = solve_layers(self.lm, facts, config, self.covariances, targets)
+        return deltas
 
     def key_room(self, facts: list[Fact], positions: str = "subject", energy: float = 1.0, probe_facts: tuple[int, ...] = ()) -> KeyRoom:
         """``facts``' audit keys (at ``positions``, ``energy`` of them held) on the current weights,

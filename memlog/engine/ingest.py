@@ -36,7 +36,7 @@ from memlog.core.facts import Fact
 from memlog.engine.room import note_wake_room
 from memlog.engine.wake import columns_by_fact, guard_wake_budget, wake_plan
 from memlog.projections.facts import record_of
-from memlog.store.deltas import write_layer_delta
+from memlog.store.deltas import write_layer_delta, write_target
 from memlog.store.events import FactInjected
 from memlog.store.records import LayerDelta
 
@@ -113,6 +113,7 @@ def inject_batch(mem, facts: list[Fact], audit: bool) -> list[InjectOutcome]:
                 v_loss=float(losses[i]),
                 seconds=share,
                 settings=settings,
+                target=write_target(mem.store.blobs, getattr(result, "targets", None), i),
             )
             mem.emit(event, project=i == len(facts) - 1)
         guard_wake_budget(mem, facts)
@@ -191,6 +192,7 @@ def inject_one(mem, fact: Fact, audit: bool) -> InjectOutcome:
                 supersedes_version=supersedes,
                 seconds=time.perf_counter() - start,
                 settings=mem.solve_settings(),
+                target=write_target(mem.store.blobs, getattr(result, "targets", None), 0),
             ),
             project=True,
         )

@@ -300,11 +300,12 @@ class Memory:
             self.emit(FactReleased(edit_id=edit_id, version=entry.version, reason=reason, cycle=None))
         return self.head_seq
 
-    def consolidate(self, rtol: float | None = None, progress: ProgressFn = no_progress) -> ConsolidationReport:
-        """Project the applied edits through one truncated-SVD factor pair per layer (``memlog.engine.consolidate``);
-        ``rtol`` None: ``DEFAULT_RTOL``."""
+    def consolidate(self, rtol: float | None = None, progress: ProgressFn = no_progress, joint: bool = False, lam: float | None = None) -> ConsolidationReport:
+        """Project the applied edits through one factor pair per layer (``memlog.engine.consolidate``):
+        their truncated SVD, or with ``joint`` their re-solve from the base weights at λ ``lam``
+        (None: the store's; ``memlog.engine.joint``). ``rtol`` None: ``DEFAULT_RTOL``."""
         with pinned(None):
-            return consolidate(self, DEFAULT_RTOL if rtol is None else rtol, progress)
+            return consolidate(self, DEFAULT_RTOL if rtol is None else rtol, progress, joint=joint, lam=lam)
 
     def revert_consolidation(self, consolidation_id: str | None = None) -> dict:
         """Give a consolidation's members back their own factors in the projection (bit-exact)."""

@@ -53,6 +53,7 @@ from memlog.engine.ingest import column_deltas
 from memlog.engine.wake import protection_of
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
+from memlog.store.deltas import write_target
 from memlog.store.events import EditRefreshed, EditReverted, RefreshRolledBack
 
 
@@ -160,6 +161,7 @@ def _refresh_once(
             seconds=share,
             strategy=config.refresh_strategy,
             settings=settings,
+            target=write_target(mem.store.blobs, getattr(result, "targets", None), i),
         )
         mem.emit(event, project=i == len(pairs) - 1)
     if not correct:

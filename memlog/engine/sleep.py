@@ -68,6 +68,7 @@ from memlog.engine.room import ROOM_RESERVE, budget_excess, budget_victims, reco
 from memlog.engine.wake import protection_of
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of, record_of
+from memlog.store.deltas import write_target
 from memlog.store.events import (
     EditPruned,
     EditRefreshed,
@@ -248,6 +249,7 @@ def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
                     seconds=float(getattr(result, "seconds", 0.0)),
                     strategy=config.refresh_strategy,
                     settings=mem.solve_settings(config, refresh=True),
+                    target=write_target(mem.store.blobs, getattr(result, "targets", None), 0),
                 ),
                 project=True,
             )

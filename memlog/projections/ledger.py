@@ -55,7 +55,7 @@ from memlog.store.events import (
     SleepEnded,
     SleepStarted,
 )
-from memlog.store.records import FactRecord, LayerDelta
+from memlog.store.records import BlobRef, FactRecord, LayerDelta
 
 
 @dataclass
@@ -65,6 +65,7 @@ class EditVersion:
     fact: FactRecord
     seq: int
     scale: float = 1.0
+    target: BlobRef | None = None  # v*'s z* for the fact (absent in older logs)
 
 
 @dataclass(eq=False)
@@ -78,6 +79,7 @@ class Consolidation:
     members: dict[str, EditVersion]
     previous: dict[str, "Consolidation | None"]
     active: bool = True
+    method: str = "svd"  # or "joint" (``Consolidated.method``)
 
 
 @dataclass
@@ -238,7 +240,7 @@ class Ledger:
         return entry
 
     def _on_FactInjected(self, seq: int, e: FactInjected) -> None:
-        version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale)
+        version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale, e.target)
         if e.supersedes_version is None:
             self._new_entry(seq, e.edit_id, e.fact, version, None)
         else:
@@ -268,7 +270,7 @@ class Ledger:
         entry.held = e.cycle is None and e.reason != "degraded"
 
     def _on_EditRefreshed(self, seq: int, e: EditRefreshed) -> None:
-        version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale)
+        version = EditVersion(e.version, list(e.deltas), e.fact, seq, e.scale, e.target)
         if e.mode == "copy" and e.copy_of is not None:
             self._new_entry(seq, e.edit_id, e.fact, version, e.copy_of)
         else:
@@ -350,7 +352,7 @@ class Ledger:
                 raise LedgerError(f"consolidation at seq {seq} names {ref.edit_id} v{ref.version}, which is not applied")
             members[ref.edit_id] = entry.current
             previous[ref.edit_id] = entry.consolidation
-        consolidation = Consolidation(e.consolidation_id, seq, list(e.layers), members, previous)
+        consolidation = Consolidation(e.consolidation_id, seq, list(e.layers), members, previous, method=e.method)
         for edit_id in members:
             self.entries[edit_id].consolidation = consolidation
         self.consolidations[e.consolidation_id] = consolidation

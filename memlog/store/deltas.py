@@ -58,6 +58,13 @@ def read_uv(delta: LayerDelta, load: BlobLoader) -> tuple[np.ndarray, np.ndarray
     return load(delta.u), load(delta.v)
 
 
+def write_target(blobs, targets: Any, column: int) -> BlobRef | None:
+    """Store column ``column`` of v*'s targets (d_model × N) as a float32 vector; None without targets."""
+    if targets is None:
+        return None
+    return blobs.put(np.ascontiguousarray(to_numpy(targets)[:, column], dtype=np.float32))
+
+
 def write_consolidated_layer(blobs, layer: int, a: Any, b: Any) -> ConsolidatedLayer:
     """Store a consolidation's factors at one layer as one blob [A; B] (float32)."""
     a, b = (to_numpy(x).astype(np.float32, copy=False) for x in (a, b))

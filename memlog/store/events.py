@@ -69,6 +69,9 @@ class FactInjected(Event, tag="FactInjected"):
     # energy, MEMIT's norm penalty and v* stop), so a session's overrides are on the record;
     # absent in logs written before it existed
     settings: dict | None = None
+    # v*'s target z* for the fact (d_model float32 at the last edit layer): what a joint re-solve
+    # from the base weights writes again (``memlog.engine.joint``); absent in older logs
+    target: BlobRef | None = None
 
 
 class RecallAudited(Event, tag="RecallAudited"):
@@ -125,6 +128,7 @@ class EditRefreshed(Event, tag="EditRefreshed"):
     # ``correct`` strategy those still hold the fact's edit, so it tracks the fact's progress from
     # refresh to refresh); absent in older logs
     v_loss_before: float | None = None
+    target: BlobRef | None = None  # as FactInjected.target
 
 
 class RefreshRolledBack(Event, tag="RefreshRolledBack"):
@@ -271,7 +275,8 @@ class ConsolidationMember(msgspec.Struct, frozen=True):
 
 class Consolidated(Event, tag="Consolidated"):
     """The applied edits ``members`` are projected through one low-rank factor pair per layer
-    (a truncated SVD of their summed factors) instead of their own factors, which stay stored.
+    instead of their own factors, which stay stored: a truncated SVD of their summed factors
+    (``method`` "svd"), or their joint re-solve from the base weights (``method`` "joint").
 
     ``rtol``: singular values below ``rtol`` × the largest were dropped; ``columns``: the
     members' stacked factor columns per layer, ``rank``: the kept rank per layer (both in the
@@ -288,6 +293,11 @@ class Consolidated(Event, tag="Consolidated"):
     max_output_change: float
     seconds: float = 0.0
     weights_sha256: str = ""  # hash of the projected edit-layer weights right after this event
+    # "svd": the truncated SVD of the members' summed factors; "joint": one MEMIT solve of all the
+    # members from the base weights with their stored v* targets, at λ ``lam``
+    # (``memlog.engine.joint``). Absent in older logs: "svd"
+    method: str = "svd"
+    lam: float | None = None
 
 
 class ConsolidationReverted(Event, tag="ConsolidationReverted"):
@@ -372,6 +382,8 @@ def blob_refs(event: Event) -> list[BlobRef]:
     if isinstance(event, (FactInjected, EditRefreshed)):
         for d in event.deltas:
             refs.extend(ref for _, ref in d.refs())
+        if event.target is not None:
+            refs.append(event.target)
     elif isinstance(event, CovarianceComputed):
         refs.append(event.cov)
     elif isinstance(event, Consolidated):

@@ -282,6 +282,9 @@ def _blob_problems(events: list[tuple[int, Event]], blobs: BlobStore) -> list[st
                         problems.append(
                             f"edit {event.edit_id} v{event.version} layer {delta.layer}: {problem} [{factor}, seq {seq}]"
                         )
+            problem = check(event.target) if event.target is not None else None
+            if problem:
+                problems.append(f"edit {event.edit_id} v{event.version} target: {problem} [seq {seq}]")
         elif isinstance(event, CovarianceComputed):
             problem = check(event.cov)
             if problem:
