@@ -206,11 +206,14 @@ def capacity(
     batch_size: int = typer.Option(1, "--batch-size", help="Facts per MEMIT solve within a wave (1: one at a time)."),
     refresh_strategy: str = RefreshStrategyOpt,
     sleep: bool = typer.Option(True, "--sleep/--no-sleep", help="Sleep until converged after each wave (default), or only audit and read perplexity and the room (the wake-only curve)."),
+    joint: bool = typer.Option(False, "--joint", help="Before each sleep, re-solve every applied edit jointly from the base weights (memlog consolidate --joint)."),
 ):
     """Capacity: waves of mixed-relation facts, sleep after each; recall, PPL, null-space room and delta norm per wave."""
     from memlog.experiments.runner import capacity_experiment, capacity_plot  # loads torch: only when an experiment runs
 
-    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size, sleep=sleep)
+    if joint and not sleep:
+        raise UserError("--joint re-solves before each sleep; it does not go with --no-sleep")
+    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size, sleep=sleep, joint=joint)
     if plot is not None:
         capacity_plot({data["engine"].get("wake", "unconstrained"): data}, plot)
     return data

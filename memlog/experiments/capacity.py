@@ -8,6 +8,11 @@ sleep, and, per edit layer, the null-space rank left and ‖W − W_base‖_F / 
 the latest ``ConstraintRoom`` (measured in each sleep cycle). ``plot_capacity`` draws recall
 and perplexity against the number of facts stored.
 
+With ``joint=True`` each wave is audited and perplexity read once it is injected, then every
+applied edit is re-solved jointly from the base weights (``memlog consolidate --joint``,
+``memlog.engine.joint``) before the sleep; the row's ``recall_after_joint`` and
+``ppl_after_joint`` are the sleep's first readings.
+
 With ``sleep=False`` (the wake-only curve) no sleep runs: after each wave one audit and one
 perplexity reading are logged (phase ``wake``), the room is measured as a sleep would measure
 it (``memlog.engine.room.room_now``, not logged), and the row's after-sleep fields are None.
@@ -27,7 +32,7 @@ from memlog.core.facts import Fact
 from memlog.engine.room import delta_norms, room_now
 from memlog.experiments.wake import base_ppl
 from memlog.progress import ProgressFn, no_progress
-from memlog.store.events import ConstraintRoom, PerplexityMeasured
+from memlog.store.events import ConstraintRoom, PerplexityMeasured, RecallAudited
 
 
 @dataclass
@@ -52,6 +57,9 @@ class CapacityRow:
     reach: list[float] | None  # per edit layer, a new fact's median reach (memlog.engine.room)
     inject_seconds: float
     sleep_seconds: float  # without sleep: the wave-end audit, perplexity and room reading
+    recall_after_joint: float | None = None  # with ``joint``: after the re-solve, before the sleep
+    ppl_after_joint: float | None = None
+    joint_seconds: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,14 +69,29 @@ def latest_room(mem) -> ConstraintRoom | None:
     return next((e for e in reversed(mem.events()) if isinstance(e, ConstraintRoom)), None)
 
 
-def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn, batch_size: int = 1, sleep: bool = True) -> CapacityRow:
-    """Inject one wave without audits (``batch_size`` facts per MEMIT solve), then sleep until
-    converged (``sleep``; else audit only); the wave's row."""
+def wave_reading(mem) -> tuple[RecallAudited, float]:
+    """One logged audit and perplexity reading (phase ``wake``): (the audit, the perplexity)."""
+    with mem.unit():
+        audit = mem.record_audit("wake", None)
+        ppl = float(mem.editor.perplexity())
+        mem.emit(PerplexityMeasured(ppl=ppl, phase="wake"))
+    return audit, ppl
+
+
+def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: ProgressFn, batch_size: int = 1, sleep: bool = True, joint: bool = False) -> CapacityRow:
+    """Inject one wave without audits (``batch_size`` facts per MEMIT solve), then (``joint``)
+    re-solve every applied edit jointly, then sleep until converged (``sleep``; else audit
+    only); the wave's row."""
     start = time.perf_counter()
     mem.inject(facts, audit=False, progress=progress, batch_size=batch_size)
     injected = time.perf_counter()
     if not sleep:
         return wake_only_row(mem, number, injected - start)
+    wave_audit = wave_ppl = None
+    if joint:
+        wave_audit, wave_ppl = wave_reading(mem)
+        mem.consolidate(joint=True, progress=progress)
+    resolved = time.perf_counter()
     report = mem.sleep(until_converged=True, max_cycles=max_cycles, progress=progress)
     cycles = report.cycles
     first, last = cycles[0], cycles[-1]
@@ -76,8 +99,11 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
     return _row(
         mem,
         number,
-        recall_after_wave=first.recall_before,
-        degraded_after_wave=first.degraded_before,
+        recall_after_wave=wave_audit.recall if joint else first.recall_before,
+        degraded_after_wave=wave_audit.degraded if joint else first.degraded_before,
+        recall_after_joint=first.recall_before if joint else None,
+        ppl_after_joint=first.ppl_before if joint else None,
+        joint_seconds=resolved - injected if joint else None,
         recall_after_sleep=last.recall,
         degraded_after_sleep=last.degraded,
         cycles=len(cycles),
@@ -86,13 +112,13 @@ def run_wave(mem, number: int, facts: list[Fact], max_cycles: int, progress: Pro
         pruned=sum(c.pruned for c in cycles),
         released=sum(c.released for c in cycles),
         failed=sum(len(c.failed) for c in cycles),
-        ppl_after_wave=first.ppl_before,
+        ppl_after_wave=wave_ppl if joint else first.ppl_before,
         ppl_after_sleep=last.ppl_after,
         rank_left=list(room.rank_left) if room else [],
         delta_norm=list(room.delta_norm) if room else [],
         reach=list(room.reach) if room and room.reach is not None else None,
         inject_seconds=injected - start,
-        sleep_seconds=time.perf_counter() - injected,
+        sleep_seconds=time.perf_counter() - resolved,
     )
 
 
@@ -104,10 +130,7 @@ def wake_only_row(mem, number: int, inject_seconds: float) -> CapacityRow:
     """The row of a wave that no sleep follows: one audit and one perplexity reading (logged,
     phase ``wake``) and the room as sleep would measure it."""
     start = time.perf_counter()
-    with mem.unit():
-        audit = mem.record_audit("wake", None)
-        ppl = float(mem.editor.perplexity())
-        mem.emit(PerplexityMeasured(ppl=ppl, phase="wake"))
+    audit, ppl = wave_reading(mem)
     room = room_now(mem)
     norms = delta_norms(mem)
     layers = sorted(room.rank_left) if room else []
@@ -134,14 +157,14 @@ def wake_only_row(mem, number: int, inject_seconds: float) -> CapacityRow:
     )
 
 
-def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None, batch_size: int = 1, sleep: bool = True) -> dict:
+def run_capacity(mem, facts: list[Fact], wave: int, max_cycles: int = 10, progress: ProgressFn = no_progress, on_row=None, batch_size: int = 1, sleep: bool = True, joint: bool = False) -> dict:
     """Every wave's row, and the base perplexity; ``on_row(row)`` is called after each wave;
     ``sleep`` False: the wake-only curve (``wake_only_row``)."""
     rows: list[CapacityRow] = []
     waves = [facts[i : i + wave] for i in range(0, len(facts), wave)]
     for number, chunk in enumerate(waves, start=1):
         progress("waves", number - 1, len(waves))
-        rows.append(run_wave(mem, number, chunk, max_cycles, progress, batch_size, sleep))
+        rows.append(run_wave(mem, number, chunk, max_cycles, progress, batch_size, sleep, joint))
         if on_row is not None:
             on_row(rows[-1])
     progress("waves", len(waves), len(waves))

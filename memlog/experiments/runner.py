@@ -123,9 +123,11 @@ def capacity_experiment(
     on_row=None,
     batch_size: int = 1,
     sleep: bool = True,
+    joint: bool = False,
 ) -> dict:
     """Waves of ``wave`` mixed-relation pool facts (``batch_size`` per MEMIT solve), a sleep until
-    converged after each (``experiments.capacity``; ``sleep`` False: an audit only)."""
+    converged after each (``experiments.capacity``; ``sleep`` False: an audit only; ``joint``: a
+    joint re-solve of every applied edit before each sleep)."""
     if wave < 1:
         raise UserError(f"--wave must be at least 1, got {wave}")
     if n_facts < 1:
@@ -134,11 +136,11 @@ def capacity_experiment(
     start = time.perf_counter()
     mem, settings = create_memory(store_dir, setup, lm=lm, memit=memit, progress=progress)
     try:
-        result = run_capacity(mem, facts, wave, max_cycles=setup.max_cycles, progress=progress, on_row=on_row, batch_size=batch_size, sleep=sleep)
+        result = run_capacity(mem, facts, wave, max_cycles=setup.max_cycles, progress=progress, on_row=on_row, batch_size=batch_size, sleep=sleep, joint=joint)
         doc = describe(mem, "capacity", setup, settings, time.perf_counter() - start)
     finally:
         mem.close()
-    return {**doc, "facts": n_facts, "names": names, "batch_size": batch_size, "sleep": sleep, **result}
+    return {**doc, "facts": n_facts, "names": names, "batch_size": batch_size, "sleep": sleep, "joint": joint, **result}
 
 
 def capacity_plot(docs: dict[str, dict], path: Path) -> Path:
