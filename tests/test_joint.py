@@ -6,7 +6,8 @@ Llama with real MEMIT.
   weights with those targets (to float32 rounding of the stored factor pair);
 - it replays bit for bit, and its revert gives back the weights before it bit for bit;
 - facts sharing a subject's key share the latest-written target;
-- a store whose edits have no target, a bad λ and a copy-mode scale are refused, nothing written.
+- it stands for its members while any is present (a member that left is subtracted);
+- a store whose edits have no target and a bad λ are refused, nothing written.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from memlog.engine.config import EngineConfig
 from memlog.engine.joint import group_targets
 from memlog.engine.open import init_memory, open_memory
 from memlog.errors import UserError
+from memlog.projections.consolidation import projection_terms
 from memlog.projections.facts import record_of
 from memlog.store.events import Consolidated, FactInjected
 from tests.conftest import make_tiny_llama
@@ -138,3 +140,27 @@ def test_refusals_write_nothing(tmp_path, embedded_tokenizer, monkeypatch):
         assert len(mem.logged) == n and _weights(lm) == live
     finally:
         mem.close()
+
+
+def test_a_joint_re_solve_stands_while_any_member_is_present(tmp_path, embedded_tokenizer, monkeypatch):
+    """With most members reverted an SVD consolidation gives way to its members' own factors; a
+    joint one stays, minus the reverted members' factors, and a replay agrees bit for bit."""
+    mem, lm = _init(tmp_path, embedded_tokenizer, monkeypatch)
+    try:
+        mem.inject(fact_pool(4, seed=9), batch_size=4)
+        report = mem.consolidate(joint=True)
+        for entry in list(mem.ledger.applied_entries())[:3]:
+            mem.revert(entry.edit_id)
+        terms = projection_terms(mem.ledger.applied_entries())
+        assert terms[0].coef == 1.0 and len(terms) == 4  # the joint pair, then the three reverted members subtracted
+        assert all(t.coef == -1.0 for t in terms[1:])
+        live = _weights(lm)
+        assert report.consolidation_id == mem.ledger.applied_entries()[0].consolidated_in().consolidation_id
+    finally:
+        mem.close()
+    again = _tiny(embedded_tokenizer)
+    ro = open_memory(tmp_path / "s", lm=again, writable=False)
+    try:
+        assert _weights(again) == live
+    finally:
+        ro.close()

@@ -15,7 +15,9 @@ own factors stay stored, so any projection can still be written exactly in terms
 When ``len(present) >= len(missing)`` (and present is not empty) the terms are the
 consolidation's factors with coefficient 1, followed by each missing member's stored factors
 with coefficient ``-s_m`` (the consolidated sum minus what is no longer in it); otherwise the
-present members are summed one by one, as if there were no consolidation. A refreshed or
+present members are summed one by one, as if there were no consolidation. A joint re-solve
+(``method`` "joint", ``memlog.engine.joint``) is not a sum of its members' factors, so summing
+them would put back weights it replaced: it stands for its members while any is present. A refreshed or
 updated member's new version is never a member: it is always its own term. The choice only
 depends on the ledger and ``entries``, so the same ledger always gives the same terms, in the
 same order, and hence bit-identical weights; once a consolidation is reverted no entry points
@@ -49,7 +51,7 @@ def _used(entries: Sequence[LedgerEntry]) -> dict[int, tuple[Consolidation, set[
         c = entry.consolidated_in()
         if c is not None:
             present.setdefault(id(c), (c, set()))[1].add(entry.edit_id)
-    return {key: (c, ids) for key, (c, ids) in present.items() if len(ids) >= len(c.members) - len(ids)}
+    return {key: (c, ids) for key, (c, ids) in present.items() if c.method == "joint" or len(ids) >= len(c.members) - len(ids)}
 
 
 def projection_terms(entries: Sequence[LedgerEntry]) -> list[Term]:
