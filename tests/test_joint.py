@@ -164,3 +164,23 @@ def test_a_joint_re_solve_stands_while_any_member_is_present(tmp_path, embedded_
         assert _weights(again) == live
     finally:
         ro.close()
+
+
+def test_sleep_starts_with_a_joint_re_solve_when_one_is_due(tmp_path, embedded_tokenizer, monkeypatch):
+    mem, lm = _init(tmp_path, embedded_tokenizer, monkeypatch, wake="constrained", refresh_strategy="correct")
+    try:
+        mem.inject(fact_pool(3, seed=11), batch_size=3)
+        first = mem.sleep(cycles=1, joint_before_sleep=True)
+        kinds = [type(item.event).__name__ for item in mem.logged]
+        joint_at = kinds.index("Consolidated")
+        assert first.resolved is not None and "SleepStarted" not in kinds[:joint_at] and "SleepStarted" in kinds[joint_at:]
+        assert mem.logged[joint_at].event.method == "joint" and len(mem.logged[joint_at].event.members) == 3
+        refreshed = any(kind == "EditRefreshed" for kind in kinds[joint_at:])
+        second = mem.sleep(cycles=1, joint_before_sleep=True)
+        # due again only when an edit left the joint re-solve or a new one came
+        assert (second.resolved is not None) == refreshed
+        assert mem.sleep(cycles=1).resolved is None  # off by default
+        mem.inject(fact_pool(4, seed=11)[3:])
+        assert mem.sleep(cycles=1, joint_before_sleep=True).resolved is not None
+    finally:
+        mem.close()

@@ -32,6 +32,7 @@ def sleep(
     ),
     batch_refresh: bool = typer.Option(None, "--batch-refresh/--no-batch-refresh", help="Refresh a cycle's degraded facts in one constrained solve (in-place); default: the store's setting (off)."),
     consolidate_above: int = typer.Option(None, "--consolidate-above", min=1, help="After the cycles, consolidate the applied edits when the projection stacks more than N factor columns at a layer."),
+    joint: bool = typer.Option(None, "--joint/--no-joint", help="Start with a joint re-solve of every applied edit from the base weights (memlog consolidate --joint); default: the store's setting (off)."),
     revert_check: bool = typer.Option(
         None, "--revert-check/--no-revert-check", help="Also refresh healthy facts that the cycle's reverts alone break (in-place reinject); default: the store's setting (off)."
     ),
@@ -53,7 +54,7 @@ def sleep(
         MemitConfig(lam=lam)  # a bad λ fails before the model loads
     with open_rw(
         store, device, memit_overrides={"lam": lam}, refresh_mode=refresh_mode, refresh_strategy=refresh_strategy, cap=cap, max_cycles=max_cycles,
-        degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, revert_check=revert_check,
+        degraded_by=degraded_by, batch_refresh=batch_refresh, consolidate_above=consolidate_above, joint_before_sleep=joint, revert_check=revert_check,
         protect_positions=protect, protect_energy=protect_energy, ppl_budget=ppl_budget,
     ) as mem:
         with progress_bars(True) as progress:
@@ -61,6 +62,8 @@ def sleep(
     data = report.to_dict()
 
     def render(c, d):
+        if d.get("resolved"):
+            c.print(f"re-solved the applied edits jointly as {d['resolved']}")
         render_cycles(c, d["cycles"])
         c.print("converged" if d["converged"] else "not converged", f"(head seq {d['seq']})")
         if d.get("consolidated"):

@@ -109,6 +109,9 @@ class EngineConfig:
     # after a sleep, consolidate the applied edits (memlog.engine.consolidate) when the projection
     # concatenates more factor columns than this at some edit layer (None: never)
     consolidate_above: int | None = None
+    # before a sleep's first cycle, re-solve every applied edit jointly from the base weights with
+    # its stored v* target (memlog.engine.joint), unless they already stand in one such re-solve
+    joint_before_sleep: bool = False
     # the audit-prompt positions constrained solves hold fixed for each protected fact (wake and
     # sleep's refreshes): "subject" (one key per fact) or "object" (also the object's positions),
     # either with "+paraphrases" (the same positions in the fact's paraphrases as well). None:

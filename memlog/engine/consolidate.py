@@ -97,6 +97,17 @@ def output_changes(before: dict[int, torch.Tensor], after: dict[int, torch.Tenso
     return out
 
 
+def joint_due(mem) -> bool:
+    """Whether a joint re-solve would change anything: at least two applied edits, and not all
+    of them standing in one joint re-solve already."""
+    entries = mem.ledger.applied_entries()
+    if len(entries) < 2:
+        return False
+    standing = {e.consolidated_in() for e in entries}
+    only = next(iter(standing)) if len(standing) == 1 else None
+    return not (only is not None and only.method == "joint" and len(only.members) == len(entries))
+
+
 def projection_width(mem) -> int:
     """The most factor columns the head's projection concatenates at one edit layer."""
     entries = mem.ledger.applied_entries()

@@ -46,9 +46,10 @@ constrained solve (``memlog.engine.refresh_batch``), halving a batch a perplexit
 back; what that cannot do goes one by one. The cycle's ``reverted`` and ``rolled_back`` count
 facts, not attempts.
 
-``consolidate_above`` N: after the last cycle, when the projection concatenates more than N
-factor columns at some edit layer, the applied edits are consolidated (``memlog.engine.consolidate``,
-its own unit of work).
+``joint_before_sleep``: before the first cycle, every applied edit is re-solved jointly from the
+base weights (``memlog.engine.joint``); ``consolidate_above`` N: after the last cycle, the applied
+edits are consolidated when the projection concatenates more than N factor columns at a layer
+(``memlog.engine.consolidate``; each its own unit of work).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from functools import partial
 from memlog.engine.audit_measures import is_healthy
 from memlog.engine.config import COPY_MODE_CAP, EngineConfig, finite_or_none, finite_reading
 from memlog.engine import revert_check
-from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, projection_width
+from memlog.engine.consolidate import DEFAULT_RTOL, consolidate, joint_due, projection_width
 from memlog.engine.constraints import solve_refresh
 from memlog.engine.refresh_batch import BatchRefresh, applies, refresh_together
 from memlog.engine.stale import hold_back_stale, last_healthy
@@ -126,15 +127,17 @@ class SleepReport:
     converged: bool
     seq: int
     consolidated: str | None = None  # the consolidation the sleep ended with (``consolidate_above``)
+    resolved: str | None = None  # the joint re-solve the sleep started with (``joint_before_sleep``)
 
     def to_dict(self) -> dict:
-        return {"cycles": [c.to_dict() for c in self.cycles], "converged": self.converged, "seq": self.seq, "consolidated": self.consolidated}
+        return {"cycles": [c.to_dict() for c in self.cycles], "converged": self.converged, "seq": self.seq, "consolidated": self.consolidated, "resolved": self.resolved}
 
 
 def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bool, progress) -> SleepReport:
     if cycles is not None and cycles < 1:
         raise UserError(f"--cycles must be at least 1, got {cycles}")
     limit = cycles if cycles is not None else (config.max_cycles if until_converged else 1)
+    resolved = consolidate(mem, DEFAULT_RTOL, progress, joint=True).consolidation_id if config.joint_before_sleep and joint_due(mem) else None
     reports: list[CycleReport] = []
     clean_streak = 0
     converged = False
@@ -148,10 +151,9 @@ def run_sleep(mem, config: EngineConfig, cycles: int | None, until_converged: bo
             if until_converged:
                 break
     progress("sleep", limit, limit)
-    consolidated = None
-    if config.consolidate_above is not None and len(mem.ledger.applied_entries()) > 1 and projection_width(mem) > config.consolidate_above:
-        consolidated = consolidate(mem, DEFAULT_RTOL, progress).consolidation_id
-    return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq, consolidated=consolidated)
+    wide = config.consolidate_above is not None and len(mem.ledger.applied_entries()) > 1 and projection_width(mem) > config.consolidate_above
+    consolidated = consolidate(mem, DEFAULT_RTOL, progress).consolidation_id if wide else None
+    return SleepReport(cycles=reports, converged=converged, seq=mem.head_seq, consolidated=consolidated, resolved=resolved)
 
 
 def run_cycle(mem, config: EngineConfig, progress) -> CycleReport:
