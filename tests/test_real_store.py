@@ -157,3 +157,27 @@ def test_consolidation_keeps_recall_and_reverts_exactly(populated_store, tmp_pat
     assert code == 0, err
     code, back, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
     assert back["weights_sha256"] == live_sha and back["weights_match"] is True
+
+
+def test_joint_re_solve_keeps_recall_and_reverts_exactly(populated_store, tmp_path, capsys):
+    """``memlog consolidate --joint`` on the embedded model: the four applied facts re-solved as one
+    MEMIT batch from the base weights with their stored targets keep every recall the sequential
+    edits had, replay exactly, and the revert gives back the same bits."""
+    path, live_sha, _, head = populated_store
+    copy = tmp_path / "store"
+    shutil.copytree(path, copy)
+    code, before, err = run(capsys, "audit", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    code, data, err = run(capsys, "consolidate", "--joint", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    assert data["method"] == "joint" and data["members"] == 4 and data["lam"] == 3072.0  # the constrained store's λ
+    code, after, err = run(capsys, "audit", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    was = {r["fact_id"] for r in before["facts"] if r["recalled"]}
+    assert was and was <= {r["fact_id"] for r in after["facts"] if r["recalled"]}
+    code, now, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
+    assert now["weights_match"] is True and now["weights_sha256"] != live_sha
+    code, _, err = run(capsys, "consolidate", "--revert", "--store", str(copy), "--format", "json")
+    assert code == 0, err
+    code, back, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
+    assert back["weights_sha256"] == live_sha and back["weights_match"] is True
