@@ -43,6 +43,7 @@ class FakeEditResult:
     v_loss: float
     seconds: float = 0.0
     v_losses_before: list | None = None
+    targets: torch.Tensor | None = None  # v*'s targets (d_out × N here), stored per fact by the engine
 
 
 @dataclass
@@ -93,7 +94,21 @@ class FakeEditor:
             for layer in self.layers
         }
         before = None if self.nll_before is None else [self.nll_before(f.fact_id) for f in facts]
-        return FakeEditResult(deltas=deltas, v_loss=0.01, v_losses_before=before)
+        targets = torch.from_numpy(rng.standard_normal((self.d_out, len(facts))).astype(np.float32))
+        return FakeEditResult(deltas=deltas, v_loss=0.01, v_losses_before=before, targets=targets)
+
+    def solve_targets(self, facts: list[Fact], targets: torch.Tensor, lam=None):
+        """Factors for a joint re-solve: deterministic in the facts and their targets."""
+        rng = np.random.default_rng(_h(*(f.fact_id for f in facts), float(targets.sum()), lam))
+        n = len(facts)
+        return {
+            layer: FakeFactors(
+                u=torch.from_numpy(rng.standard_normal((self.d_out, n)).astype(np.float32)),
+                v=torch.from_numpy(rng.standard_normal((self.d_in, n)).astype(np.float32)),
+                keys=torch.from_numpy(rng.standard_normal((self.d_in, n)).astype(np.float32)),
+            )
+            for layer in self.layers
+        }
 
     def keys(self, facts: list[Fact]):
         return {layer: torch.ones(self.d_in, len(facts)) for layer in self.layers}

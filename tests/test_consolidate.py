@@ -9,7 +9,8 @@
 - a failure mid-consolidation leaves the log, the blobs and the weights as they were;
 - bad input is refused with a one-line error and writes nothing;
 - a Hypothesis state machine mixes injects, updates, reverts, sleeps (in-place refreshes),
-  consolidations and their reverts: live always equals replay, bit for bit.
+  consolidations (both kinds: SVD and joint re-solve) and their reverts: live always equals
+  replay, bit for bit.
 """
 
 from __future__ import annotations
@@ -316,6 +317,14 @@ class ConsolidationMachine(RuleBasedStateMachine):
     def consolidate(self):
         try:
             assert self.mem.consolidate().max_output_change <= 1e-5
+        except UserError as exc:
+            assert "already consolidated" in str(exc)
+
+    @precondition(lambda self: hasattr(self, "mem") and len(self.mem.ledger.applied_entries()) > 1)
+    @rule()
+    def joint_re_solve(self):
+        try:
+            self.mem.consolidate(joint=True)
         except UserError as exc:
             assert "already consolidated" in str(exc)
 

@@ -32,10 +32,10 @@ from memlog.core.lowrank import factored_svd
 from memlog.engine.joint import joint_factors
 from memlog.errors import UserError
 from memlog.progress import ProgressFn, no_progress
-from memlog.projections.consolidation import stacked_columns
+from memlog.projections.consolidation import projection_terms, stacked_columns
 from memlog.projections.ledger import Ledger
-from memlog.store.deltas import read_factors, write_consolidated_layer
-from memlog.store.events import Consolidated, ConsolidationMember, ConsolidationReverted
+from memlog.store.deltas import read_ab, read_factors, read_uv, write_consolidated_layer
+from memlog.store.events import Consolidated, ConsolidatedLayer, ConsolidationMember, ConsolidationReverted
 
 # Singular values below DEFAULT_RTOL × the largest are dropped. Chosen from the spectra measured
 # on the embedded model (docs/RESULTS.md, "Consolidation"): well below the float32 noise of a
@@ -61,7 +61,11 @@ class ConsolidationReport:
 
 
 def layer_factors(mem, entries, layer: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The entries' (scale · U_i, V_i) at ``layer``, float64, in entry order (one pair per entry that edits it)."""
+    """The entries' (scale · U_i, V_i) at ``layer``, float64, in entry order (one pair per entry
+    that edits it). Where a joint re-solve stands for some of them, their sum is not theirs but
+    the projection's: the pairs are then the projection's terms (``projection_terms``)."""
+    if any((c := e.consolidated_in()) is not None and c.method == "joint" for e in entries):
+        return term_factors(mem, entries, layer)
     us, vs = [], []
     for entry in entries:
         for delta in entry.current.deltas:
@@ -69,6 +73,22 @@ def layer_factors(mem, entries, layer: int) -> tuple[list[np.ndarray], list[np.n
                 u, v, _ = read_factors(delta, mem.store.blobs.get)
                 us.append(np.asarray(u, dtype=np.float64) * entry.scale)
                 vs.append(np.asarray(v, dtype=np.float64))
+    return us, vs
+
+
+def term_factors(mem, entries, layer: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(coef · U, V) at ``layer`` of each projection term of ``entries``, float64, in term order."""
+    us, vs = [], []
+    for term in projection_terms(entries):
+        for factors in term.factors:
+            if factors.layer != layer:
+                continue
+            if isinstance(factors, ConsolidatedLayer):
+                u, v = read_ab(factors, mem.store.blobs.get)
+            else:
+                u, v = read_uv(factors, mem.store.blobs.get)
+            us.append(np.asarray(u, dtype=np.float64) * term.coef)
+            vs.append(np.asarray(v, dtype=np.float64))
     return us, vs
 
 
@@ -170,7 +190,7 @@ def consolidate(mem, rtol: float = DEFAULT_RTOL, progress: ProgressFn = no_progr
             rank=ranks,
             max_output_change=0.0,
             method="joint" if joint else "svd",
-            lam=(mem.editor.config.solve_lam if lam is None else float(lam)) if joint else None,
+            lam=(mem.solve_settings()["lam"] if lam is None else float(lam)) if joint else None,
         )
         trial = Ledger.fold([(item.seq, item.event) for item in mem.logged] + [(mem.head_seq + 1, event)])
         after = {layer: mem.projector.layer_sum(layer, trial.applied_entries()) for layer in layers}
