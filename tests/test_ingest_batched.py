@@ -41,6 +41,18 @@ def _weights(lm) -> list[bytes]:
     return [lm.adapter.edit_weight_view(lm.model, layer).detach().numpy().tobytes() for layer in CHEAP.layers]
 
 
+def reopens_as(path, tokenizer, live: list[bytes], head: str | None = None) -> bool:
+    """Whether the store at ``path``, opened read-only on a fresh tiny model, projects ``live``
+    (and, given, the weights hash ``head``)."""
+    again = _tiny(tokenizer)
+    ro = open_memory(path, lm=again, writable=False)
+    try:
+        sha = ro.project()
+        return _weights(again) == live and (head is None or sha == head)
+    finally:
+        ro.close()
+
+
 def _init(tmp_path, tokenizer, monkeypatch, **engine):
     monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
     lm = _tiny(tokenizer)

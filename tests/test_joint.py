@@ -18,38 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from memlog.core.adapter import LayerAdapter
 from memlog.core.facts import Fact
 from memlog.core.memit import MemitConfig, memit_edit, solve_layers
-from memlog.core.model import LoadedModel, ModelSpec
 from memlog.core.pool import fact_pool
-from memlog.engine.config import EngineConfig
 from memlog.engine.joint import group_targets
-from memlog.engine.open import init_memory, open_memory
+from memlog.engine.open import open_memory
 from memlog.errors import UserError
 from memlog.projections.consolidation import projection_terms
 from memlog.projections.facts import record_of
 from memlog.store.events import Consolidated, FactInjected
-from tests.conftest import make_tiny_llama
-
-CHEAP = MemitConfig(layers=(1, 2), cov_samples=24, v_steps=10)
-
-
-def _tiny(tokenizer) -> LoadedModel:
-    model = make_tiny_llama(seed=0)
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=LayerAdapter.for_model(model), model_id="tiny-llama", source="test", spec=ModelSpec(model="tiny-llama"))
-
-
-def _weights(lm) -> list[bytes]:
-    return [lm.adapter.edit_weight_view(lm.model, layer).detach().numpy().tobytes() for layer in CHEAP.layers]
-
-
-def _init(tmp_path, tokenizer, monkeypatch, **engine):
-    monkeypatch.setenv("MEMLOG_CACHE", str(tmp_path / "cache"))
-    lm = _tiny(tokenizer)
-    config = EngineConfig(**{"ppl_bound": None, "cap": 50, "wake": "unconstrained", **engine})
-    return init_memory(tmp_path / "s", ModelSpec(model="tiny-llama"), lm=lm, memit=CHEAP, engine=config), lm
-
+from tests.test_ingest_batched import CHEAP, _init, _tiny, _weights, reopens_as
 
 def _targets(mem) -> list[np.ndarray]:
     return [mem.store.blobs.get(item.event.target) for item in mem.logged if isinstance(item.event, FactInjected)]
@@ -101,12 +79,7 @@ def test_the_joint_re_solve_is_memit_from_the_base_and_replays_exactly(tmp_path,
         head = mem.ledger.last_weights_sha256
     finally:
         mem.close()
-    again = _tiny(embedded_tokenizer)
-    ro = open_memory(tmp_path / "s", lm=again, writable=False)
-    try:
-        assert _weights(again) == live and ro.project() == head
-    finally:
-        ro.close()
+    assert reopens_as(tmp_path / "s", embedded_tokenizer, live, head)
     mem = open_memory(tmp_path / "s", lm=_tiny(embedded_tokenizer))
     try:
         mem.revert_consolidation()
@@ -158,12 +131,7 @@ def test_a_joint_re_solve_stands_while_any_member_is_present(tmp_path, embedded_
         assert report.consolidation_id == mem.ledger.applied_entries()[0].consolidated_in().consolidation_id
     finally:
         mem.close()
-    again = _tiny(embedded_tokenizer)
-    ro = open_memory(tmp_path / "s", lm=again, writable=False)
-    try:
-        assert _weights(again) == live
-    finally:
-        ro.close()
+    assert reopens_as(tmp_path / "s", embedded_tokenizer, live)
 
 
 def test_sleep_starts_with_a_joint_re_solve_when_one_is_due(tmp_path, embedded_tokenizer, monkeypatch):

@@ -135,6 +135,16 @@ def test_edited_fact_text_and_lost_last_event_are_detected(populated_store, tmp_
         assert code == 2 and "refusing to write" in err
 
 
+def _replays_then_reverts_to(capsys, store, live_sha) -> None:
+    """The consolidated head replays exactly; the revert gives back ``live_sha``, exactly."""
+    code, now, _ = run(capsys, "replay", "--until", "head", "--store", str(store), "--format", "json")
+    assert now["weights_match"] is True and now["weights_sha256"] != live_sha
+    code, _, err = run(capsys, "consolidate", "--revert", "--store", str(store), "--format", "json")
+    assert code == 0, err
+    code, back, _ = run(capsys, "replay", "--until", "head", "--store", str(store), "--format", "json")
+    assert back["weights_sha256"] == live_sha and back["weights_match"] is True
+
+
 def test_consolidation_keeps_recall_and_reverts_exactly(populated_store, tmp_path, capsys):
     """``memlog consolidate`` on the embedded model: every fact's layer output within 1e-5, the same
     recall in an audit, exact replay before and after, and a revert back to the same bits."""
@@ -151,19 +161,14 @@ def test_consolidation_keeps_recall_and_reverts_exactly(populated_store, tmp_pat
     assert [(r["recalled"], r["completion"]) for r in after["facts"]] == [(r["recalled"], r["completion"]) for r in before["facts"]]
     code, then, _ = run(capsys, "replay", "--until", f"seq={head}", "--store", str(copy), "--format", "json")
     assert then["weights_sha256"] == live_sha
-    code, now, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
-    assert now["weights_match"] is True and now["weights_sha256"] != live_sha
-    code, _, err = run(capsys, "consolidate", "--revert", "--store", str(copy), "--format", "json")
-    assert code == 0, err
-    code, back, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
-    assert back["weights_sha256"] == live_sha and back["weights_match"] is True
+    _replays_then_reverts_to(capsys, copy, live_sha)
 
 
 def test_joint_re_solve_keeps_recall_and_reverts_exactly(populated_store, tmp_path, capsys):
     """``memlog consolidate --joint`` on the embedded model: the four applied facts re-solved as one
     MEMIT batch from the base weights with their stored targets keep every recall the sequential
     edits had, replay exactly, and the revert gives back the same bits."""
-    path, live_sha, _, head = populated_store
+    path, live_sha, _, _ = populated_store
     copy = tmp_path / "store"
     shutil.copytree(path, copy)
     code, before, err = run(capsys, "audit", "--store", str(copy), "--format", "json")
@@ -175,9 +180,4 @@ def test_joint_re_solve_keeps_recall_and_reverts_exactly(populated_store, tmp_pa
     assert code == 0, err
     was = {r["fact_id"] for r in before["facts"] if r["recalled"]}
     assert was and was <= {r["fact_id"] for r in after["facts"] if r["recalled"]}
-    code, now, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
-    assert now["weights_match"] is True and now["weights_sha256"] != live_sha
-    code, _, err = run(capsys, "consolidate", "--revert", "--store", str(copy), "--format", "json")
-    assert code == 0, err
-    code, back, _ = run(capsys, "replay", "--until", "head", "--store", str(copy), "--format", "json")
-    assert back["weights_sha256"] == live_sha and back["weights_match"] is True
+    _replays_then_reverts_to(capsys, copy, live_sha)

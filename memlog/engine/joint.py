@@ -26,19 +26,18 @@ without it, which the next audit measures.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from memlog.core.memit_hparams import MemitConfig
 from memlog.engine.wake import shared_key
 from memlog.errors import UserError
 from memlog.projections.facts import fact_of
 
 
 def check_lam(lam: float | None) -> None:
-    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 < lam < math.inf):
-        raise UserError(f"--lam must be a positive, finite number, got {lam!r}")
+    """UserError for a λ ``MemitConfig`` would refuse, before anything is solved."""
+    MemitConfig(lam=lam)
 
 
 def group_targets(entries, load) -> np.ndarray:
