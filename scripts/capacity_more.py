@@ -8,7 +8,7 @@ The store must hold the first facts of ``mixed_pool(--facts, seed=--seed, names=
 ``memlog experiment capacity`` (or ``scripts/capacity_runs.py``) wrote them; the script checks
 that, then injects the rest of the pool wave by wave (``--batch-size`` facts per MEMIT solve) and
 sleeps until converged after each (``experiments.capacity.run_wave``), appending each wave's row
-to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--lam``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh`` and ``--ppl-budget`` apply to this
+to ``--out`` as it ends. ``--refresh-strategy``, ``--max-cycles``, ``--protect``, ``--protect-energy``, ``--lam``, ``--norm-penalty``, ``--v-stop``, ``--batch-refresh``, ``--joint`` and ``--ppl-budget`` apply to this
 session only (the store's header keeps its settings).
 With ``--until HH:MM`` (UTC) no new wave starts after that time.
 """
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="override the store's v* early stop for new edits")
     parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
     parser.add_argument("--ppl-budget", type=float, default=None, help="override the store's PPL budget: sleep keeps no refresh, and wake no inject, that leaves PPL more than this fraction above the base model's (a refused batch ends the run)")
+    parser.add_argument("--joint", action="store_true", help="re-solve every applied edit jointly from the base weights before each wave's sleep")
     parser.add_argument("--up-to", type=int, default=None, help="stop once this many facts are stored (default: the whole pool)")
     parser.add_argument("--until", default=None, help="start no wave after HH:MM (UTC)")
     parser.add_argument("--out", type=Path, required=True)
@@ -69,12 +70,12 @@ def main() -> None:
                 break
             number = (stored + first) // args.wave + 1
             try:
-                row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size)
+                row = run_wave(mem, number, rest[first : first + args.wave], args.max_cycles, lambda *a: None, args.batch_size, joint=args.joint)
             except UserError as exc:  # the wake guard refused a batch: the budget is full
                 log(f"wave {number} stopped: {exc}")
                 break
             with args.out.open("a") as fh:
-                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "lam": mem.editor.config.lam, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop, "ppl_budget": mem.config.ppl_budget}) + "\n")
+                fh.write(json.dumps(row.to_dict() | {"refresh_strategy": args.refresh_strategy, "batch_size": args.batch_size, "protect": mem.config.protect_positions, "protect_energy": mem.config.protect_energy, "batch_refresh": mem.config.batch_refresh, "lam": mem.editor.config.lam, "norm_penalty": mem.editor.config.norm_penalty, "v_stop": mem.editor.config.v_stop, "ppl_budget": mem.config.ppl_budget, "joint": args.joint}) + "\n")
             log(f"wave {number}, {row.facts} facts: recall {row.recall_after_wave:.3f} -> {row.recall_after_sleep:.3f}, {row.cycles} cycles, "
                 f"{row.refreshed} refreshed, PPL {row.ppl_after_sleep:.3f}, inject {row.inject_seconds:.0f}s, sleep {row.sleep_seconds:.0f}s")
     finally:
