@@ -62,9 +62,9 @@ class ConsolidationReport:
 
 def layer_factors(mem, entries, layer: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The entries' (scale · U_i, V_i) at ``layer``, float64, in entry order (one pair per entry
-    that edits it). Where a joint re-solve stands for some of them, their sum is not theirs but
-    the projection's: the pairs are then the projection's terms (``projection_terms``)."""
-    if any((c := e.consolidated_in()) is not None and c.method == "joint" for e in entries):
+    that edits it). While a joint re-solve is active (also under a later consolidation), their sum
+    is not theirs but the projection's: the pairs are then the projection's terms."""
+    if any(c.active and c.method == "joint" for c in mem.ledger.consolidations.values()):
         return term_factors(mem, entries, layer)
     us, vs = [], []
     for entry in entries:
@@ -117,15 +117,19 @@ def output_changes(before: dict[int, torch.Tensor], after: dict[int, torch.Tenso
     return out
 
 
+def standing_for_all(entries):
+    """The one consolidation that stands for every one of ``entries`` (and has no other member), else None."""
+    standing = {e.consolidated_in() for e in entries}
+    only = next(iter(standing)) if len(standing) == 1 else None
+    return only if only is not None and len(only.members) == len(entries) else None
+
+
 def joint_due(mem) -> bool:
     """Whether a joint re-solve would change anything: at least two applied edits, and not all
     of them standing in one joint re-solve already."""
     entries = mem.ledger.applied_entries()
-    if len(entries) < 2:
-        return False
-    standing = {e.consolidated_in() for e in entries}
-    only = next(iter(standing)) if len(standing) == 1 else None
-    return not (only is not None and only.method == "joint" and len(only.members) == len(entries))
+    whole = standing_for_all(entries)
+    return len(entries) >= 2 and not (whole is not None and whole.method == "joint")
 
 
 def projection_width(mem) -> int:
@@ -145,10 +149,9 @@ def _check(mem, rtol: float, method: str = "svd") -> list:
     entries = mem.ledger.applied_entries()
     if len(entries) < 2:
         raise UserError(f"nothing to consolidate: {len(entries)} applied edit(s); consolidation needs at least 2")
-    live = {id(c) for e in entries if (c := e.consolidated_in()) is not None}
-    whole = len(live) == 1 and all(e.consolidated_in() is not None for e in entries)
-    if whole and len(entries[0].consolidated_in().members) == len(entries) and entries[0].consolidated_in().method == method:
-        raise UserError(f"nothing to consolidate: the {len(entries)} applied edits are already consolidated in {entries[0].consolidated_in().consolidation_id}")
+    whole = standing_for_all(entries)
+    if whole is not None and whole.method == method:
+        raise UserError(f"nothing to consolidate: the {len(entries)} applied edits are already consolidated in {whole.consolidation_id}")
     return entries
 
 

@@ -42,12 +42,12 @@ def check_lam(lam: float | None) -> None:
 
 def group_targets(entries, load) -> np.ndarray:
     """(d_model × N) float32: each entry's stored target, the latest-written one of its shared-key group."""
+    keys = [shared_key(fact_of(e.current.fact)) for e in entries]
     latest: dict[str, object] = {}
-    for entry in entries:
-        key = shared_key(fact_of(entry.current.fact))
+    for key, entry in zip(keys, entries):
         if key not in latest or entry.current.seq > latest[key].current.seq:
             latest[key] = entry
-    columns = [load(latest[shared_key(fact_of(e.current.fact))].current.target) for e in entries]
+    columns = [load(latest[key].current.target) for key in keys]
     return np.stack([np.asarray(c, dtype=np.float32).reshape(-1) for c in columns], axis=1)
 
 
