@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--protect", default="subject", choices=list(PROTECT_POSITIONS), help="positions constrained solves hold per fact")
     parser.add_argument("--no-sleep", action="store_true", help="audit after each wave instead of sleeping (the wake-only curve)")
     parser.add_argument("--joint", action="store_true", help="re-solve every applied edit jointly from the base weights before each sleep")
+    parser.add_argument("--batch-refresh", action="store_true", help="sleep refreshes a cycle's degraded facts in one constrained solve")
     parser.add_argument("--lam", type=float, default=None, help="MEMIT's λ for the new stores (default: a new store's for the wake mode)")
     parser.add_argument("--v-stop-loss", type=float, default=None, help="v*'s early-stop loss (default: MemitConfig's, MEMIT's 0.05)")
     parser.add_argument("--v-stop", default=None, choices=["loss", "most-probable"], help="v*'s early-stop rule (default: MemitConfig's)")
@@ -67,7 +68,7 @@ def main() -> None:
             log(f"{mode}: wave {row.wave}, {row.facts} facts: recall {row.recall_after_wave:.3f} {slept}, "
                 f"min rank left {min(row.rank_left) if row.rank_left else None}, inject {row.inject_seconds:.0f} s, audit/sleep {row.sleep_seconds:.0f} s")
 
-        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy, protect_positions=args.protect)
+        setup = ExperimentSetup(seed=args.seed, cap=None, max_cycles=args.max_cycles, wake=mode, threads=1, refresh_strategy=args.refresh_strategy, protect_positions=args.protect, batch_refresh=args.batch_refresh)
         log(f"{mode}: {args.facts} facts in waves of {args.wave}")
         doc = capacity_experiment(args.out / "stores" / mode, setup, n_facts=args.facts, wave=args.wave, names=args.names, on_row=on_row, batch_size=args.batch_size, sleep=not args.no_sleep, joint=args.joint,
                                   memit=MemitConfig(seed=args.seed, **memit_settings(args)),

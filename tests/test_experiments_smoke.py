@@ -246,18 +246,22 @@ def test_cli_capacity_without_sleep_audits_each_wave(tmp_path, tiny_dir, capsys)
 def test_cli_capacity_with_the_joint_re_solve(tmp_path, tiny_dir, capsys):
     """``--joint``: after each wave one audit and perplexity reading, then one joint re-solve
     (a ``Consolidated`` event, method joint, over every applied edit), then the sleep. The row
-    carries the readings before and after the re-solve; ``--no-sleep`` with it is refused."""
+    carries the readings before and after the re-solve; ``--no-sleep`` with it is refused. With
+    ``--batch-refresh`` the store's sleep refreshes a cycle's degraded facts in one solve."""
     store = tmp_path / "cap"
     code, data, err = run(
-        capsys, "experiment", "capacity", "--facts", "6", "--wave", "3", "--batch-size", "3", "--joint", "--refresh-strategy", "correct",
+        capsys, "experiment", "capacity", "--facts", "6", "--wave", "3", "--batch-size", "3", "--joint", "--batch-refresh", "--refresh-strategy", "correct",
         "--wake", "constrained", "--max-cycles", "1", "--ppl-bound", "0",
         "--model", tiny_dir, "--layers", "1-2", "--threads", "1", "--store", store, "--format", "json",
     )
     assert code == 0, err
     assert data["joint"] is True and [r["facts"] for r in data["rows"]] == [3, 6]
+    assert data["setup"]["batch_refresh"] is True and data["engine"]["batch_refresh"] is True
     for row in data["rows"]:
         assert 0.0 <= row["recall_after_joint"] <= 1.0 and row["ppl_after_joint"] > 1.0 and row["joint_seconds"] > 0
     code, joints, err = run(capsys, "sql", "SELECT payload->>'method' AS method, json_array_length(payload->'members') AS members FROM events WHERE kind = 'Consolidated' ORDER BY seq", "--store", store, "--format", "json")
     assert code == 0 and joints == [{"method": "joint", "members": 3}, {"method": "joint", "members": 6}], err
     code, _, err = run(capsys, "experiment", "capacity", "--joint", "--no-sleep", "--model", tiny_dir, "--store", tmp_path / "x")
     assert code == 1 and "--joint" in err and not (tmp_path / "x").exists()
+    code, _, err = run(capsys, "experiment", "capacity", "--batch-refresh", "--no-sleep", "--model", tiny_dir, "--store", tmp_path / "y")
+    assert code == 1 and "--batch-refresh" in err and not (tmp_path / "y").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -207,13 +208,16 @@ def capacity(
     refresh_strategy: str = RefreshStrategyOpt,
     sleep: bool = typer.Option(True, "--sleep/--no-sleep", help="Sleep until converged after each wave (default), or only audit and read perplexity and the room (the wake-only curve)."),
     joint: bool = typer.Option(False, "--joint", help="Before each sleep, re-solve every applied edit jointly from the base weights (memlog consolidate --joint)."),
+    batch_refresh: bool = typer.Option(False, "--batch-refresh", help="Sleep refreshes a cycle's degraded facts in one constrained solve (in-place)."),
 ):
     """Capacity: waves of mixed-relation facts, sleep after each; recall, PPL, null-space room and delta norm per wave."""
     from memlog.experiments.runner import capacity_experiment, capacity_plot  # loads torch: only when an experiment runs
 
     if joint and not sleep:
         raise UserError("--joint re-solves before each sleep; it does not go with --no-sleep")
-    data = capacity_experiment(store, setup, n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size, sleep=sleep, joint=joint)
+    if batch_refresh and not sleep:
+        raise UserError("--batch-refresh sets how sleep refreshes; it does not go with --no-sleep")
+    data = capacity_experiment(store, replace(setup, batch_refresh=batch_refresh), n_facts=facts, wave=wave, names=names, progress=progress, batch_size=batch_size, sleep=sleep, joint=joint)
     if plot is not None:
         capacity_plot({data["engine"].get("wake", "unconstrained"): data}, plot)
     return data

@@ -47,6 +47,7 @@ class ExperimentSetup:
     wake: str = "unconstrained"  # the paper's protocols inject unconstrained
     protect_positions: str = "subject"  # what constrained solves hold: the documented runs held the subject's key
     lam: float | None = None  # MEMIT's λ; None: a new store's default for the wake mode (memit_hparams.store_lam)
+    batch_refresh: bool = False  # sleep refreshes a cycle's degraded facts in one constrained solve (engine/refresh_batch.py)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -58,6 +59,7 @@ class ExperimentSetup:
             stale_after=None,  # the paper's Algorithm 1 refreshes every degraded fact in every cycle
             wake=self.wake,
             protect_positions=self.protect_positions,
+            batch_refresh=self.batch_refresh,
         )
 
     def to_dict(self) -> dict:
